@@ -1,0 +1,391 @@
+#include "store/dir/dir_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <random>
+
+namespace skerry {
+
+using dirstore::DirLayout;
+using dirstore::FdCache;
+using dirstore::UniqueFd;
+
+namespace {
+
+// The NFS client renames a file that is removed while open to ".nfsXXXX"; such names
+// are left out of List and so cannot be object names here.
+constexpr std::string_view kNfsSillyPrefix = ".nfs";
+
+Status CheckName(const std::string& name) {
+  if (!IsValidObjectName(name)) return Status::InvalidArgument("invalid object name '" + name + "'");
+  if (name.starts_with(kNfsSillyPrefix)) {
+    return Status::InvalidArgument("object name '" + name + "': names starting with '.nfs' are " +
+                                   "reserved by NFS in dir stores");
+  }
+  return Status::OK();
+}
+
+// File offsets are signed 64-bit.
+Status CheckRange(uint64_t offset, uint64_t length) {
+  constexpr uint64_t kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  if (length > kMax || offset > kMax - length) {
+    return Status::InvalidArgument("range " + std::to_string(offset) + "+" + std::to_string(length) +
+                                   " is past the largest file offset");
+  }
+  return Status::OK();
+}
+
+// Never all of RLIMIT_NOFILE: the process needs descriptors for sockets and the rest.
+size_t FdCacheCapacity(size_t wanted) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    wanted = std::min<size_t>(wanted, std::max<size_t>(16, rl.rlim_cur / 2));
+  }
+  return std::max<size_t>(wanted, 1);
+}
+
+std::string NewTempPrefix() {
+  std::random_device rd;
+  uint64_t r = (static_cast<uint64_t>(rd()) << 32) | rd();
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%d-%016" PRIx64, static_cast<int>(getpid()), r);
+  return buf;
+}
+
+// Removes temporaries a crashed process left behind.
+void RemoveStaleTemps(const std::string& tmp_dir, std::chrono::seconds max_age) {
+  DIR* d = opendir(tmp_dir.c_str());
+  if (d == nullptr) return;
+  const time_t cutoff = time(nullptr) - static_cast<time_t>(max_age.count());
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_mtime < cutoff) {
+      unlinkat(dirfd(d), e->d_name, 0);
+    }
+  }
+  closedir(d);
+}
+
+}  // namespace
+
+// ---- opening ----
+
+Result<std::shared_ptr<DirStore>> DirStore::Open(const std::string& root, DirStoreOptions options) {
+  if (root.empty()) return Status::InvalidArgument("dir store needs a directory path");
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(root, ec);
+  if (ec) return Status::FromErrno(ec.value(), "resolve " + root);
+  SKERRY_ASSIGN_OR_RETURN(DirLayout layout, DirLayout::Prepare(abs.lexically_normal().string()));
+  SKERRY_ASSIGN_OR_RETURN(auto locks, dirstore::ShardLocks::Open(layout.cas_lock_file(), DirLayout::kShards));
+  RemoveStaleTemps(layout.tmp_dir(), options.stale_temp_age);
+
+  StoreCapabilities caps;
+  caps.server_side_copy = true;  // reflink or copy_file_range: never through this process
+  caps.cheap_copy = dirstore::ReflinkWorks(layout.tmp_dir());
+  caps.native_async = false;     // inline pread/pwrite; see the header
+  caps.persistent = true;
+  caps.durable_writes = false;   // page cache until Sync
+  return std::shared_ptr<DirStore>(
+      new DirStore(std::move(layout), std::move(locks), caps, FdCacheCapacity(options.max_open_files)));
+}
+
+DirStore::DirStore(DirLayout layout, std::unique_ptr<dirstore::ShardLocks> locks,
+                   StoreCapabilities caps, size_t max_open_files)
+    : layout_(std::move(layout)),
+      shard_locks_(std::move(locks)),
+      caps_(caps),
+      fds_(max_open_files),
+      temp_prefix_(NewTempPrefix()) {}
+
+// ---- data path: the Do* helpers do the work, the overrides complete inline ----
+
+void DirStore::Read(const std::string& name, uint64_t offset, std::span<char> out, ReadDone done) {
+  Status st = DoRead(name, offset, out);
+  if (st.ok()) {
+    done(out.size());
+  } else {
+    done(std::move(st));
+  }
+}
+
+void DirStore::Write(const std::string& name, uint64_t offset, std::span<const char> data,
+                     bool fresh, Done done) {
+  done(DoWrite(name, offset, data, fresh));
+}
+
+void DirStore::Zero(const std::string& name, uint64_t offset, uint64_t length, Done done) {
+  done(DoZero(name, offset, length));
+}
+
+void DirStore::Copy(const std::string& src, const std::string& dst, Done done) {
+  done(DoCopy(src, dst));
+}
+
+void DirStore::Sync(std::vector<std::string> names, Done done) { done(DoSync(names)); }
+
+Status DirStore::DoRead(const std::string& name, uint64_t offset, std::span<char> out) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, out.size()));
+  SKERRY_ASSIGN_OR_RETURN(FdCache::FileRef file, OpenExisting(name));
+  // The name, not the path, as error context: no string is built per request.
+  SKERRY_ASSIGN_OR_RETURN(size_t n, dirstore::ReadAt(file->fd(), offset, out, name));
+  std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), '\0');  // past the end
+  return Status::OK();
+}
+
+Status DirStore::DoWrite(const std::string& name, uint64_t offset, std::span<const char> data,
+                         bool fresh) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, data.size()));
+  SKERRY_ASSIGN_OR_RETURN(FdCache::FileRef file, OpenOrCreate(name));
+  if (fresh && ftruncate(file->fd(), 0) != 0) {
+    return Status::FromErrno(errno, "truncate " + layout_.ObjectPath(name));
+  }
+  if (data.empty()) return Status::OK();
+  return dirstore::WriteAt(file->fd(), offset, data, name);
+}
+
+Status DirStore::DoZero(const std::string& name, uint64_t offset, uint64_t length) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
+  SKERRY_ASSIGN_OR_RETURN(FdCache::FileRef file, OpenExisting(name));
+  return dirstore::ZeroRange(file->fd(), offset, length, name);
+}
+
+Status DirStore::DoCopy(const std::string& src, const std::string& dst) {
+  SKERRY_RETURN_IF_ERROR(CheckName(src));
+  SKERRY_RETURN_IF_ERROR(CheckName(dst));
+  SKERRY_ASSIGN_OR_RETURN(FdCache::FileRef from, OpenExisting(src));
+  if (src == dst) return Status::OK();
+  const std::string dst_path = layout_.ObjectPath(dst);
+  SKERRY_ASSIGN_OR_RETURN(uint64_t size, dirstore::FileSize(from->fd(), layout_.ObjectPath(src)));
+  SKERRY_ASSIGN_OR_RETURN(Temp temp, NewTemp());
+  Status st = dirstore::CopyData(from->fd(), temp.fd.get(), size, caps_.cheap_copy,
+                                 layout_.ObjectPath(src) + " to " + temp.path)
+                  .status();
+  // Durable before it gets the name, so a crash never leaves a half-copied dst.
+  if (st.ok() && fdatasync(temp.fd.get()) != 0) st = Status::FromErrno(errno, "fdatasync " + temp.path);
+  if (st.ok()) fds_.Invalidate(dst);  // close ours first: on NFS an open target is silly-renamed
+  if (st.ok() && rename(temp.path.c_str(), dst_path.c_str()) != 0) {
+    st = Status::FromErrno(errno, "rename " + temp.path + " to " + dst_path);
+  }
+  if (!st.ok()) {
+    unlink(temp.path.c_str());
+    return st;
+  }
+  fds_.Invalidate(dst);
+  NoteUnsyncedEntry(dst);
+  return Status::OK();
+}
+
+Status DirStore::DoSync(const std::vector<std::string>& names) {
+  std::set<uint32_t> dirty_shards;
+  for (const std::string& name : names) {
+    SKERRY_RETURN_IF_ERROR(CheckName(name));
+    const std::string path = layout_.ObjectPath(name);
+    FdCache::FileRef cached = fds_.Peek(name);
+    UniqueFd opened;
+    int fd = cached ? cached->fd() : -1;
+    if (fd < 0) {
+      auto f = dirstore::OpenFile(path, O_RDONLY);
+      if (f.status().IsNotFound()) continue;  // deleted (durably) or never written
+      if (!f.ok()) return f.status();
+      opened = std::move(f).value();
+      fd = opened.get();
+    }
+    if (fdatasync(fd) != 0) return Status::FromErrno(errno, "fdatasync " + path);
+    if (TakeUnsyncedEntry(name)) dirty_shards.insert(DirLayout::ShardOf(name));
+  }
+  for (uint32_t shard : dirty_shards) {
+    Status st = dirstore::SyncDir(layout_.ShardDir(shard));
+    if (!st.ok()) {
+      for (const std::string& name : names) {  // still owed: keep them for the next Sync
+        if (DirLayout::ShardOf(name) == shard) NoteUnsyncedEntry(name);
+      }
+      return st;
+    }
+  }
+  return Status::OK();
+}
+
+Result<FdCache::FileRef> DirStore::OpenExisting(const std::string& name) {
+  return fds_.Get(name, [&]() { return dirstore::OpenFile(layout_.ObjectPath(name), O_RDWR); });
+}
+
+Result<FdCache::FileRef> DirStore::OpenOrCreate(const std::string& name) {
+  return fds_.Get(name, [&]() -> Result<UniqueFd> {
+    const std::string path = layout_.ObjectPath(name);
+    auto fd = dirstore::OpenFile(path, O_RDWR);
+    if (!fd.status().IsNotFound()) return fd;
+    // O_EXCL only to learn whether this call made the entry (which Sync must then
+    // make durable); exclusivity itself is not relied on, so NFS semantics do not matter.
+    fd = dirstore::OpenFile(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+    if (fd.ok()) {
+      NoteUnsyncedEntry(name);
+      return fd;
+    }
+    if (fd.status().IsAlreadyExists()) return dirstore::OpenFile(path, O_RDWR);
+    return fd;
+  });
+}
+
+void DirStore::NoteUnsyncedEntry(const std::string& name) {
+  std::lock_guard<std::mutex> lock(unsynced_mu_);
+  unsynced_entries_.insert(name);
+}
+
+bool DirStore::TakeUnsyncedEntry(const std::string& name) {
+  std::lock_guard<std::mutex> lock(unsynced_mu_);
+  return unsynced_entries_.erase(name) > 0;
+}
+
+// ---- temporaries ----
+
+Result<DirStore::Temp> DirStore::NewTemp() {
+  Temp temp;
+  temp.path = layout_.tmp_dir() + "/" + temp_prefix_ + "-" + std::to_string(temp_counter_++);
+  SKERRY_ASSIGN_OR_RETURN(temp.fd, dirstore::OpenFile(temp.path, O_RDWR | O_CREAT | O_EXCL, 0644));
+  return temp;
+}
+
+Result<DirStore::Temp> DirStore::WriteTemp(std::string_view data) {
+  SKERRY_ASSIGN_OR_RETURN(Temp temp, NewTemp());
+  Status st = dirstore::WriteAt(temp.fd.get(), 0, data, temp.path);
+  if (st.ok() && fdatasync(temp.fd.get()) != 0) st = Status::FromErrno(errno, "fdatasync " + temp.path);
+  if (!st.ok()) {
+    unlink(temp.path.c_str());
+    return st;
+  }
+  return temp;
+}
+
+// ---- control path ----
+
+Result<std::string> DirStore::Get(const std::string& name) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  // A fresh open, not the fd cache: another process may have renamed a new file into
+  // place, and on NFS an open revalidates the client's cache (close-to-open).
+  const std::string path = layout_.ObjectPath(name);
+  SKERRY_ASSIGN_OR_RETURN(UniqueFd fd, dirstore::OpenFile(path, O_RDONLY));
+  return dirstore::ReadWhole(fd.get(), path);
+}
+
+Status DirStore::ReplaceLocked(const std::string& name, std::string_view data) {
+  const std::string path = layout_.ObjectPath(name);
+  SKERRY_ASSIGN_OR_RETURN(Temp temp, WriteTemp(data));
+  fds_.Invalidate(name);  // close ours first: on NFS an open target is silly-renamed
+  if (rename(temp.path.c_str(), path.c_str()) != 0) {
+    Status st = Status::FromErrno(errno, "rename " + temp.path + " to " + path);
+    unlink(temp.path.c_str());
+    return st;
+  }
+  fds_.Invalidate(name);
+  return dirstore::SyncDir(layout_.ShardDir(DirLayout::ShardOf(name)));
+}
+
+Status DirStore::Put(const std::string& name, std::string_view data) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  SKERRY_ASSIGN_OR_RETURN(auto guard, shard_locks_->Lock(DirLayout::ShardOf(name)));
+  return ReplaceLocked(name, data);
+}
+
+Status DirStore::Create(const std::string& name, std::string_view data) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  const std::string path = layout_.ObjectPath(name);
+  SKERRY_ASSIGN_OR_RETURN(Temp temp, WriteTemp(data));
+  // link() fails with EEXIST when the name is taken, atomically on NFS too (unlike
+  // O_EXCL on old NFS). A lost reply to a retried LINK can report an error although
+  // the link was made, so on error the temporary's link count has the last word.
+  Status st;
+  if (link(temp.path.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    struct stat s;
+    if (!(fstat(temp.fd.get(), &s) == 0 && s.st_nlink == 2)) {
+      st = err == EEXIST ? Status::AlreadyExists("object '" + name + "'")
+                         : Status::FromErrno(err, "link " + temp.path + " to " + path);
+    }
+  }
+  unlink(temp.path.c_str());
+  SKERRY_RETURN_IF_ERROR(st);
+  fds_.Invalidate(name);  // a file of this name deleted elsewhere may still be cached
+  return dirstore::SyncDir(layout_.ShardDir(DirLayout::ShardOf(name)));
+}
+
+Status DirStore::CompareAndSwap(const std::string& name, std::string_view expected,
+                                std::string_view desired) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  SKERRY_ASSIGN_OR_RETURN(auto guard, shard_locks_->Lock(DirLayout::ShardOf(name)));
+  SKERRY_ASSIGN_OR_RETURN(std::string current, Get(name));
+  if (current != expected) return Status::Conflict("object '" + name + "' changed");
+  return ReplaceLocked(name, desired);
+}
+
+Status DirStore::Truncate(const std::string& name, uint64_t size) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  SKERRY_RETURN_IF_ERROR(CheckRange(0, size));
+  SKERRY_ASSIGN_OR_RETURN(FdCache::FileRef file, OpenOrCreate(name));
+  if (ftruncate(file->fd(), static_cast<off_t>(size)) != 0) {
+    return Status::FromErrno(errno, "truncate " + layout_.ObjectPath(name));
+  }
+  return Status::OK();
+}
+
+Result<ObjectInfo> DirStore::Stat(const std::string& name) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  const std::string path = layout_.ObjectPath(name);
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  return ObjectInfo{static_cast<uint64_t>(st.st_size)};
+}
+
+Status DirStore::Delete(const std::string& name) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  const uint32_t shard = DirLayout::ShardOf(name);
+  SKERRY_ASSIGN_OR_RETURN(auto guard, shard_locks_->Lock(shard));
+  const std::string path = layout_.ObjectPath(name);
+  fds_.Invalidate(name);  // close ours first: on NFS an open file is silly-renamed
+  if (unlink(path.c_str()) != 0) return Status::FromErrno(errno, "delete " + path);
+  fds_.Invalidate(name);  // and drop any file a racing lookup opened meanwhile
+  TakeUnsyncedEntry(name);  // the directory fsync below covers it
+  return dirstore::SyncDir(layout_.ShardDir(shard));
+}
+
+Result<std::vector<std::string>> DirStore::List(std::string_view prefix) {
+  std::vector<std::string> names;
+  for (uint32_t shard = 0; shard < DirLayout::kShards; shard++) {
+    const std::string dir = layout_.ShardDir(shard);
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) return Status::FromErrno(errno, "list " + dir);
+    while (dirent* e = readdir(d)) {
+      std::string_view n = e->d_name;
+      // Only object names: not ".", "..", NFS leftovers or files someone else put here.
+      if (n.starts_with(prefix) && IsValidObjectName(n) && !n.starts_with(kNfsSillyPrefix)) {
+        names.emplace_back(n);
+      }
+    }
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Status DirStore::Lock(const std::string& name, const std::string& owner, int64_t lease_ms) {
+  Result<LockInfo> before = GetLock(name);
+  SKERRY_RETURN_IF_ERROR(ObjectStore::Lock(name, owner, lease_ms));
+  if (!(before.ok() && before->owner == owner)) fds_.Clear();
+  return Status::OK();
+}
+
+}  // namespace skerry

@@ -1,0 +1,219 @@
+// store_io_bench: the measurement behind DirStore's data-path model (docs/stores.md).
+//
+// Compares, for page-cache-hot random 4 KiB reads and writes on one file:
+//   pread   - pread/pwrite inline on the caller's thread (what DirStore does);
+//   uring   - io_uring with one shared ring, submitters serialised by a mutex and one
+//             reaper thread running a std::function completion per request (the
+//             alternative model), at queue depth 1 and 32;
+//   DirStore - the real store through the ObjectStore interface (64 objects of 4 MiB),
+//             to see what the fd cache, checks and callbacks add to the raw syscalls.
+// Usage: store_io_bench [DIR] [SECONDS_PER_CASE]. Not a test; built on demand.
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/dir/dir_store.h"
+
+namespace {
+
+constexpr size_t kFileSize = 256u << 20;
+constexpr size_t kIo = 4096;
+using Clock = std::chrono::steady_clock;
+
+// Runs `fn(thread_index, stop)` on `threads` threads for `secs` seconds; returns ops/s
+// from the per-thread counts fn returns.
+double RunThreads(int threads, double secs, const std::function<uint64_t(int, std::atomic<bool>&)>& fn) {
+  std::atomic<bool> stop{false};
+  std::vector<uint64_t> counts(threads);
+  std::vector<std::thread> ts;
+  auto t0 = Clock::now();
+  for (int i = 0; i < threads; i++) ts.emplace_back([&, i] { counts[i] = fn(i, stop); });
+  std::this_thread::sleep_for(std::chrono::duration<double>(secs));
+  stop = true;
+  for (auto& t : ts) t.join();
+  double el = std::chrono::duration<double>(Clock::now() - t0).count();
+  uint64_t total = 0;
+  for (auto c : counts) total += c;
+  return total / el;
+}
+
+// The io_uring model: completions are std::functions run on one reaper thread.
+class UringModel {
+ public:
+  explicit UringModel(unsigned entries) {
+    if (io_uring_queue_init(entries, &ring_, 0) != 0) { perror("io_uring_queue_init"); exit(1); }
+    reaper_ = std::thread([this] { Reap(); });
+  }
+  ~UringModel() {
+    Submit([](int) {}, [](io_uring_sqe* sqe) { io_uring_prep_nop(sqe); sqe->user_data = 0; }, true);
+    reaper_.join();
+    io_uring_queue_exit(&ring_);
+  }
+  void Submit(std::function<void(int)> done, const std::function<void(io_uring_sqe*)>& prep,
+              bool last = false) {
+    auto* cb = last ? nullptr : new std::function<void(int)>(std::move(done));
+    std::lock_guard<std::mutex> g(mu_);
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (sqe == nullptr) { io_uring_submit(&ring_); sqe = io_uring_get_sqe(&ring_); }
+    prep(sqe);
+    io_uring_sqe_set_data(sqe, cb);
+    io_uring_submit(&ring_);
+  }
+
+ private:
+  void Reap() {
+    for (;;) {
+      io_uring_cqe* cqe;
+      if (io_uring_wait_cqe(&ring_, &cqe) != 0) continue;
+      auto* cb = static_cast<std::function<void(int)>*>(io_uring_cqe_get_data(cqe));
+      int res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      if (cb == nullptr) return;
+      (*cb)(res);
+      delete cb;
+    }
+  }
+  io_uring ring_;
+  std::mutex mu_;
+  std::thread reaper_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = argc > 1 ? argv[1] : "/tmp";
+  double secs = argc > 2 ? atof(argv[2]) : 2.0;
+  std::string path = dir + "/store_io_bench.XXXXXX";
+  int fd = mkstemp(path.data());
+  if (fd < 0) { perror("mkstemp"); return 1; }
+  unlink(path.c_str());
+  std::vector<char> fill(1 << 20, 'x');
+  for (size_t off = 0; off < kFileSize; off += fill.size()) {
+    if (pwrite(fd, fill.data(), fill.size(), off) != (ssize_t)fill.size()) { perror("pwrite"); return 1; }
+  }
+  fsync(fd);
+  constexpr size_t kBlocks = kFileSize / kIo;
+
+  for (bool write : {false, true}) {
+    const char* op = write ? "write" : "read";
+    for (int threads : {1, 2}) {
+      double r = RunThreads(threads, secs, [&](int i, std::atomic<bool>& stop) {
+        alignas(4096) static thread_local char buf[kIo];
+        std::mt19937_64 rng(i + 1);
+        uint64_t n = 0;
+        while (!stop.load(std::memory_order_relaxed)) {
+          off_t off = (rng() % kBlocks) * kIo;
+          ssize_t r = write ? pwrite(fd, buf, kIo, off) : pread(fd, buf, kIo, off);
+          if (r != (ssize_t)kIo) abort();
+          n++;
+        }
+        return n;
+      });
+      printf("pread/pwrite inline  4K rand%-5s threads=%d          %9.0f IOPS\n", op, threads, r);
+    }
+    for (int qd : {1, 32}) {
+      for (int threads : {1, 2}) {
+        UringModel m(256);
+        double r = RunThreads(threads, secs, [&](int i, std::atomic<bool>& stop) {
+          std::vector<char> bufs(qd * kIo);
+          std::mt19937_64 rng(i + 1);
+          std::mutex mu;
+          std::condition_variable cv;
+          int inflight = 0;
+          uint64_t n = 0;
+          auto issue = [&](int slot) {
+            off_t off = (rng() % kBlocks) * kIo;
+            char* b = bufs.data() + slot * kIo;
+            m.Submit(
+                [&](int res) {
+                  if (res != (int)kIo) abort();
+                  std::lock_guard<std::mutex> g(mu);
+                  inflight--;
+                  n++;
+                  cv.notify_one();
+                },
+                [&](io_uring_sqe* sqe) {
+                  if (write) io_uring_prep_write(sqe, fd, b, kIo, off);
+                  else io_uring_prep_read(sqe, fd, b, kIo, off);
+                });
+          };
+          int slot = 0;
+          std::unique_lock<std::mutex> lk(mu);
+          while (!stop.load(std::memory_order_relaxed)) {
+            while (inflight < qd) {
+              inflight++;
+              lk.unlock();
+              issue(slot++ % qd);
+              lk.lock();
+            }
+            cv.wait(lk, [&] { return inflight < qd; });
+          }
+          cv.wait(lk, [&] { return inflight == 0; });
+          return n;
+        });
+        printf("io_uring + reaper    4K rand%-5s threads=%d qd=%-2d    %9.0f IOPS\n", op, threads, qd, r);
+      }
+    }
+  }
+  close(fd);
+
+  auto opened = skerry::DirStore::Open(dir + "/store_io_bench.store." + std::to_string(getpid()));
+  if (!opened.ok()) { fprintf(stderr, "%s\n", opened.status().ToString().c_str()); return 1; }
+  std::shared_ptr<skerry::DirStore> store = *opened;
+  constexpr int kObjects = 64;
+  constexpr size_t kObjectSize = 4u << 20;
+  for (int i = 0; i < kObjects; i++) {
+    if (!store->WriteSync("blk." + std::to_string(i), 0, std::span<const char>(fill.data(), fill.size()))
+             .ok() ||
+        !store->Truncate("blk." + std::to_string(i), kObjectSize).ok()) {
+      return 1;
+    }
+  }
+  for (int i = 0; i < kObjects; i++) {  // data everywhere, page-cache hot
+    for (size_t off = 0; off < kObjectSize; off += fill.size()) {
+      store->WriteSync("blk." + std::to_string(i), off, std::span<const char>(fill.data(), fill.size()));
+    }
+  }
+  for (bool write : {false, true}) {
+    for (int threads : {1, 2}) {
+      double r = RunThreads(threads, secs, [&](int i, std::atomic<bool>& stop) {
+        std::vector<char> buf(kIo, 'w');
+        std::vector<std::string> names;
+        for (int o = 0; o < kObjects; o++) names.push_back("blk." + std::to_string(o));
+        std::mt19937_64 rng(i + 1);
+        uint64_t n = 0;
+        while (!stop.load(std::memory_order_relaxed)) {
+          const std::string& name = names[rng() % kObjects];
+          uint64_t off = (rng() % (kObjectSize / kIo)) * kIo;
+          if (write) {
+            store->Write(name, off, buf, false, [&](skerry::Status st) { if (!st.ok()) abort(); n++; });
+          } else {
+            store->Read(name, off, buf, [&](skerry::Result<size_t> r) { if (!r.ok()) abort(); n++; });
+          }
+        }
+        return n;
+      });
+      printf("DirStore inline      4K rand%-5s threads=%d          %9.0f IOPS\n", write ? "write" : "read",
+             threads, r);
+    }
+  }
+  std::string root = store->layout().root();
+  store.reset();
+  std::filesystem::remove_all(root);
+  return 0;
+}
