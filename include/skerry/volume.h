@@ -1,0 +1,149 @@
+// Volumes: VM disks as maps of fixed-size blocks over an ObjectStore.
+//
+// Catalog is the set of volumes in one store and every management operation on them
+// (create, snapshot, clone, resize, ...). Volume is one volume (or snapshot) opened
+// for I/O. The on-disk format is specified in docs/format.md; the crash contract in
+// docs/crash-contract.md.
+//
+// Names of volumes and snapshots: 1..100 characters from [A-Za-z0-9_.-], not starting
+// with '.' or '-'. A snapshot is addressed as "volume@snap".
+//
+// Thread-safety: Catalog methods may be called concurrently (and from several
+// processes: every metadata update is a compare-and-swap in the store). A Volume's
+// I/O methods may be called concurrently from many threads; I/O to overlapping ranges
+// in flight at the same time has no defined order, as on any disk.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "skerry/object_store.h"
+#include "skerry/status.h"
+
+namespace skerry {
+
+inline constexpr uint32_t kMinBlockSize = 64 * 1024;
+inline constexpr uint32_t kMaxBlockSize = 64 * 1024 * 1024;
+inline constexpr uint32_t kDefaultBlockSize = 4 * 1024 * 1024;
+inline constexpr uint64_t kSectorSize = 512;  // volume sizes are multiples of this
+inline constexpr uint64_t kMaxVolumeSize = 1ull << 56;  // 64 PiB
+
+struct SnapshotInfo {
+  uint64_t id = 0;
+  std::string name;
+  uint64_t size = 0;
+  int64_t created_unix_ms = 0;
+  std::vector<std::string> children;  // names of clones made from this snapshot
+};
+
+struct VolumeInfo {
+  std::string name;
+  std::string id;  // 32 hex digits, never changes (rename keeps it)
+  uint64_t size = 0;
+  uint32_t block_size = 0;
+  uint64_t epoch = 0;
+  int64_t created_unix_ms = 0;
+  std::string parent;  // "volume@snap" this was cloned from, empty if none
+  std::vector<SnapshotInfo> snapshots;
+  // Filled only when asked (it reads the whole map): blocks that hold data.
+  std::optional<uint64_t> allocated_blocks;
+  std::optional<SnapshotInfo> snapshot;  // set when Info was asked for "volume@snap"
+};
+
+// One run of a volume's address space with the same allocation state.
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool hole = false;  // not allocated in the map (reads as zeros)
+  bool zero = false;  // known to read as zeros
+};
+
+struct OpenOptions {
+  bool read_only = false;  // snapshots are always read-only
+  // Who holds the volume's write lock while it is open, e.g. "skerry-cli@host:pid".
+  std::string owner;
+  int64_t lease_ms = 60'000;
+};
+
+class Volume {
+ public:
+  virtual ~Volume() = default;
+
+  virtual const std::string& name() const = 0;  // "vol" or "vol@snap"
+  virtual uint64_t size() const = 0;
+  virtual uint32_t block_size() const = 0;
+  virtual bool read_only() const = 0;
+
+  // I/O at any byte offset and length. REQUIRES: offset + length <= size(); the NBD
+  // layer and CLI check ranges before calling (InvalidArgument here otherwise).
+  virtual Status Read(uint64_t offset, std::span<char> out) = 0;
+  // With `fua`, the data is durable when Write returns.
+  virtual Status Write(uint64_t offset, std::span<const char> data, bool fua = false) = 0;
+  // Discards the range: whole blocks become holes; partial blocks are zeroed.
+  virtual Status Trim(uint64_t offset, uint64_t length) = 0;
+  // Zeroes the range. Without `may_trim` (NBD_CMD_FLAG_NO_HOLE), blocks stay
+  // allocated and are written as zeros.
+  virtual Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua = false) = 0;
+  // Every write completed before Flush was called is durable when it returns,
+  // including its map updates.
+  virtual Status Flush() = 0;
+  // Allocation of [offset, offset+length), in order, covering the whole range.
+  virtual Result<std::vector<Extent>> Extents(uint64_t offset, uint64_t length) = 0;
+
+  // Management on an open volume (the daemon holds volumes open; the CLI asks it).
+  // Snapshot is point-in-time: callers drain in-flight I/O first.
+  virtual Status CreateSnapshot(const std::string& snap) = 0;
+  virtual Status Resize(uint64_t new_size, bool allow_shrink) = 0;
+
+  // Flushes and releases the write lock. Called by the destructor if not called.
+  virtual Status Close() = 0;
+};
+
+class Catalog {
+ public:
+  virtual ~Catalog() = default;
+
+  // The catalog of volumes kept in `store`.
+  static Result<std::unique_ptr<Catalog>> Open(std::shared_ptr<ObjectStore> store);
+
+  virtual ObjectStore& store() = 0;
+
+  virtual Status Create(const std::string& name, uint64_t size,
+                        uint32_t block_size = kDefaultBlockSize) = 0;
+  virtual Result<std::vector<VolumeInfo>> List(bool with_usage = false) = 0;
+  // `spec` is "volume" or "volume@snap".
+  virtual Result<VolumeInfo> Info(const std::string& spec, bool with_usage = false) = 0;
+  virtual Status Remove(const std::string& name) = 0;
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  virtual Status Resize(const std::string& name, uint64_t new_size, bool allow_shrink) = 0;
+
+  virtual Status SnapCreate(const std::string& name, const std::string& snap) = 0;
+  virtual Result<std::vector<SnapshotInfo>> SnapList(const std::string& name) = 0;
+  virtual Status SnapRemove(const std::string& name, const std::string& snap) = 0;
+  virtual Status SnapRollback(const std::string& name, const std::string& snap) = 0;
+  // A thin clone of name@snap; `size` may grow it (never below the snapshot's size).
+  virtual Status Clone(const std::string& name, const std::string& snap,
+                       const std::string& new_name, std::optional<uint64_t> size = {}) = 0;
+
+  // Who holds the write lock of `name` (NotFound when nobody does). A daemon's owner
+  // string names its admin socket, so the CLI can ask it to act on a volume it has open.
+  virtual Result<LockInfo> LockHolder(const std::string& name) = 0;
+
+  // Opens "volume" (read-write unless options say otherwise) or "volume@snap" (read-only).
+  virtual Result<std::unique_ptr<Volume>> Open(const std::string& spec,
+                                               const OpenOptions& options = {}) = 0;
+};
+
+// Validation helpers shared by the CLI, the daemon and the catalog.
+Status ValidateVolumeName(std::string_view name);
+Status ValidateBlockSize(uint64_t block_size);
+Status ValidateVolumeSize(uint64_t size);
+// Splits "vol@snap"; snap is empty when there is no '@'.
+Status SplitSpec(std::string_view spec, std::string* volume, std::string* snap);
+
+}  // namespace skerry

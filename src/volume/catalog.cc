@@ -1,0 +1,369 @@
+// StoreCatalog: skerry::Catalog over one ObjectStore (see include/skerry/volume.h).
+//
+// Each operation is ordered so that a crash at any point leaves either the old state or
+// the new one visible, plus at worst unreferenced objects that `skerry check` reports
+// (docs/crash-contract.md).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "skerry/volume.h"
+#include "volume/metadata.h"
+#include "volume/open_volume.h"
+
+namespace skerry {
+namespace {
+
+using volume::ChunkCount;
+using volume::Directory;
+using volume::DirectoryEntry;
+using volume::Header;
+using volume::OpenVolume;
+using volume::SnapshotEntry;
+using volume::SnapshotRecord;
+using volume::VolumeId;
+
+// Unique per open, even within one process: two opens of a volume in one process are two
+// writers and must exclude each other like any others.
+std::string DefaultOwner() {
+  static std::atomic<uint64_t> counter{0};
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return fmt::format("skerry@{}:{}#{}", host, getpid(), ++counter);
+}
+
+class StoreCatalog final : public Catalog {
+ public:
+  explicit StoreCatalog(std::shared_ptr<ObjectStore> store) : store_(std::move(store)) {}
+
+  ObjectStore& store() override { return *store_; }
+
+  Status Create(const std::string& name, uint64_t size, uint32_t block_size) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeSize(size));
+    SKERRY_RETURN_IF_ERROR(ValidateBlockSize(block_size));
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    if (dir.Find(name)) return Status::AlreadyExists(fmt::format("volume '{}' already exists", name));
+    Header h;
+    h.id = VolumeId::Random();
+    h.size = size;
+    h.block_size = block_size;
+    h.created_unix_ms = volume::NowUnixMs();
+    h.chunks.resize(ChunkCount(h.block_count(), h.entries_per_chunk));
+    // Header first, invisible until the directory names it.
+    SKERRY_RETURN_IF_ERROR(store_->Create(volume::HeaderObject(h.id), volume::EncodeHeader(h)));
+    return Publish(name, h.id);
+  }
+
+  Result<std::vector<VolumeInfo>> List(bool with_usage) override {
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    std::vector<VolumeInfo> out;
+    for (const DirectoryEntry& e : dir.entries) {
+      SKERRY_ASSIGN_OR_RETURN(VolumeInfo info, Describe(dir, e.name, e.id, with_usage));
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  Result<VolumeInfo> Info(const std::string& spec, bool with_usage) override {
+    std::string name, snap;
+    SKERRY_RETURN_IF_ERROR(SplitSpec(spec, &name, &snap));
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    SKERRY_ASSIGN_OR_RETURN(VolumeInfo info, Describe(dir, name, id, with_usage && snap.empty()));
+    if (!snap.empty()) {
+      auto it = std::find_if(info.snapshots.begin(), info.snapshots.end(), [&](auto& s) { return s.name == snap; });
+      if (it == info.snapshots.end()) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name, snap));
+      info.snapshot = *it;
+      info.size = it->size;
+      if (with_usage) {
+        SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, volume::ReadSnapshotRecord(*store_, id, it->id));
+        SKERRY_ASSIGN_OR_RETURN(uint64_t used, CountAllocated(id, rec.epoch, rec.size, rec.block_size,
+                                                              rec.entries_per_chunk, rec.chunks));
+        info.allocated_blocks = used;
+      }
+    }
+    return info;
+  }
+
+  Status Remove(const std::string& name) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    SKERRY_ASSIGN_OR_RETURN(Header h, volume::ReadHeader(*store_, id));
+    for (const SnapshotEntry& s : h.snapshots) {
+      std::vector<std::string> kids = LiveChildren(dir, s);
+      if (!kids.empty())
+        return Status::Busy(fmt::format("volume '{}' has clones of snapshot '{}': {}; remove them first", name,
+                                        s.name, Join(kids)));
+    }
+    // Hold the write lock so nobody is writing it while it disappears.
+    std::string owner = DefaultOwner();
+    SKERRY_RETURN_IF_ERROR(LockOrExplain(name, id, owner, 60'000));
+    Status st = volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
+      auto it = std::find_if(d.entries.begin(), d.entries.end(), [&](auto& e) { return e.name == name; });
+      if (it == d.entries.end() || it->id != id) return Status::NotFound(fmt::format("volume '{}' does not exist", name));
+      d.entries.erase(it);
+      return Status::OK();
+    });
+    if (!st.ok()) {
+      store_->Unlock(volume::LockObject(id), owner);
+      return st;
+    }
+    // Invisible now; free its objects. Everything it owns is named "v.<id>.".
+    SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> objects, store_->List(volume::VolumePrefix(id)));
+    std::string header = volume::HeaderObject(id), lock = volume::LockObject(id);
+    for (const std::string& o : objects) {
+      if (o == header || o == lock) continue;
+      Status d = store_->Delete(o);
+      if (!d.ok() && !d.IsNotFound()) return d;
+    }
+    if (!h.parent_id.IsZero()) {
+      Status p = volume::UpdateHeader(*store_, h.parent_id, [&](Header& parent) -> Status {
+        for (SnapshotEntry& s : parent.snapshots) std::erase(s.children, id);
+        return Status::OK();
+      });
+      if (!p.ok() && !p.IsNotFound()) return p;
+    }
+    SKERRY_RETURN_IF_ERROR(store_->Delete(header));
+    Status u = store_->Delete(lock);
+    return u.IsNotFound() ? Status::OK() : u;
+  }
+
+  Status Rename(const std::string& from, const std::string& to) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(from).Prefixed("volume"));
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(to).Prefixed("new name"));
+    return volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
+      if (d.Find(to)) return Status::AlreadyExists(fmt::format("volume '{}' already exists", to));
+      auto it = std::find_if(d.entries.begin(), d.entries.end(), [&](auto& e) { return e.name == from; });
+      if (it == d.entries.end()) return Status::NotFound(fmt::format("volume '{}' does not exist", from));
+      it->name = to;
+      return Status::OK();
+    });
+  }
+
+  Status Resize(const std::string& name, uint64_t new_size, bool allow_shrink) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeSize(new_size));
+    SKERRY_ASSIGN_OR_RETURN(auto v, Open(name, {}));
+    SKERRY_RETURN_IF_ERROR(v->Resize(new_size, allow_shrink));
+    return v->Close();
+  }
+
+  Status SnapCreate(const std::string& name, const std::string& snap) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot"));
+    SKERRY_ASSIGN_OR_RETURN(auto v, Open(name, {}));
+    SKERRY_RETURN_IF_ERROR(v->CreateSnapshot(snap));
+    return v->Close();
+  }
+
+  Result<std::vector<SnapshotInfo>> SnapList(const std::string& name) override {
+    SKERRY_ASSIGN_OR_RETURN(VolumeInfo info, Info(name, false));
+    return info.snapshots;
+  }
+
+  Status SnapRemove(const std::string& name, const std::string& snap) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot"));
+    SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name));
+    Status st = v->RemoveSnapshot(snap, [&](const SnapshotEntry& s) -> Result<std::vector<std::string>> {
+      SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+      return LiveChildren(dir, s);
+    });
+    Status c = v->Close();
+    return st.ok() ? c : st;
+  }
+
+  Status SnapRollback(const std::string& name, const std::string& snap) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot"));
+    SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name));
+    Status st = v->Rollback(snap);
+    Status c = v->Close();
+    return st.ok() ? c : st;
+  }
+
+  Status Clone(const std::string& name, const std::string& snap, const std::string& new_name,
+               std::optional<uint64_t> size) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot"));
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(new_name).Prefixed("clone"));
+    if (size) SKERRY_RETURN_IF_ERROR(ValidateVolumeSize(*size));
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    if (dir.Find(new_name)) return Status::AlreadyExists(fmt::format("volume '{}' already exists", new_name));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId parent, Lookup(dir, name));
+    SKERRY_ASSIGN_OR_RETURN(Header ph, volume::ReadHeader(*store_, parent));
+    const SnapshotEntry* s = ph.FindSnapshot(snap);
+    if (!s) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name, snap));
+    SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, volume::ReadSnapshotRecord(*store_, parent, s->id));
+    uint64_t new_size = size.value_or(rec.size);
+    if (new_size < rec.size)
+      return Status::InvalidArgument(fmt::format("clone size {} is smaller than the snapshot ({} bytes)", new_size, rec.size));
+    Header h;
+    h.id = VolumeId::Random();
+    h.size = new_size;
+    h.block_size = rec.block_size;
+    h.entries_per_chunk = rec.entries_per_chunk;
+    h.created_unix_ms = volume::NowUnixMs();
+    h.parent_id = parent;
+    h.parent_snap_id = rec.id;
+    // The clone's map is the snapshot's chunks, shared: O(chunks), no data and no entries copied.
+    h.chunks = rec.chunks;
+    h.chunks.resize(ChunkCount(h.block_count(), h.entries_per_chunk));
+    // 1. Register the child on the parent's snapshot, so the snapshot cannot be removed under us.
+    SKERRY_RETURN_IF_ERROR(volume::UpdateHeader(*store_, parent, [&](Header& cur) -> Status {
+      for (SnapshotEntry& e : cur.snapshots)
+        if (e.id == rec.id) {
+          e.children.push_back(h.id);
+          return Status::OK();
+        }
+      return Status::NotFound(fmt::format("snapshot '{}@{}' was removed", name, snap));
+    }));
+    auto unregister = [&] {
+      volume::UpdateHeader(*store_, parent, [&](Header& cur) -> Status {
+        for (SnapshotEntry& e : cur.snapshots) std::erase(e.children, h.id);
+        return Status::OK();
+      });
+    };
+    // 2. The clone's header, 3. its name.
+    Status st = store_->Create(volume::HeaderObject(h.id), volume::EncodeHeader(h));
+    if (!st.ok()) {
+      unregister();
+      return st;
+    }
+    st = Publish(new_name, h.id);
+    if (!st.ok()) unregister();
+    return st;
+  }
+
+  Result<std::unique_ptr<Volume>> Open(const std::string& spec, const OpenOptions& options) override {
+    std::string name, snap;
+    SKERRY_RETURN_IF_ERROR(SplitSpec(spec, &name, &snap));
+    if (snap.empty() && !options.read_only) {
+      SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name, options.owner, options.lease_ms));
+      return std::unique_ptr<Volume>(std::move(v));
+    }
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    SKERRY_ASSIGN_OR_RETURN(Header h, volume::ReadHeader(*store_, id));
+    if (snap.empty()) return std::unique_ptr<Volume>(OpenVolume::Head(store_, name, h, true, "", 0));
+    const SnapshotEntry* s = h.FindSnapshot(snap);
+    if (!s) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name, snap));
+    SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, volume::ReadSnapshotRecord(*store_, id, s->id));
+    return std::unique_ptr<Volume>(OpenVolume::Snapshot(store_, spec, rec));
+  }
+
+  Result<LockInfo> LockHolder(const std::string& name) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    return store_->GetLock(volume::LockObject(id));
+  }
+
+ private:
+  Result<std::unique_ptr<OpenVolume>> OpenHead(const std::string& name, std::string owner = "",
+                                               int64_t lease_ms = 60'000) {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    if (owner.empty()) owner = DefaultOwner();
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    SKERRY_RETURN_IF_ERROR(LockOrExplain(name, id, owner, lease_ms));
+    Result<Header> h = volume::ReadHeader(*store_, id);
+    if (!h.ok()) {
+      store_->Unlock(volume::LockObject(id), owner);
+      return h.status();
+    }
+    return OpenVolume::Head(store_, name, *h, false, owner, lease_ms);
+  }
+
+  Status LockOrExplain(const std::string& name, const VolumeId& id, const std::string& owner, int64_t lease_ms) {
+    Status st = store_->Lock(volume::LockObject(id), owner, lease_ms);
+    if (st.code() == Code::kBusy)
+      return Status::Busy(fmt::format("volume '{}' is open for writing elsewhere ({})", name, st.message()));
+    return st;
+  }
+
+  Status Publish(const std::string& name, const VolumeId& id) {
+    Status st = volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
+      if (d.Find(name)) return Status::AlreadyExists(fmt::format("volume '{}' already exists", name));
+      d.entries.push_back(DirectoryEntry{name, id});
+      return Status::OK();
+    });
+    if (!st.ok()) store_->Delete(volume::HeaderObject(id));
+    return st;
+  }
+
+  static Result<VolumeId> Lookup(const Directory& dir, const std::string& name) {
+    const DirectoryEntry* e = dir.Find(name);
+    if (!e) return Status::NotFound(fmt::format("volume '{}' does not exist", name));
+    return e->id;
+  }
+
+  static std::vector<std::string> LiveChildren(const Directory& dir, const SnapshotEntry& s) {
+    std::vector<std::string> out;
+    for (const VolumeId& c : s.children)
+      if (const DirectoryEntry* e = dir.FindId(c)) out.push_back(e->name);
+    return out;
+  }
+
+  static std::string Join(const std::vector<std::string>& v) {
+    std::string out;
+    for (auto& s : v) out += (out.empty() ? "" : ", ") + s;
+    return out;
+  }
+
+  Result<uint64_t> CountAllocated(const VolumeId& id, uint64_t epoch, uint64_t size, uint32_t bs, uint32_t per_chunk,
+                                  const std::vector<volume::ChunkRef>& chunks) {
+    volume::VolumeMap m(*store_, id, epoch, (size + bs - 1) / bs, per_chunk, chunks);
+    uint64_t n = 0;
+    SKERRY_RETURN_IF_ERROR(m.ForEach([&](uint64_t, const volume::Entry&) { n++; }));
+    return n;
+  }
+
+  Result<VolumeInfo> Describe(const Directory& dir, const std::string& name, const VolumeId& id, bool with_usage) {
+    SKERRY_ASSIGN_OR_RETURN(Header h, volume::ReadHeader(*store_, id));
+    VolumeInfo info;
+    info.name = name;
+    info.id = id.Hex();
+    info.size = h.size;
+    info.block_size = h.block_size;
+    info.epoch = h.epoch;
+    info.created_unix_ms = h.created_unix_ms;
+    if (!h.parent_id.IsZero()) {
+      const DirectoryEntry* p = dir.FindId(h.parent_id);
+      std::string snap = fmt::format("#{}", h.parent_snap_id);
+      if (p) {
+        Result<Header> ph = volume::ReadHeader(*store_, h.parent_id);
+        if (ph.ok())
+          if (const SnapshotEntry* s = ph->FindSnapshotById(h.parent_snap_id)) snap = s->name;
+      }
+      info.parent = fmt::format("{}@{}", p ? p->name : h.parent_id.Hex(), snap);
+    }
+    for (const SnapshotEntry& s : h.snapshots) {
+      SnapshotInfo si;
+      si.id = s.id;
+      si.name = s.name;
+      si.size = s.size;
+      si.created_unix_ms = s.created_unix_ms;
+      si.children = LiveChildren(dir, s);
+      info.snapshots.push_back(std::move(si));
+    }
+    if (with_usage) {
+      SKERRY_ASSIGN_OR_RETURN(uint64_t used, CountAllocated(id, h.epoch, h.size, h.block_size, h.entries_per_chunk, h.chunks));
+      info.allocated_blocks = used;
+    }
+    return info;
+  }
+
+  std::shared_ptr<ObjectStore> store_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(std::shared_ptr<ObjectStore> store) {
+  if (!store) return Status::InvalidArgument("no store");
+  // Fail early on a corrupt directory rather than on the first operation.
+  SKERRY_RETURN_IF_ERROR(volume::ReadDirectory(*store).status());
+  return std::unique_ptr<Catalog>(new StoreCatalog(std::move(store)));
+}
+
+}  // namespace skerry

@@ -1,0 +1,519 @@
+#include "volume/open_volume.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "volume/metadata.h"
+
+namespace skerry::volume {
+
+OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, VolumeId id, uint64_t size,
+                       uint32_t block_size, uint64_t epoch, uint32_t per_chunk, std::vector<ChunkRef> chunks,
+                       bool read_only)
+    : store_(std::move(store)),
+      name_(std::move(name)),
+      id_(id),
+      block_size_(block_size),
+      per_chunk_(per_chunk),
+      read_only_(read_only),
+      size_(size),
+      epoch_(epoch) {
+  uint64_t blocks = (size + block_size - 1) / block_size;
+  map_ = std::make_unique<VolumeMap>(*store_, id_, epoch, blocks, per_chunk, std::move(chunks));
+}
+
+std::unique_ptr<OpenVolume> OpenVolume::Head(std::shared_ptr<ObjectStore> store, std::string name,
+                                             const Header& h, bool read_only, std::string lock_owner,
+                                             int64_t lease_ms) {
+  std::unique_ptr<OpenVolume> v(new OpenVolume(std::move(store), std::move(name), h.id, h.size, h.block_size,
+                                               h.epoch, h.entries_per_chunk, h.chunks, read_only));
+  if (!read_only) v->StartLeaseKeeper(std::move(lock_owner), lease_ms);
+  return v;
+}
+
+std::unique_ptr<OpenVolume> OpenVolume::Snapshot(std::shared_ptr<ObjectStore> store, std::string name,
+                                                 const SnapshotRecord& r) {
+  return std::unique_ptr<OpenVolume>(new OpenVolume(std::move(store), std::move(name), r.volume, r.size,
+                                                    r.block_size, r.epoch, r.entries_per_chunk, r.chunks, true));
+}
+
+OpenVolume::~OpenVolume() { Close(); }
+
+// ---------------------------------------------------------------- helpers
+
+Status OpenVolume::CheckRange(uint64_t offset, uint64_t length) const {
+  uint64_t size = size_.load();
+  if (offset > size || length > size - offset)
+    return Status::InvalidArgument(fmt::format("range {}+{} is beyond the end of {} ({} bytes)", offset, length, name_, size));
+  return Status::OK();
+}
+
+Status OpenVolume::CheckWritable() const {
+  if (read_only_) return Status::ReadOnly(fmt::format("{} is read-only", name_));
+  if (fenced_.load()) return Status::IOError(fmt::format("{}: lost its write lock to another owner; refusing writes", name_));
+  if (closed_) return Status::InvalidArgument(fmt::format("{} is closed", name_));
+  return Status::OK();
+}
+
+uint64_t OpenVolume::BlockLength(uint64_t block) const {
+  uint64_t start = block * block_size_;
+  return std::min<uint64_t>(block_size_, size_.load() - start);
+}
+
+bool OpenVolume::IsWritable(const Entry& e) const {
+  return e.kind == Entry::Kind::kPrivate && e.owner == id_ && e.epoch == epoch_.load();
+}
+
+template <class Fn>
+Status OpenVolume::ForEachBlock(uint64_t offset, uint64_t length, Fn&& fn) {
+  uint64_t done = 0;
+  while (done < length) {
+    uint64_t pos = offset + done;
+    uint64_t block = pos / block_size_;
+    uint64_t in_block = pos % block_size_;
+    uint64_t n = std::min<uint64_t>(length - done, block_size_ - in_block);
+    SKERRY_RETURN_IF_ERROR(fn(block, in_block, n, done));
+    done += n;
+  }
+  return Status::OK();
+}
+
+void OpenVolume::MarkDirty(const std::string& object) {
+  if (store_->capabilities().durable_writes) return;
+  std::lock_guard lock(dirty_mu_);
+  dirty_objects_.insert(object);
+}
+
+void OpenVolume::QueueDelete(uint64_t block, std::string object) {
+  std::lock_guard lock(dirty_mu_);
+  pending_deletes_[block] = PendingDelete{std::move(object), ++delete_seq_};
+}
+
+void OpenVolume::CancelDelete(uint64_t block) {
+  std::lock_guard lock(dirty_mu_);
+  pending_deletes_.erase(block);
+}
+
+// ---------------------------------------------------------------- reads
+
+Status OpenVolume::ReadBlock(uint64_t block, uint64_t off, std::span<char> out) {
+  for (int attempt = 0;; attempt++) {
+    SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
+    if (e.is_hole()) {
+      std::memset(out.data(), 0, out.size());
+      return Status::OK();
+    }
+    std::string object = EntryObject(e, block);
+    Result<size_t> n = store_->ReadSync(object, off, out);
+    if (n.ok()) return Status::OK();
+    if (!n.status().IsNotFound()) return n.status().Prefixed(name_);
+    // A concurrent trim may have released the object after we looked: look again.
+    SKERRY_ASSIGN_OR_RETURN(Entry again, map_->Get(block));
+    if (again == e || attempt > 3)
+      return Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object));
+  }
+}
+
+Status OpenVolume::Read(uint64_t offset, std::span<char> out) {
+  std::shared_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, out.size()));
+  return ForEachBlock(offset, out.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
+    return ReadBlock(b, off, out.subspan(at, n));
+  });
+}
+
+Result<std::vector<Extent>> OpenVolume::Extents(uint64_t offset, uint64_t length) {
+  std::shared_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
+  std::vector<Extent> out;
+  Status st = ForEachBlock(offset, length, [&](uint64_t b, uint64_t, uint64_t n, uint64_t at) -> Status {
+    SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(b));
+    bool hole = e.is_hole();
+    if (!out.empty() && out.back().hole == hole) {
+      out.back().length += n;
+    } else {
+      out.push_back(Extent{offset + at, n, hole, hole});
+    }
+    return Status::OK();
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+// ---------------------------------------------------------------- writes
+
+Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current, bool keep_content) {
+  std::string object = BlockObject(id_, epoch_.load(), block);
+  if (IsWritable(current)) return object;
+  if (current.is_hole() || !keep_content) {
+    // A leftover object of this name (a trimmed block whose delete is still pending, or
+    // the remains of a crash) must not show through: start from an empty object.
+    CancelDelete(block);
+    SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, 0, {}, /*fresh=*/true));
+  } else {
+    // Copy-up: the store copies the shared object (reflink or in-store copy).
+    SKERRY_RETURN_IF_ERROR(store_->CopySync(EntryObject(current, block), object));
+  }
+  SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
+  return object;
+}
+
+Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char> data) {
+  std::lock_guard lock(BlockLock(block));
+  SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
+  std::string object = BlockObject(id_, epoch_.load(), block);
+  if (IsWritable(e)) {
+    SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
+  } else {
+    // A write covering the whole block needs nothing of the old content.
+    bool whole = off == 0 && data.size() == BlockLength(block);
+    if (whole || e.is_hole()) {
+      CancelDelete(block);
+      SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data, /*fresh=*/true));
+      SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
+    } else {
+      SKERRY_ASSIGN_OR_RETURN(object, MakePrivate(block, e, /*keep_content=*/true));
+      SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
+    }
+  }
+  MarkDirty(object);
+  return Status::OK();
+}
+
+Status OpenVolume::Write(uint64_t offset, std::span<const char> data, bool fua) {
+  std::shared_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, data.size()));
+  SKERRY_RETURN_IF_ERROR(ForEachBlock(offset, data.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
+    return WriteBlock(b, off, data.subspan(at, n));
+  }));
+  if (fua) return FlushLocked(false);
+  return Status::OK();
+}
+
+Status OpenVolume::ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim) {
+  std::lock_guard lock(BlockLock(block));
+  SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
+  bool whole = off == 0 && len == BlockLength(block);
+  if (e.is_hole() && may_trim) return Status::OK();  // already reads as zeros
+  if (whole && may_trim) {
+    // The block becomes a hole. Its object (if ours) is deleted only after the map that
+    // no longer points at it is persisted, so a crash never leaves a dangling entry.
+    if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
+    return map_->Set(block, Entry{});
+  }
+  SKERRY_ASSIGN_OR_RETURN(std::string object, MakePrivate(block, e, /*keep_content=*/!whole));
+  SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
+  MarkDirty(object);
+  return Status::OK();
+}
+
+Status OpenVolume::ZeroRange(uint64_t offset, uint64_t length, bool may_trim) {
+  return ForEachBlock(offset, length, [&](uint64_t b, uint64_t off, uint64_t n, uint64_t) {
+    return ZeroBlock(b, off, n, may_trim);
+  });
+}
+
+Status OpenVolume::Trim(uint64_t offset, uint64_t length) {
+  std::shared_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
+  return ZeroRange(offset, length, /*may_trim=*/true);
+}
+
+Status OpenVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) {
+  std::shared_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
+  SKERRY_RETURN_IF_ERROR(ZeroRange(offset, length, may_trim));
+  if (fua) return FlushLocked(false);
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- flush
+
+Status OpenVolume::WriteHeader(const std::function<Status(Header&)>& extra) {
+  std::vector<ChunkRef> table = map_->chunk_table();
+  uint64_t size = size_.load();
+  uint64_t epoch = epoch_.load();
+  return UpdateHeader(*store_, id_, [&](Header& h) -> Status {
+    // This open volume owns size, epoch and chunk table; others (clones) may have changed
+    // snapshot children meanwhile, which the compare-and-swap loop keeps.
+    h.size = size;
+    h.epoch = epoch;
+    h.chunks = table;
+    return extra ? extra(h) : Status::OK();
+  });
+}
+
+Status OpenVolume::FlushLocked(bool force_header) {
+  if (read_only_) return Status::OK();
+  std::lock_guard flush(flush_mu_);
+  // 1. Data of completed writes to stable storage.
+  std::vector<std::string> objects;
+  std::map<uint64_t, PendingDelete> deletes;
+  {
+    std::lock_guard lock(dirty_mu_);
+    objects.assign(dirty_objects_.begin(), dirty_objects_.end());
+    dirty_objects_.clear();
+    // Captured before the map is encoded: these holes are in the map we persist below.
+    deletes = pending_deletes_;
+  }
+  if (!objects.empty()) {
+    Status st = store_->SyncSync(objects);
+    if (!st.ok()) {
+      std::lock_guard lock(dirty_mu_);
+      dirty_objects_.insert(objects.begin(), objects.end());
+      return st.Prefixed(name_);
+    }
+  }
+  // 2. The map, which points only at objects that exist.
+  bool table_changed = false;
+  SKERRY_RETURN_IF_ERROR(map_->Persist(&table_changed).Prefixed(name_));
+  if (table_changed || force_header) SKERRY_RETURN_IF_ERROR(WriteHeader(nullptr).Prefixed(name_));
+  // 3. Objects the persisted map no longer points at.
+  for (auto& [block, pending] : deletes) {
+    std::lock_guard lock(BlockLock(block));
+    {
+      std::lock_guard dl(dirty_mu_);
+      auto it = pending_deletes_.find(block);
+      // Rewritten (and maybe trimmed again) since we captured it: not ours to delete now.
+      if (it == pending_deletes_.end() || it->second.seq != pending.seq) continue;
+      pending_deletes_.erase(it);
+    }
+    Status st = store_->Delete(pending.object);
+    if (!st.ok() && !st.IsNotFound()) return st.Prefixed(name_);
+  }
+  return Status::OK();
+}
+
+Status OpenVolume::Flush() {
+  std::shared_lock gate(gate_);
+  if (fenced_.load()) return CheckWritable();
+  return FlushLocked(false);
+}
+
+// ---------------------------------------------------------------- management
+
+Status OpenVolume::CreateSnapshot(const std::string& snap) {
+  SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot name"));
+  std::unique_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
+  SKERRY_RETURN_IF_ERROR(FlushLocked(false));
+  SKERRY_ASSIGN_OR_RETURN(Header h, ReadHeader(*store_, id_));
+  if (h.FindSnapshot(snap)) return Status::AlreadyExists(fmt::format("snapshot '{}@{}' already exists", name_, snap));
+  SnapshotRecord rec;
+  rec.volume = id_;
+  rec.id = h.next_snap_id;
+  rec.epoch = epoch_.load();
+  rec.size = size_.load();
+  rec.block_size = block_size_;
+  rec.entries_per_chunk = per_chunk_;
+  rec.chunks = map_->chunk_table();
+  // The record first (invisible until the header names it), then the header in one step.
+  SKERRY_RETURN_IF_ERROR(store_->Put(SnapshotObject(id_, rec.id), EncodeSnapshotRecord(rec)));
+  uint64_t next_epoch = rec.epoch + 1;
+  Status st = UpdateHeader(*store_, id_, [&](Header& cur) -> Status {
+    if (cur.FindSnapshot(snap)) return Status::AlreadyExists(fmt::format("snapshot '{}@{}' already exists", name_, snap));
+    if (cur.epoch != rec.epoch) return Status::Busy(fmt::format("{} was changed by another writer", name_));
+    SnapshotEntry e;
+    e.id = rec.id;
+    e.epoch = rec.epoch;
+    e.size = rec.size;
+    e.created_unix_ms = NowUnixMs();
+    e.name = snap;
+    cur.snapshots.push_back(std::move(e));
+    cur.next_snap_id = rec.id + 1;
+    cur.epoch = next_epoch;
+    cur.chunks = rec.chunks;
+    return Status::OK();
+  });
+  if (!st.ok()) {
+    store_->Delete(SnapshotObject(id_, rec.id));
+    return st;
+  }
+  // From here on, everything of the old epoch is frozen: the next write to any block copies it.
+  epoch_.store(next_epoch);
+  map_->SetEpoch(next_epoch);
+  return Status::OK();
+}
+
+Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
+  SKERRY_RETURN_IF_ERROR(ValidateVolumeSize(new_size));
+  std::unique_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
+  uint64_t old_size = size_.load();
+  if (new_size == old_size) return Status::OK();
+  std::vector<std::string> dropped_chunks;
+  if (new_size < old_size) {
+    if (!allow_shrink)
+      return Status::InvalidArgument(fmt::format("{}: shrinking from {} to {} bytes discards data; pass --allow-shrink",
+                                                 name_, old_size, new_size));
+    // Zero the tail of the new last block so growing again later reads zeros there.
+    uint64_t tail_end = std::min<uint64_t>(old_size, (new_size + block_size_ - 1) / block_size_ * block_size_);
+    if (tail_end > new_size) SKERRY_RETURN_IF_ERROR(ZeroRange(new_size, tail_end - new_size, true));
+    std::vector<std::pair<uint64_t, Entry>> dropped;
+    SKERRY_RETURN_IF_ERROR(map_->Resize((new_size + block_size_ - 1) / block_size_, &dropped, &dropped_chunks));
+    for (auto& [block, e] : dropped)
+      if (IsWritable(e)) {
+        std::lock_guard lock(BlockLock(block));
+        QueueDelete(block, BlockObject(id_, epoch_.load(), block));
+      }
+  } else {
+    std::vector<std::pair<uint64_t, Entry>> none;
+    SKERRY_RETURN_IF_ERROR(map_->Resize((new_size + block_size_ - 1) / block_size_, &none, &dropped_chunks));
+  }
+  size_.store(new_size);
+  Status st = FlushLocked(/*force_header=*/true);
+  if (!st.ok()) return st;
+  for (const std::string& c : dropped_chunks) {
+    Status d = store_->Delete(c);
+    if (!d.ok() && !d.IsNotFound()) return d;
+  }
+  return Status::OK();
+}
+
+Status OpenVolume::RemoveSnapshot(
+    const std::string& snap,
+    const std::function<Result<std::vector<std::string>>(const SnapshotEntry&)>& live_children) {
+  std::unique_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
+  SKERRY_RETURN_IF_ERROR(FlushLocked(false));
+  SKERRY_ASSIGN_OR_RETURN(Header h, ReadHeader(*store_, id_));
+  const SnapshotEntry* target = h.FindSnapshot(snap);
+  if (!target) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name_, snap));
+  SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> children, live_children(*target));
+  if (!children.empty()) {
+    std::string names;
+    for (auto& c : children) names += (names.empty() ? "" : ", ") + c;
+    return Status::Busy(fmt::format("snapshot '{}@{}' has clones that depend on it: {}; remove them first",
+                                    name_, snap, names));
+  }
+  // Objects of ours that the snapshot references, minus those any other snapshot or the
+  // head references: those are the snapshot's alone.
+  SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, ReadSnapshotRecord(*store_, id_, target->id));
+  std::set<std::string> candidates;
+  auto collect = [&](VolumeMap& m, const std::vector<ChunkRef>& table, std::set<std::string>* into,
+                     bool erase) -> Status {
+    for (uint64_t c = 0; c < table.size(); c++)
+      if (table[c].owner == id_) {
+        std::string n = ChunkObject(table[c], c);
+        erase ? (void)into->erase(n) : (void)into->insert(n);
+      }
+    return m.ForEach([&](uint64_t block, const Entry& e) {
+      if (e.kind != Entry::Kind::kPrivate || e.owner != id_) return;
+      std::string n = BlockObject(e.owner, e.epoch, block);
+      erase ? (void)into->erase(n) : (void)into->insert(n);
+    });
+  };
+  {
+    VolumeMap m(*store_, id_, rec.epoch, (rec.size + block_size_ - 1) / block_size_, rec.entries_per_chunk, rec.chunks);
+    SKERRY_RETURN_IF_ERROR(collect(m, rec.chunks, &candidates, false));
+  }
+  for (const SnapshotEntry& other : h.snapshots) {
+    if (other.id == target->id || candidates.empty()) continue;
+    SKERRY_ASSIGN_OR_RETURN(SnapshotRecord o, ReadSnapshotRecord(*store_, id_, other.id));
+    VolumeMap m(*store_, id_, o.epoch, (o.size + block_size_ - 1) / block_size_, o.entries_per_chunk, o.chunks);
+    SKERRY_RETURN_IF_ERROR(collect(m, o.chunks, &candidates, true));
+  }
+  SKERRY_RETURN_IF_ERROR(collect(*map_, map_->chunk_table(), &candidates, true));
+  uint64_t snap_id = target->id;
+  SKERRY_RETURN_IF_ERROR(UpdateHeader(*store_, id_, [&](Header& cur) -> Status {
+    auto it = std::find_if(cur.snapshots.begin(), cur.snapshots.end(), [&](auto& s) { return s.id == snap_id; });
+    if (it == cur.snapshots.end()) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name_, snap));
+    if (!it->children.empty()) {
+      // A clone may have appeared since we looked; re-check under the CAS.
+      auto again = live_children(*it);
+      if (!again.ok()) return again.status();
+      if (!again->empty()) return Status::Busy(fmt::format("snapshot '{}@{}' gained a clone; not removed", name_, snap));
+    }
+    cur.snapshots.erase(it);
+    return Status::OK();
+  }));
+  // The snapshot is gone from the header; what follows only frees space.
+  for (const std::string& n : candidates) {
+    Status st = store_->Delete(n);
+    if (!st.ok() && !st.IsNotFound()) return st;
+  }
+  Status st = store_->Delete(SnapshotObject(id_, snap_id));
+  return st.IsNotFound() ? Status::OK() : st;
+}
+
+Status OpenVolume::Rollback(const std::string& snap) {
+  std::unique_lock gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
+  SKERRY_RETURN_IF_ERROR(FlushLocked(false));
+  SKERRY_ASSIGN_OR_RETURN(Header h, ReadHeader(*store_, id_));
+  const SnapshotEntry* target = h.FindSnapshot(snap);
+  if (!target) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name_, snap));
+  SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, ReadSnapshotRecord(*store_, id_, target->id));
+  // Everything of the current epoch belongs to the head alone (snapshots froze older
+  // epochs), so it is exactly what the rollback makes garbage.
+  uint64_t old_epoch = epoch_.load();
+  std::vector<std::string> garbage;
+  std::vector<ChunkRef> old_table = map_->chunk_table();
+  for (uint64_t c = 0; c < old_table.size(); c++)
+    if (old_table[c].owner == id_ && old_table[c].epoch == old_epoch) garbage.push_back(ChunkObject(old_table[c], c));
+  SKERRY_RETURN_IF_ERROR(map_->ForEach([&](uint64_t block, const Entry& e) {
+    if (IsWritable(e)) garbage.push_back(BlockObject(id_, old_epoch, block));
+  }));
+  uint64_t new_epoch = old_epoch + 1;
+  SKERRY_RETURN_IF_ERROR(UpdateHeader(*store_, id_, [&](Header& cur) -> Status {
+    cur.size = rec.size;
+    cur.epoch = new_epoch;
+    cur.chunks = rec.chunks;
+    return Status::OK();
+  }));
+  epoch_.store(new_epoch);
+  size_.store(rec.size);
+  map_ = std::make_unique<VolumeMap>(*store_, id_, new_epoch, (rec.size + block_size_ - 1) / block_size_,
+                                     per_chunk_, rec.chunks);
+  for (const std::string& n : garbage) {
+    Status st = store_->Delete(n);
+    if (!st.ok() && !st.IsNotFound()) return st;
+  }
+  return Status::OK();
+}
+
+Status OpenVolume::Close() {
+  std::unique_lock gate(gate_);
+  if (closed_) return Status::OK();
+  Status st = read_only_ || fenced_.load() ? Status::OK() : FlushLocked(false);
+  closed_ = true;
+  StopLeaseKeeper();
+  if (!read_only_ && !fenced_.load()) {
+    Status u = store_->Unlock(LockObject(id_), lock_owner_);
+    if (st.ok() && !u.ok() && !u.IsNotFound()) st = u;
+  }
+  return st;
+}
+
+// ---------------------------------------------------------------- lease
+
+void OpenVolume::StartLeaseKeeper(std::string owner, int64_t lease_ms) {
+  lock_owner_ = std::move(owner);
+  lease_thread_ = std::thread([this, lease_ms] {
+    std::unique_lock lock(lease_mu_);
+    while (!lease_stop_) {
+      // Renew at a third of the lease so two missed renewals still leave time.
+      if (lease_cv_.wait_for(lock, std::chrono::milliseconds(lease_ms / 3), [&] { return lease_stop_; })) break;
+      Status st = store_->Lock(LockObject(id_), lock_owner_, lease_ms);
+      if (st.code() == Code::kBusy) fenced_.store(true);  // someone took it over: stop writing
+    }
+  });
+}
+
+void OpenVolume::StopLeaseKeeper() {
+  if (!lease_thread_.joinable()) return;
+  {
+    std::lock_guard lock(lease_mu_);
+    lease_stop_ = true;
+  }
+  lease_cv_.notify_all();
+  lease_thread_.join();
+}
+
+}  // namespace skerry::volume

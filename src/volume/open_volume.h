@@ -1,0 +1,132 @@
+// OpenVolume: the implementation of skerry::Volume over a VolumeMap and an ObjectStore.
+//
+// Writes go in place to this volume's objects of the current epoch; the first write to
+// a block that is a hole creates its object, and the first write to a block shared with
+// a snapshot or a parent copies the shared object server-side first (copy-on-write).
+// Map changes are persisted by Flush (see docs/crash-contract.md for the order of steps).
+//
+// Concurrency: every I/O holds `gate_` shared; management operations (snapshot, resize,
+// rollback, close) hold it exclusively, which drains in-flight I/O and holds new I/O
+// until they finish. Writes to one block are serialized by a striped block lock so a
+// copy-up happens once.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "skerry/volume.h"
+#include "volume/format.h"
+#include "volume/volume_map.h"
+
+namespace skerry::volume {
+
+class OpenVolume final : public Volume {
+ public:
+  // A volume's head, read-write unless `read_only`. The caller holds the write lock already
+  // (for read-write); OpenVolume renews the lease and releases it on Close.
+  static std::unique_ptr<OpenVolume> Head(std::shared_ptr<ObjectStore> store, std::string name,
+                                          const Header& header, bool read_only,
+                                          std::string lock_owner, int64_t lease_ms);
+  // A snapshot, always read-only.
+  static std::unique_ptr<OpenVolume> Snapshot(std::shared_ptr<ObjectStore> store, std::string name,
+                                              const SnapshotRecord& record);
+  ~OpenVolume() override;
+
+  const std::string& name() const override { return name_; }
+  uint64_t size() const override { return size_.load(); }
+  uint32_t block_size() const override { return block_size_; }
+  bool read_only() const override { return read_only_; }
+
+  Status Read(uint64_t offset, std::span<char> out) override;
+  Status Write(uint64_t offset, std::span<const char> data, bool fua) override;
+  Status Trim(uint64_t offset, uint64_t length) override;
+  Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
+  Status Flush() override;
+  Result<std::vector<Extent>> Extents(uint64_t offset, uint64_t length) override;
+  Status CreateSnapshot(const std::string& snap) override;
+  Status Resize(uint64_t new_size, bool allow_shrink) override;
+  Status Close() override;
+
+  // Catalog operations that need the volume held open and drained.
+  // `live_children` names the clones of a snapshot that still exist (empty: none).
+  Status RemoveSnapshot(const std::string& snap,
+                        const std::function<Result<std::vector<std::string>>(const SnapshotEntry&)>& live_children);
+  Status Rollback(const std::string& snap);
+  const VolumeId& id() const { return id_; }
+
+ private:
+  OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, VolumeId id, uint64_t size,
+             uint32_t block_size, uint64_t epoch, uint32_t per_chunk, std::vector<ChunkRef> chunks,
+             bool read_only);
+
+  // Where [offset, offset+length) falls: calls fn(block, offset in block, length in block, offset in request).
+  template <class Fn>
+  Status ForEachBlock(uint64_t offset, uint64_t length, Fn&& fn);
+  Status CheckRange(uint64_t offset, uint64_t length) const;
+  Status CheckWritable() const;
+  uint64_t BlockLength(uint64_t block) const;
+  bool IsWritable(const Entry& e) const;
+  std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
+
+  Status ReadBlock(uint64_t block, uint64_t off, std::span<char> out);
+  Status WriteBlock(uint64_t block, uint64_t off, std::span<const char> data);
+  Status ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim);
+  Status ZeroRange(uint64_t offset, uint64_t length, bool may_trim);
+  // Makes block `block` a private object of the current epoch holding its current content
+  // (copy-up of a shared object, or an empty object for a hole). Returns the object name.
+  // REQUIRES: block lock held.
+  Result<std::string> MakePrivate(uint64_t block, const Entry& current, bool keep_content);
+
+  void MarkDirty(const std::string& object);
+  void QueueDelete(uint64_t block, std::string object);  // REQUIRES: block lock held
+  void CancelDelete(uint64_t block);                      // REQUIRES: block lock held
+  // Flush without taking the gate. REQUIRES: gate held (either mode).
+  Status FlushLocked(bool force_header);
+  Status WriteHeader(const std::function<Status(Header&)>& extra);
+
+  void StartLeaseKeeper(std::string owner, int64_t lease_ms);
+  void StopLeaseKeeper();
+
+  const std::shared_ptr<ObjectStore> store_;
+  const std::string name_;
+  const VolumeId id_;
+  const uint32_t block_size_;
+  const uint32_t per_chunk_;
+  const bool read_only_;
+  std::atomic<uint64_t> size_;
+  std::atomic<uint64_t> epoch_;
+  std::unique_ptr<VolumeMap> map_;
+
+  std::shared_mutex gate_;
+  std::array<std::mutex, 256> block_locks_;
+  std::mutex flush_mu_;
+
+  std::mutex dirty_mu_;  // guards the three below
+  std::unordered_set<std::string> dirty_objects_;
+  struct PendingDelete {
+    std::string object;
+    uint64_t seq;
+  };
+  std::map<uint64_t, PendingDelete> pending_deletes_;
+  uint64_t delete_seq_ = 0;
+
+  // Write lock lease (read-write heads only).
+  std::string lock_owner_;
+  std::thread lease_thread_;
+  std::mutex lease_mu_;
+  std::condition_variable lease_cv_;
+  bool lease_stop_ = false;
+  std::atomic<bool> fenced_{false};  // lost the lock: refuse writes
+  bool closed_ = false;
+};
+
+}  // namespace skerry::volume

@@ -1,0 +1,158 @@
+#include "volume/volume_map.h"
+
+#include <fmt/format.h>
+
+namespace skerry::volume {
+
+VolumeMap::VolumeMap(ObjectStore& store, VolumeId self, uint64_t epoch, uint64_t blocks,
+                     uint32_t per_chunk, std::vector<ChunkRef> chunks)
+    : store_(store), self_(self), per_chunk_(per_chunk), epoch_(epoch), blocks_(blocks),
+      table_(std::move(chunks)) {
+  loaded_.resize(table_.size());
+}
+
+uint32_t VolumeMap::EntriesIn(uint64_t chunk) const {
+  uint64_t first = chunk * per_chunk_;
+  return static_cast<uint32_t>(std::min<uint64_t>(per_chunk_, blocks_ - first));
+}
+
+Result<VolumeMap::LoadedChunk*> VolumeMap::Load(uint64_t c) {
+  if (loaded_[c]) return loaded_[c].get();
+  auto chunk = std::make_unique<LoadedChunk>();
+  uint32_t want = EntriesIn(c);
+  if (!table_[c].absent()) {
+    std::string name = ChunkObject(table_[c], c);
+    Result<std::string> raw = store_.Get(name);
+    if (!raw.ok()) {
+      if (raw.status().IsNotFound())
+        return Status::Corruption(fmt::format("map chunk {} is missing", name));
+      return raw.status();
+    }
+    SKERRY_ASSIGN_OR_RETURN(Chunk decoded, DecodeChunk(*raw, name));
+    if (decoded.index != c || decoded.owner != table_[c].owner || decoded.epoch != table_[c].epoch)
+      return Status::Corruption(fmt::format("{}: names chunk {} of another volume or epoch", name, decoded.index));
+    chunk->entries = std::move(decoded.entries);
+  }
+  // A chunk frozen by a smaller snapshot has fewer entries: the rest are holes.
+  chunk->entries.resize(want);
+  loaded_[c] = std::move(chunk);
+  return loaded_[c].get();
+}
+
+Result<Entry> VolumeMap::Get(uint64_t block) {
+  std::lock_guard lock(mu_);
+  if (block >= blocks_) return Status::InvalidArgument(fmt::format("block {} beyond the map", block));
+  SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(block / per_chunk_));
+  return chunk->entries[block % per_chunk_];
+}
+
+Status VolumeMap::Set(uint64_t block, const Entry& entry) {
+  std::lock_guard lock(mu_);
+  if (block >= blocks_) return Status::InvalidArgument(fmt::format("block {} beyond the map", block));
+  SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(block / per_chunk_));
+  chunk->entries[block % per_chunk_] = entry;
+  chunk->dirty = true;
+  return Status::OK();
+}
+
+Status VolumeMap::Persist(bool* table_changed) {
+  *table_changed = false;
+  struct Pending {
+    uint64_t index;
+    std::string bytes;
+    ChunkRef old_ref;
+  };
+  std::vector<Pending> pending;
+  ChunkRef mine{self_, 0};
+  {
+    std::lock_guard lock(mu_);
+    mine.epoch = epoch_;
+    for (uint64_t c = 0; c < loaded_.size(); c++) {
+      if (!loaded_[c] || !loaded_[c]->dirty) continue;
+      Chunk out{self_, epoch_, c, loaded_[c]->entries};
+      pending.push_back({c, EncodeChunk(out), table_[c]});
+      loaded_[c]->dirty = false;
+    }
+  }
+  Status result;
+  for (size_t i = 0; i < pending.size(); i++) {
+    Pending& p = pending[i];
+    Status st = store_.Put(ChunkObject(mine, p.index), p.bytes);
+    if (!st.ok()) {
+      // Leave this and every later chunk dirty so the next flush writes them again.
+      std::lock_guard lock(mu_);
+      for (size_t j = i; j < pending.size(); j++)
+        if (pending[j].index < loaded_.size() && loaded_[pending[j].index]) loaded_[pending[j].index]->dirty = true;
+      result = st;
+      break;
+    }
+    std::lock_guard lock(mu_);
+    if (p.index < table_.size() && !(table_[p.index] == mine)) {
+      table_[p.index] = mine;
+      *table_changed = true;
+    }
+  }
+  return result;
+}
+
+std::vector<ChunkRef> VolumeMap::chunk_table() const {
+  std::lock_guard lock(mu_);
+  return table_;
+}
+uint64_t VolumeMap::blocks() const {
+  std::lock_guard lock(mu_);
+  return blocks_;
+}
+uint64_t VolumeMap::epoch() const {
+  std::lock_guard lock(mu_);
+  return epoch_;
+}
+void VolumeMap::SetEpoch(uint64_t epoch) {
+  std::lock_guard lock(mu_);
+  epoch_ = epoch;
+}
+
+Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>>* dropped,
+                         std::vector<std::string>* dropped_chunks) {
+  std::lock_guard lock(mu_);
+  uint64_t old_blocks = blocks_;
+  uint64_t new_chunks = ChunkCount(blocks, per_chunk_);
+  if (blocks < old_blocks) {
+    // Collect what falls off the end, chunk by chunk.
+    for (uint64_t c = blocks / per_chunk_; c < table_.size(); c++) {
+      SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(c));
+      for (uint64_t i = 0; i < chunk->entries.size(); i++) {
+        uint64_t b = c * per_chunk_ + i;
+        if (b >= blocks && !chunk->entries[i].is_hole()) dropped->push_back({b, chunk->entries[i]});
+      }
+      if (c >= new_chunks && table_[c].owner == self_ && table_[c].epoch == epoch_)
+        dropped_chunks->push_back(ChunkObject(table_[c], c));
+    }
+  }
+  table_.resize(new_chunks);
+  loaded_.resize(new_chunks);
+  blocks_ = blocks;
+  if (new_chunks > 0) {
+    uint64_t last = new_chunks - 1;
+    // The last chunk's entry count follows the size: rewrite it at our epoch.
+    SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(last));
+    uint32_t want = EntriesIn(last);
+    if (chunk->entries.size() != want) {
+      chunk->entries.resize(want);
+      chunk->dirty = true;
+    }
+  }
+  return Status::OK();
+}
+
+Status VolumeMap::ForEach(const std::function<void(uint64_t, const Entry&)>& fn) {
+  std::lock_guard lock(mu_);
+  for (uint64_t c = 0; c < table_.size(); c++) {
+    SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(c));
+    for (uint64_t i = 0; i < chunk->entries.size(); i++)
+      if (!chunk->entries[i].is_hole()) fn(c * per_chunk_ + i, chunk->entries[i]);
+  }
+  return Status::OK();
+}
+
+}  // namespace skerry::volume

@@ -1,0 +1,477 @@
+// Unit tests of every volume operation, on the memory store and on a directory store.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "skerry/volume.h"
+#include "volume/format.h"
+#include "volume/test_util.h"
+
+namespace skerry {
+namespace {
+
+using testing::CountingStore;
+using testing::Pattern;
+using testing::TempDir;
+
+constexpr uint32_t kBs = 64 * 1024;
+
+class VolumeTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string uri = GetParam() == "dir" ? "dir:" + dir_.path() : "mem:";
+    auto store = OpenStore(uri);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    raw_ = *store;
+    counting_ = std::make_shared<CountingStore>(raw_);
+    auto cat = Catalog::Open(counting_);
+    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+    cat_ = std::move(*cat);
+  }
+
+  std::unique_ptr<Volume> Open(const std::string& spec, bool read_only = false) {
+    OpenOptions o;
+    o.read_only = read_only;
+    auto v = cat_->Open(spec, o);
+    EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
+    return v.ok() ? std::move(*v) : nullptr;
+  }
+  std::string ReadAll(Volume& v) {
+    std::string out(v.size(), 'x');
+    Status st = v.Read(0, std::span<char>(out.data(), out.size()));
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return out;
+  }
+  std::string ReadSpec(const std::string& spec) {
+    auto v = Open(spec, true);
+    return v ? ReadAll(*v) : "";
+  }
+  void WriteAt(Volume& v, uint64_t off, const std::string& data) {
+    Status st = v.Write(off, std::span<const char>(data.data(), data.size()));
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  // Every private entry of every map points at an object that exists (crash contract).
+  void ExpectNoDanglingEntries() {
+    auto objects = raw_->List("");
+    ASSERT_TRUE(objects.ok());
+    std::set<std::string> have(objects->begin(), objects->end());
+    for (const std::string& o : *objects) {
+      if (o.find(".map.") == std::string::npos) continue;
+      auto raw = raw_->Get(o);
+      ASSERT_TRUE(raw.ok());
+      auto chunk = volume::DecodeChunk(*raw, o);
+      ASSERT_TRUE(chunk.ok()) << chunk.status().ToString();
+      for (size_t i = 0; i < chunk->entries.size(); i++) {
+        uint64_t block = chunk->index * volume::kEntriesPerChunk + i;
+        std::string name = volume::EntryObject(chunk->entries[i], block);
+        if (!name.empty()) {
+          EXPECT_TRUE(have.count(name)) << o << " points at missing " << name;
+        }
+      }
+    }
+  }
+
+  TempDir dir_;
+  std::shared_ptr<ObjectStore> raw_;
+  std::shared_ptr<CountingStore> counting_;
+  std::unique_ptr<Catalog> cat_;
+};
+
+TEST_P(VolumeTest, CreateIsThinAndHolesReadZerosWithoutTouchingTheStore) {
+  ASSERT_TRUE(cat_->Create("disk", 1ull << 30).ok());
+  auto objects = raw_->List("");
+  ASSERT_TRUE(objects.ok());
+  EXPECT_EQ(objects->size(), 2u) << "only the directory and the header";
+  auto v = Open("disk");
+  std::string buf(1 << 20, 'x');
+  int before = counting_->reads;
+  ASSERT_TRUE(v->Read(123456789, std::span<char>(buf.data(), buf.size())).ok());
+  EXPECT_EQ(counting_->reads, before);
+  EXPECT_EQ(buf, std::string(buf.size(), '\0'));
+}
+
+TEST_P(VolumeTest, UnalignedWritesAcrossBlocksReadBack) {
+  ASSERT_TRUE(cat_->Create("d", 1 << 20, kBs).ok());
+  auto v = Open("d");
+  std::string model(1 << 20, '\0');
+  for (int i = 0; i < 50; i++) {
+    uint64_t off = (i * 7919 * 13) % (model.size() - 1);
+    uint64_t len = std::min<uint64_t>(model.size() - off, 1 + (i * 104729) % (3 * kBs));
+    std::string data = Pattern(len, i);
+    WriteAt(*v, off, data);
+    model.replace(off, len, data);
+  }
+  EXPECT_EQ(ReadAll(*v), model);
+  ASSERT_TRUE(v->Close().ok());
+  EXPECT_EQ(ReadSpec("d"), model) << "after reopen";
+  ExpectNoDanglingEntries();
+}
+
+TEST_P(VolumeTest, SnapshotFreezesDataAndFirstWriteCopiesOnce) {
+  ASSERT_TRUE(cat_->Create("d", 4 * kBs, kBs).ok());
+  std::string a = Pattern(4 * kBs, 1);
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, a);
+    ASSERT_TRUE(v->Close().ok());
+  }
+  ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
+  auto v = Open("d");
+  int copies = counting_->copies;
+  WriteAt(*v, 10, "hello");  // partial write to a shared block: one copy-up
+  EXPECT_EQ(counting_->copies, copies + 1);
+  WriteAt(*v, 20, "world");  // same block again: in place
+  EXPECT_EQ(counting_->copies, copies + 1);
+  WriteAt(*v, kBs, Pattern(kBs, 9));  // whole block: no copy needed
+  EXPECT_EQ(counting_->copies, copies + 1);
+  ASSERT_TRUE(v->Close().ok());
+  std::string head = a;
+  head.replace(10, 5, "hello");
+  head.replace(20, 5, "world");
+  head.replace(kBs, kBs, Pattern(kBs, 9));
+  EXPECT_EQ(ReadSpec("d"), head);
+  EXPECT_EQ(ReadSpec("d@s1"), a);
+  ExpectNoDanglingEntries();
+}
+
+TEST_P(VolumeTest, SnapshotsAreReadOnly) {
+  ASSERT_TRUE(cat_->Create("d", kBs, kBs).ok());
+  ASSERT_TRUE(cat_->SnapCreate("d", "s").ok());
+  auto s = Open("d@s");
+  EXPECT_TRUE(s->read_only());
+  EXPECT_EQ(s->Write(0, std::span<const char>("x", 1)).code(), Code::kReadOnly);
+  EXPECT_EQ(cat_->SnapCreate("d", "s").code(), Code::kAlreadyExists);
+}
+
+TEST_P(VolumeTest, CloneIsThinAndIndependent) {
+  ASSERT_TRUE(cat_->Create("img", 8 * kBs, kBs).ok());
+  std::string base = Pattern(8 * kBs, 3);
+  {
+    auto v = Open("img");
+    WriteAt(*v, 0, base);
+    ASSERT_TRUE(v->Close().ok());
+  }
+  ASSERT_TRUE(cat_->SnapCreate("img", "gold").ok());
+  auto before = raw_->List("");
+  ASSERT_TRUE(cat_->Clone("img", "gold", "vm1", 16 * kBs).ok());
+  auto after = raw_->List("");
+  EXPECT_EQ(after->size(), before->size() + 1) << "a clone adds only its header (the directory is rewritten)";
+  auto info = cat_->Info("vm1");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->parent, "img@gold");
+  EXPECT_EQ(info->size, 16u * kBs);
+  std::string expect = base + std::string(8 * kBs, '\0');
+  EXPECT_EQ(ReadSpec("vm1"), expect);
+  {
+    auto c = Open("vm1");
+    WriteAt(*c, 5, "clone");
+    WriteAt(*c, 12 * kBs, "tail");
+    ASSERT_TRUE(c->Close().ok());
+  }
+  expect.replace(5, 5, "clone");
+  expect.replace(12 * kBs, 4, "tail");
+  EXPECT_EQ(ReadSpec("vm1"), expect);
+  EXPECT_EQ(ReadSpec("img@gold"), base);
+  EXPECT_EQ(ReadSpec("img"), base);
+  // A clone of a clone.
+  ASSERT_TRUE(cat_->SnapCreate("vm1", "s").ok());
+  ASSERT_TRUE(cat_->Clone("vm1", "s", "vm2").ok());
+  EXPECT_EQ(ReadSpec("vm2"), expect);
+  ExpectNoDanglingEntries();
+}
+
+TEST_P(VolumeTest, SnapshotWithClonesCannotBeRemoved) {
+  ASSERT_TRUE(cat_->Create("img", kBs, kBs).ok());
+  ASSERT_TRUE(cat_->SnapCreate("img", "gold").ok());
+  ASSERT_TRUE(cat_->Clone("img", "gold", "vm1").ok());
+  ASSERT_TRUE(cat_->Clone("img", "gold", "vm2").ok());
+  Status st = cat_->SnapRemove("img", "gold");
+  EXPECT_EQ(st.code(), Code::kBusy);
+  EXPECT_NE(st.message().find("vm1"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("vm2"), std::string::npos) << st.ToString();
+  EXPECT_EQ(cat_->Remove("img").code(), Code::kBusy);
+  auto snaps = cat_->SnapList("img");
+  ASSERT_EQ(snaps->size(), 1u);
+  EXPECT_EQ((*snaps)[0].children, (std::vector<std::string>{"vm1", "vm2"}));
+  ASSERT_TRUE(cat_->Remove("vm1").ok());
+  ASSERT_TRUE(cat_->Remove("vm2").ok());
+  ASSERT_TRUE(cat_->SnapRemove("img", "gold").ok());
+  ASSERT_TRUE(cat_->Remove("img").ok());
+  auto left = raw_->List("v.");
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty()) << "objects left after removing everything: " << left->size() << " first " << (*left)[0];
+}
+
+TEST_P(VolumeTest, SnapRemoveFreesOnlyWhatNothingElseUses) {
+  ASSERT_TRUE(cat_->Create("d", 4 * kBs, kBs).ok());
+  std::string v1 = Pattern(4 * kBs, 1);
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, v1);
+  }
+  ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
+  std::string v2 = v1;
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, std::string(kBs, 'b'));
+    v2.replace(0, kBs, std::string(kBs, 'b'));
+  }
+  ASSERT_TRUE(cat_->SnapCreate("d", "s2").ok());
+  {
+    auto v = Open("d");
+    WriteAt(*v, kBs, std::string(kBs, 'c'));
+  }
+  std::string head = v2;
+  head.replace(kBs, kBs, std::string(kBs, 'c'));
+  ASSERT_TRUE(cat_->SnapRemove("d", "s1").ok());
+  EXPECT_EQ(ReadSpec("d@s2"), v2);
+  EXPECT_EQ(ReadSpec("d"), head);
+  ASSERT_TRUE(cat_->SnapRemove("d", "s2").ok());
+  EXPECT_EQ(ReadSpec("d"), head);
+  ExpectNoDanglingEntries();
+  // Only the head's 4 blocks, one chunk, header, lock remain of the volume.
+  auto left = raw_->List("v.");
+  size_t blocks = 0;
+  for (auto& o : *left) blocks += o.find(".b.") != std::string::npos;
+  EXPECT_EQ(blocks, 4u);
+  EXPECT_EQ(cat_->SnapRemove("d", "nope").code(), Code::kNotFound);
+}
+
+TEST_P(VolumeTest, RollbackRestoresSnapshotAndFreesHeadObjects) {
+  ASSERT_TRUE(cat_->Create("d", 4 * kBs, kBs).ok());
+  std::string a = Pattern(2 * kBs, 5);
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, a);
+  }
+  ASSERT_TRUE(cat_->SnapCreate("d", "s").ok());
+  {
+    auto v = Open("d");
+    WriteAt(*v, 100, "changed");
+    WriteAt(*v, 3 * kBs, "more");
+    ASSERT_TRUE(v->Resize(8 * kBs, false).ok());
+  }
+  ASSERT_TRUE(cat_->SnapRollback("d", "s").ok());
+  std::string expect = a + std::string(2 * kBs, '\0');
+  EXPECT_EQ(ReadSpec("d"), expect);
+  EXPECT_EQ(cat_->Info("d")->size, 4u * kBs);
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, "after");
+  }
+  expect.replace(0, 5, "after");
+  EXPECT_EQ(ReadSpec("d"), expect);
+  EXPECT_EQ(ReadSpec("d@s"), a + std::string(2 * kBs, '\0'));
+  ExpectNoDanglingEntries();
+}
+
+TEST_P(VolumeTest, ResizeGrowsAndShrinksOnlyWhenAllowed) {
+  ASSERT_TRUE(cat_->Create("d", 3 * kBs, kBs).ok());
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, std::string(3 * kBs, 'x'));
+  }
+  EXPECT_EQ(cat_->Resize("d", kBs + 512, false).code(), Code::kInvalidArgument);
+  ASSERT_TRUE(cat_->Resize("d", kBs + 512, true).ok());
+  EXPECT_EQ(ReadSpec("d"), std::string(kBs + 512, 'x'));
+  ASSERT_TRUE(cat_->Resize("d", 4 * kBs, false).ok());
+  EXPECT_EQ(ReadSpec("d"), std::string(kBs + 512, 'x') + std::string(3 * kBs - 512, '\0'))
+      << "growing again must not resurrect old data";
+  EXPECT_EQ(cat_->Resize("d", 1000, true).code(), Code::kInvalidArgument) << "not a multiple of 512";
+  ExpectNoDanglingEntries();
+}
+
+TEST_P(VolumeTest, TrimMakesHolesAndFreesObjectsAfterFlush) {
+  ASSERT_TRUE(cat_->Create("d", 4 * kBs, kBs).ok());
+  auto v = Open("d");
+  WriteAt(*v, 0, std::string(4 * kBs, 'x'));
+  ASSERT_TRUE(v->Flush().ok());
+  ASSERT_TRUE(v->Trim(kBs, 2 * kBs + 10).ok());
+  auto ext = v->Extents(0, 4 * kBs);
+  ASSERT_TRUE(ext.ok());
+  ASSERT_EQ(ext->size(), 3u);
+  EXPECT_FALSE((*ext)[0].hole);
+  EXPECT_TRUE((*ext)[1].hole);
+  EXPECT_EQ((*ext)[1].offset, kBs);
+  EXPECT_EQ((*ext)[1].length, 2u * kBs);
+  std::string expect = std::string(kBs, 'x') + std::string(2 * kBs + 10, '\0') + std::string(kBs - 10, 'x');
+  EXPECT_EQ(ReadAll(*v), expect);
+  ExpectNoDanglingEntries();  // the trimmed objects must survive until the map is persisted
+  ASSERT_TRUE(v->Flush().ok());
+  auto blocks = raw_->List("v.");
+  size_t n = 0;
+  for (auto& o : *blocks) n += o.find(".b.") != std::string::npos;
+  EXPECT_EQ(n, 2u);
+  // Write after trim, before flush: the pending delete must not eat the new data.
+  ASSERT_TRUE(v->Trim(0, kBs).ok());
+  WriteAt(*v, 7, "new");
+  ASSERT_TRUE(v->Flush().ok());
+  std::string first(kBs, '\0');
+  first.replace(7, 3, "new");
+  std::string got(kBs, 'y');
+  ASSERT_TRUE(v->Read(0, std::span<char>(got.data(), got.size())).ok());
+  EXPECT_EQ(got, first);
+}
+
+TEST_P(VolumeTest, WriteZeroesNoHoleKeepsAllocation) {
+  ASSERT_TRUE(cat_->Create("d", 2 * kBs, kBs).ok());
+  auto v = Open("d");
+  ASSERT_TRUE(v->WriteZeroes(0, kBs, /*may_trim=*/false).ok());
+  auto ext = v->Extents(0, 2 * kBs);
+  ASSERT_EQ(ext->size(), 2u);
+  EXPECT_FALSE((*ext)[0].hole);
+  EXPECT_TRUE((*ext)[1].hole);
+  WriteAt(*v, kBs, std::string(kBs, 'q'));
+  ASSERT_TRUE(v->WriteZeroes(kBs + 1, 10, true).ok());
+  std::string got(2 * kBs, 'y');
+  ASSERT_TRUE(v->Read(0, std::span<char>(got.data(), got.size())).ok());
+  std::string expect = std::string(kBs, '\0') + "q" + std::string(10, '\0') + std::string(kBs - 11, 'q');
+  EXPECT_EQ(got, expect);
+}
+
+TEST_P(VolumeTest, RenameKeepsDataAndSnapshots) {
+  ASSERT_TRUE(cat_->Create("a", kBs, kBs).ok());
+  {
+    auto v = Open("a");
+    WriteAt(*v, 0, "data");
+  }
+  ASSERT_TRUE(cat_->SnapCreate("a", "s").ok());
+  ASSERT_TRUE(cat_->Create("c", kBs, kBs).ok());
+  EXPECT_EQ(cat_->Rename("a", "c").code(), Code::kAlreadyExists);
+  EXPECT_EQ(cat_->Rename("zz", "q").code(), Code::kNotFound);
+  ASSERT_TRUE(cat_->Rename("a", "b").ok());
+  EXPECT_EQ(cat_->Info("a").status().code(), Code::kNotFound);
+  EXPECT_EQ(ReadSpec("b").substr(0, 4), "data");
+  EXPECT_EQ(ReadSpec("b@s").substr(0, 4), "data");
+}
+
+TEST_P(VolumeTest, BadInputIsRefusedAndLeavesNothing) {
+  EXPECT_EQ(cat_->Create("bad/name", kBs).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create("-x", kBs).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create("", kBs).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create(std::string(101, 'a'), kBs).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create("x", 0).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create("x", 1000).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create("x", kBs, 3 * kBs).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create("x", kBs, 32 * 1024).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Create("x", kBs, 128u << 20).code(), Code::kInvalidArgument);
+  EXPECT_EQ(cat_->Info("missing").status().code(), Code::kNotFound);
+  EXPECT_EQ(cat_->Open("missing").status().code(), Code::kNotFound);
+  EXPECT_EQ(cat_->Remove("missing").code(), Code::kNotFound);
+  EXPECT_EQ(cat_->Clone("missing", "s", "n").code(), Code::kNotFound);
+  auto all = raw_->List("");
+  EXPECT_TRUE(all->empty()) << "nothing half-written";
+  ASSERT_TRUE(cat_->Create("x", kBs).ok());
+  EXPECT_EQ(cat_->Create("x", kBs).code(), Code::kAlreadyExists);
+  EXPECT_EQ(cat_->Info("x@nosnap").status().code(), Code::kNotFound);
+  EXPECT_EQ(cat_->Clone("x", "nosnap", "n").code(), Code::kNotFound);
+  auto v = Open("x");
+  char buf[16];
+  EXPECT_EQ(v->Read(kBs - 8, std::span<char>(buf, 16)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(v->Write(kBs, std::span<const char>(buf, 1)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(v->Trim(UINT64_MAX - 1, 4).code(), Code::kInvalidArgument);
+}
+
+TEST_P(VolumeTest, OneWriterAtATime) {
+  ASSERT_TRUE(cat_->Create("d", kBs, kBs).ok());
+  auto v = Open("d");
+  OpenOptions other;
+  other.owner = "someone-else";
+  auto second = cat_->Open("d", other);
+  EXPECT_EQ(second.status().code(), Code::kBusy);
+  EXPECT_NE(second.status().message().find("open for writing"), std::string::npos);
+  EXPECT_EQ(cat_->SnapCreate("d", "s").code(), Code::kBusy);
+  EXPECT_TRUE(Open("d", /*read_only=*/true) != nullptr) << "readers are fine";
+  ASSERT_TRUE(v->Close().ok());
+  EXPECT_TRUE(cat_->Open("d", other).ok());
+}
+
+TEST_P(VolumeTest, CorruptChunkIsReportedByName) {
+  ASSERT_TRUE(cat_->Create("d", kBs, kBs).ok());
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, "x");
+  }
+  auto maps = raw_->List("v.");
+  std::string chunk;
+  for (auto& o : *maps)
+    if (o.find(".map.") != std::string::npos) chunk = o;
+  ASSERT_FALSE(chunk.empty());
+  std::string bytes = *raw_->Get(chunk);
+  bytes[bytes.size() / 2] ^= 0xff;
+  ASSERT_TRUE(raw_->Put(chunk, bytes).ok());
+  auto v = Open("d", true);
+  char c;
+  Status st = v->Read(0, std::span<char>(&c, 1));
+  EXPECT_EQ(st.code(), Code::kCorruption);
+  EXPECT_NE(st.message().find(chunk), std::string::npos) << st.ToString();
+}
+
+TEST_P(VolumeTest, ConcurrentWritersToOneVolume) {
+  ASSERT_TRUE(cat_->Create("d", 32 * kBs, kBs).ok());
+  ASSERT_TRUE(cat_->SnapCreate("d", "s").ok());
+  auto v = Open("d");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; t++)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 64; i++) {
+        uint64_t block = (t * 64 + i) % 32;
+        uint64_t off = block * kBs + static_cast<uint64_t>(t) * 4096;  // each thread its own 4K slot
+        std::string data = Pattern(4096, t);
+        ASSERT_TRUE(v->Write(off, std::span<const char>(data.data(), data.size())).ok());
+        if (i % 16 == 0) {
+          ASSERT_TRUE(v->Flush().ok());
+        }
+      }
+    });
+  for (auto& th : threads) th.join();
+  std::string all = ReadAll(*v);
+  for (int t = 0; t < 8; t++)
+    for (uint64_t block = 0; block < 32; block++)
+      ASSERT_EQ(all.substr(block * kBs + t * 4096, 4096), Pattern(4096, t)) << "thread " << t << " block " << block;
+}
+
+// A process that writes, flushes and dies without closing: what the flush covered is there,
+// and the map points only at objects that exist.
+// Needs a store shared across processes: the directory store only.
+class DirVolumeTest : public VolumeTest {};
+
+TEST_P(DirVolumeTest, ProcessCrashAfterFlushKeepsFlushedData) {
+  ASSERT_TRUE(cat_->Create("d", 16 * kBs, kBs).ok());
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto store = OpenStore("dir:" + dir_.path());
+    auto cat = Catalog::Open(*store);
+    OpenOptions o;
+    o.owner = "child";
+    o.lease_ms = 300;
+    auto v = (*cat)->Open("d", o);
+    if (!v.ok()) _exit(2);
+    std::string a = Pattern(8 * kBs, 11);
+    if (!(*v)->Write(0, std::span<const char>(a.data(), a.size())).ok()) _exit(3);
+    if (!(*v)->Flush().ok()) _exit(4);
+    std::string b = Pattern(8 * kBs, 12);  // never flushed
+    (*v)->Write(8 * kBs, std::span<const char>(b.data(), b.size()));
+    _exit(0);  // no Close, no destructors: as if killed
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  usleep(400 * 1000);  // let the child's lease run out
+  auto v = Open("d");  // takes over the expired lock
+  ASSERT_TRUE(v != nullptr);
+  EXPECT_EQ(ReadAll(*v).substr(0, 8 * kBs), Pattern(8 * kBs, 11));
+  ExpectNoDanglingEntries();
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, VolumeTest, ::testing::Values("mem", "dir"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Stores, DirVolumeTest, ::testing::Values("dir"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace skerry
