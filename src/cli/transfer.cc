@@ -1,0 +1,298 @@
+#include "cli/transfer.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cli/output.h"
+
+namespace skerry::cli {
+namespace {
+
+bool AllZero(const char* p, size_t n) {
+  // Compare against itself shifted by one word: zero iff the first word is zero and all
+  // words equal their neighbour. Fast memcmp instead of a byte loop.
+  if (n < 16) {
+    for (size_t i = 0; i < n; i++)
+      if (p[i]) return false;
+    return true;
+  }
+  uint64_t first;
+  std::memcpy(&first, p, 8);
+  return first == 0 && std::memcmp(p, p + 8, n - 8) == 0;
+}
+
+double Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Reads exactly n bytes unless EOF; returns bytes read or -errno.
+ssize_t ReadFull(int fd, char* buf, size_t n, off_t offset, bool positional) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = positional ? pread(fd, buf + got, n - got, offset + got) : read(fd, buf + got, n - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) break;
+    got += r;
+  }
+  return static_cast<ssize_t>(got);
+}
+
+Status WriteFull(int fd, const char* buf, size_t n, off_t offset, bool positional, const std::string& path) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = positional ? pwrite(fd, buf + done, n - done, offset + done) : write(fd, buf + done, n - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno(errno, "write " + path);
+    }
+    done += w;
+  }
+  return Status::OK();
+}
+
+// Imports from a regular file with several workers, each taking the next block; holes in
+// the file are skipped without reading them.
+Status ImportFile(Volume& v, int fd, const std::string& path, uint64_t file_size, TransferStats* stats) {
+  const uint32_t bs = v.block_size();
+  const uint64_t blocks = (file_size + bs - 1) / bs;
+  std::atomic<uint64_t> next{0}, data{0}, done_bytes{0};
+  std::mutex err_mu;
+  Status error;
+  Progress progress("import", file_size);
+  auto worker = [&] {
+    std::vector<char> buf(bs);
+    for (;;) {
+      {
+        std::lock_guard l(err_mu);
+        if (!error.ok()) return;
+      }
+      uint64_t b = next++;
+      if (b >= blocks) return;
+      uint64_t off = b * bs;
+      uint64_t len = std::min<uint64_t>(bs, file_size - off);
+      // A block that starts a hole and has no data before its end is skipped unread.
+      off_t data_at = lseek(fd, static_cast<off_t>(off), SEEK_DATA);
+      Status st;
+      if (data_at >= 0 && static_cast<uint64_t>(data_at) < off + len) {
+        ssize_t r = ReadFull(fd, buf.data(), len, static_cast<off_t>(off), true);
+        if (r < 0) st = Status::FromErrno(static_cast<int>(-r), "read " + path);
+        else if (static_cast<uint64_t>(r) != len) st = Status::IOError(path + " shrank while importing");
+        else if (!AllZero(buf.data(), len)) {
+          st = v.Write(off, std::span<const char>(buf.data(), len));
+          data += len;
+        }
+      } else if (data_at < 0 && errno != ENXIO) {
+        st = Status::FromErrno(errno, "seek " + path);
+      }
+      if (!st.ok()) {
+        std::lock_guard l(err_mu);
+        if (error.ok()) error = st;
+        return;
+      }
+      progress.Update(done_bytes += len);
+    }
+  };
+  std::vector<std::thread> threads;
+  unsigned n = std::max(2u, std::min(4u, std::thread::hardware_concurrency()));
+  for (unsigned i = 0; i < n; i++) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  progress.Finish();
+  stats->data_bytes = data;
+  stats->skipped_bytes = file_size - data;
+  return error;
+}
+
+// Imports a stream (standard input, a pipe) block by block.
+Status ImportStream(Volume& v, int fd, uint64_t limit, TransferStats* stats, uint64_t* read_total) {
+  const uint32_t bs = v.block_size();
+  std::vector<char> buf(bs);
+  Progress progress("import", 0);
+  uint64_t off = 0;
+  for (;;) {
+    ssize_t r = ReadFull(fd, buf.data(), bs, 0, false);
+    if (r < 0) return Status::FromErrno(static_cast<int>(-r), "read standard input");
+    if (r == 0) break;
+    if (off + r > limit) return Status::InvalidArgument(fmt::format("input is larger than --size ({} bytes)", limit));
+    if (!AllZero(buf.data(), r)) {
+      SKERRY_RETURN_IF_ERROR(v.Write(off, std::span<const char>(buf.data(), r)));
+      stats->data_bytes += r;
+    }
+    off += r;
+    progress.Update(off);
+    if (static_cast<size_t>(r) < bs) break;
+  }
+  progress.Finish();
+  *read_total = off;
+  stats->skipped_bytes = off - stats->data_bytes;
+  return Status::OK();
+}
+
+uint64_t RoundUp512(uint64_t n) { return (n + 511) / 512 * 512; }
+
+}  // namespace
+
+Result<TransferStats> Import(Catalog& catalog, const std::string& path, const std::string& name,
+                             std::optional<uint64_t> size, uint32_t block_size) {
+  auto start = std::chrono::steady_clock::now();
+  bool is_stdin = path == "-";
+  int fd = is_stdin ? STDIN_FILENO : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  struct stat st {};
+  fstat(fd, &st);
+  bool regular = S_ISREG(st.st_mode);
+  auto close_fd = [&] {
+    if (!is_stdin) close(fd);
+  };
+  uint64_t file_size = regular ? static_cast<uint64_t>(st.st_size) : 0;
+  if (regular && size && *size < file_size) {
+    close_fd();
+    return Status::InvalidArgument(fmt::format("--size {} is smaller than {} ({} bytes)", *size, path, file_size));
+  }
+  if (!regular && !size) {
+    close_fd();
+    return Status::InvalidArgument("importing from a stream needs --size");
+  }
+  uint64_t vol_size = size.value_or(RoundUp512(file_size));
+  if (vol_size == 0) {
+    close_fd();
+    return Status::InvalidArgument(path + " is empty");
+  }
+  Status created = catalog.Create(name, vol_size, block_size);
+  if (!created.ok()) {
+    close_fd();
+    return created;
+  }
+  TransferStats stats;
+  Status result;
+  {
+    auto v = catalog.Open(name);
+    if (!v.ok()) {
+      result = v.status();
+    } else {
+      uint64_t read_total = file_size;
+      result = regular ? ImportFile(**v, fd, path, file_size, &stats)
+                       : ImportStream(**v, fd, vol_size, &stats, &read_total);
+      stats.bytes = read_total;
+      // Close flushes: the import is durable when we report success.
+      Status c = (*v)->Close();
+      if (result.ok()) result = c;
+    }
+  }
+  close_fd();
+  if (!result.ok()) {
+    catalog.Remove(name);  // leave nothing half-made behind
+    return result;
+  }
+  stats.seconds = Since(start);
+  return stats;
+}
+
+Result<TransferStats> WriteInto(Catalog& catalog, const std::string& name, uint64_t offset,
+                                const std::string& path) {
+  auto start = std::chrono::steady_clock::now();
+  bool is_stdin = path == "-";
+  int fd = is_stdin ? STDIN_FILENO : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  auto v = catalog.Open(name);
+  if (!v.ok()) {
+    if (!is_stdin) close(fd);
+    return v.status();
+  }
+  // A file's length is known: refuse before writing anything rather than part-way.
+  struct stat st {};
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      (offset > (*v)->size() || static_cast<uint64_t>(st.st_size) > (*v)->size() - offset)) {
+    if (!is_stdin) close(fd);
+    return Status::InvalidArgument(fmt::format("{}: {} bytes at offset {} run past the end of {} ({} bytes)", path,
+                                               st.st_size, offset, name, (*v)->size()));
+  }
+  TransferStats stats;
+  Status result;
+  std::vector<char> buf((*v)->block_size());
+  for (uint64_t off = offset;;) {
+    ssize_t r = ReadFull(fd, buf.data(), buf.size(), 0, false);
+    if (r < 0) {
+      result = Status::FromErrno(static_cast<int>(-r), "read " + path);
+      break;
+    }
+    if (r == 0) break;
+    if (off > (*v)->size() || static_cast<uint64_t>(r) > (*v)->size() - off) {
+      result = Status::InvalidArgument(fmt::format("{}: input runs past the end of {} ({} bytes)", path, name, (*v)->size()));
+      break;
+    }
+    result = (*v)->Write(off, std::span<const char>(buf.data(), r));
+    if (!result.ok()) break;
+    off += r;
+    stats.bytes += r;
+    stats.data_bytes += r;
+  }
+  if (!is_stdin) close(fd);
+  Status c = (*v)->Close();
+  if (!result.ok()) return result;
+  if (!c.ok()) return c;
+  stats.seconds = Since(start);
+  return stats;
+}
+
+Result<TransferStats> Export(Catalog& catalog, const std::string& spec, const std::string& path) {
+  auto start = std::chrono::steady_clock::now();
+  OpenOptions ro;
+  ro.read_only = true;
+  SKERRY_ASSIGN_OR_RETURN(auto v, catalog.Open(spec, ro));
+  bool is_stdout = path == "-";
+  int fd = is_stdout ? STDOUT_FILENO : open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  struct stat st {};
+  fstat(fd, &st);
+  bool sparse = S_ISREG(st.st_mode);  // a file can keep holes; a pipe or device gets every byte
+  const uint64_t size = v->size();
+  const uint32_t bs = v->block_size();
+  TransferStats stats;
+  stats.bytes = size;
+  Status result;
+  if (sparse && ftruncate(fd, static_cast<off_t>(size)) != 0) result = Status::FromErrno(errno, "truncate " + path);
+  std::vector<char> buf(bs);
+  Progress progress("export", size);
+  auto extents = v->Extents(0, size);
+  if (!extents.ok()) result = extents.status();
+  for (size_t i = 0; result.ok() && i < extents->size(); i++) {
+    const Extent& e = (*extents)[i];
+    for (uint64_t off = e.offset; result.ok() && off < e.offset + e.length;) {
+      uint64_t len = std::min<uint64_t>(bs - off % bs, e.offset + e.length - off);
+      if (e.hole || e.zero) {
+        std::memset(buf.data(), 0, len);
+      } else {
+        result = v->Read(off, std::span<char>(buf.data(), len));
+        if (!result.ok()) break;
+      }
+      bool zero = (e.hole || e.zero) || AllZero(buf.data(), len);
+      if (!(sparse && zero)) {
+        result = WriteFull(fd, buf.data(), len, static_cast<off_t>(off), sparse, path);
+        if (!zero) stats.data_bytes += len;
+      }
+      off += len;
+      progress.Update(off);
+    }
+  }
+  progress.Finish();
+  if (result.ok() && sparse && fsync(fd) != 0) result = Status::FromErrno(errno, "fsync " + path);
+  if (!is_stdout && close(fd) != 0 && result.ok()) result = Status::FromErrno(errno, "close " + path);
+  if (!result.ok()) return result;
+  stats.skipped_bytes = size - stats.data_bytes;
+  stats.seconds = Since(start);
+  return stats;
+}
+
+}  // namespace skerry::cli
