@@ -1,0 +1,118 @@
+#include "daemon/admin_server.h"
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "daemon/admin_client.h"
+
+namespace skerry::daemon {
+
+AdminServer::~AdminServer() { Stop(); }
+
+Status AdminServer::Start(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) return Status::InvalidArgument("admin socket path too long: " + path);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  // A stale socket from a daemon that died is in the way; a live daemon answers connect().
+  if (std::filesystem::exists(path)) {
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    bool live = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(probe);
+    if (live) return Status::Busy(fmt::format("another skerryd is serving the admin socket {}", path));
+    unlink(path.c_str());
+  }
+  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return Status::FromErrno(errno, "socket");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  mode_t old = umask(077);
+  int rc = bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  umask(old);
+  if (rc != 0 || listen(listen_fd_, 16) != 0) return Status::FromErrno(errno, "listen on admin socket " + path);
+  path_ = path;
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  thread_ = std::thread([this] { Loop(); });
+  return Status::OK();
+}
+
+void AdminServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (wake_fd_ >= 0) {
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
+  if (thread_.joinable()) thread_.join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (!path_.empty()) unlink(path_.c_str());
+}
+
+void AdminServer::Loop() {
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (stopping_.load()) return;
+    if (!(fds[0].revents & POLLIN)) continue;
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    // One request at a time: admin operations are rare and each drains a volume anyway.
+    Serve(fd);
+    close(fd);
+  }
+}
+
+void AdminServer::Serve(int fd) {
+  timeval tv{5, 0};  // a client that connects and says nothing does not hold us up
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string in;
+  char buf[4096];
+  while (in.find('\n') == std::string::npos && in.size() < 65536) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    in.append(buf, n);
+  }
+  nlohmann::json answer;
+  auto req = nlohmann::json::parse(in, nullptr, false);
+  if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string()) {
+    answer = admin::ErrorJson(Status::InvalidArgument("admin request is not a JSON object with an \"op\""));
+  } else {
+    std::string op = req["op"];
+    try {
+      if (op == "snap_create") {
+        Status st = registry_.Snapshot(req.at("volume").get<std::string>(), req.at("snap").get<std::string>());
+        answer = st.ok() ? nlohmann::json{{"ok", true}} : admin::ErrorJson(st);
+      } else if (op == "resize") {
+        Status st = registry_.Resize(req.at("volume").get<std::string>(), req.at("size").get<uint64_t>(),
+                                     req.value("allow_shrink", false));
+        answer = st.ok() ? nlohmann::json{{"ok", true}} : admin::ErrorJson(st);
+      } else if (op == "status") {
+        nlohmann::json exports = nlohmann::json::array();
+        for (const ExportStatus& e : registry_.Exports())
+          exports.push_back({{"name", e.name}, {"clients", e.clients}, {"read_only", e.read_only}, {"size", e.size}});
+        answer = {{"ok", true}, {"exports", exports}};
+      } else {
+        answer = admin::ErrorJson(Status::InvalidArgument("unknown admin op '" + op + "'"));
+      }
+    } catch (const nlohmann::json::exception& e) {
+      answer = admin::ErrorJson(Status::InvalidArgument(std::string("bad admin request: ") + e.what()));
+    }
+  }
+  spdlog::debug("admin: {} -> {}", in.substr(0, in.find('\n')), answer.dump());
+  std::string out = answer.dump() + "\n";
+  (void)!write(fd, out.data(), out.size());
+}
+
+}  // namespace skerry::daemon

@@ -1,0 +1,87 @@
+#include "daemon/config.h"
+
+#include <fmt/format.h>
+
+#include <set>
+#include <toml++/toml.h>
+
+namespace skerry::daemon {
+namespace {
+
+Status Unknown(const std::string& path, const toml::table& t, const std::set<std::string>& known,
+               const std::string& section) {
+  for (auto& [key, _] : t) {
+    std::string k(key.str());
+    if (!known.count(k))
+      return Status::InvalidArgument(fmt::format("{}: unknown setting '{}{}'", path, section, k));
+  }
+  return Status::OK();
+}
+
+template <class T>
+Status Get(const std::string& path, const toml::table& t, const char* key, T* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return Status::OK();
+  auto v = n->value<T>();
+  if (!v) return Status::InvalidArgument(fmt::format("{}: '{}' has the wrong type", path, key));
+  *out = *v;
+  return Status::OK();
+}
+
+}  // namespace
+
+Status LoadConfigFile(const std::string& path, DaemonConfig* config) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column,
+                                               std::string(e.description())));
+  }
+  SKERRY_RETURN_IF_ERROR(Unknown(path, root,
+                                 {"store", "listen", "admin_socket", "log_level", "lock_lease_seconds", "workers",
+                                  "max_connections", "tls"},
+                                 ""));
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "store", &config->store));
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "admin_socket", &config->admin_socket));
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "log_level", &config->log_level));
+  if (const toml::node* n = root.get("listen")) {
+    const toml::array* arr = n->as_array();
+    if (!arr) return Status::InvalidArgument(fmt::format("{}: 'listen' must be a list of addresses", path));
+    config->listen.clear();
+    for (const toml::node& item : *arr) {
+      auto s = item.value<std::string>();
+      if (!s) return Status::InvalidArgument(fmt::format("{}: 'listen' entries must be strings", path));
+      config->listen.push_back(*s);
+    }
+  }
+  int64_t lease_s = config->lock_lease_ms / 1000, workers = static_cast<int64_t>(config->server.worker_threads),
+          max_conn = static_cast<int64_t>(config->server.max_connections);
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "lock_lease_seconds", &lease_s));
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "workers", &workers));
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "max_connections", &max_conn));
+  if (lease_s < 3 || lease_s > 3600) return Status::InvalidArgument(fmt::format("{}: lock_lease_seconds must be 3..3600", path));
+  if (workers < 1 || workers > 1024) return Status::InvalidArgument(fmt::format("{}: workers must be 1..1024", path));
+  if (max_conn < 1) return Status::InvalidArgument(fmt::format("{}: max_connections must be at least 1", path));
+  config->lock_lease_ms = lease_s * 1000;
+  config->server.worker_threads = static_cast<size_t>(workers);
+  config->server.max_connections = static_cast<size_t>(max_conn);
+  if (const toml::node* n = root.get("tls")) {
+    const toml::table* tls = n->as_table();
+    if (!tls) return Status::InvalidArgument(fmt::format("{}: [tls] must be a table", path));
+    SKERRY_RETURN_IF_ERROR(Unknown(path, *tls, {"mode", "cert", "key", "client_ca", "psk_file", "priority"}, "tls."));
+    std::string mode = nbd::TlsModeName(config->server.tls.mode);
+    SKERRY_RETURN_IF_ERROR(Get(path, *tls, "mode", &mode));
+    auto parsed = nbd::ParseTlsMode(mode);
+    if (!parsed.ok()) return parsed.status().Prefixed(path);
+    config->server.tls.mode = *parsed;
+    SKERRY_RETURN_IF_ERROR(Get(path, *tls, "cert", &config->server.tls.cert_file));
+    SKERRY_RETURN_IF_ERROR(Get(path, *tls, "key", &config->server.tls.key_file));
+    SKERRY_RETURN_IF_ERROR(Get(path, *tls, "client_ca", &config->server.tls.client_ca_file));
+    SKERRY_RETURN_IF_ERROR(Get(path, *tls, "psk_file", &config->server.tls.psk_file));
+    SKERRY_RETURN_IF_ERROR(Get(path, *tls, "priority", &config->server.tls.priority));
+  }
+  return Status::OK();
+}
+
+}  // namespace skerry::daemon

@@ -1,0 +1,30 @@
+// DaemonConfig: everything skerryd is told, from a TOML file and command-line flags
+// (flags win). docs/operations.md lists every setting.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nbd/server.h"
+#include "skerry/status.h"
+
+namespace skerry::daemon {
+
+struct DaemonConfig {
+  std::string store;                  // store URI, required
+  std::vector<std::string> listen;    // "unix:PATH" / "tcp:HOST:PORT"
+  std::string admin_socket;           // Unix socket for `skerry` operations on open volumes
+  std::string log_level = "info";     // trace, debug, info, warn, error
+  int64_t lock_lease_ms = 60'000;     // write-lock lease of open volumes
+  nbd::ServerOptions server;          // workers, connection limits, TLS
+};
+
+inline constexpr const char* kDefaultTcpListen = "tcp:127.0.0.1:10809";
+inline constexpr const char* kDefaultUnixListen = "unix:/run/skerry/nbd.sock";
+inline constexpr const char* kDefaultAdminSocket = "/run/skerry/admin.sock";
+
+// Reads a TOML config file into `config` (only the keys present change it). Unknown keys
+// are errors, so a typo never silently does nothing.
+Status LoadConfigFile(const std::string& path, DaemonConfig* config);
+
+}  // namespace skerry::daemon

@@ -1,0 +1,64 @@
+// ExportRegistry: the daemon's volumes, opened on a client's first connection and closed
+// (flushed, lock released) when its last client leaves. Implements nbd::ExportProvider:
+// every connection to one export name gets the same Volume object, which is what makes
+// NBD multi-conn safe (nbd/export_provider.h).
+//
+// It also carries out operations the CLI sends to the admin socket on volumes that are
+// open here (snapshot, resize): those run on the open Volume, which drains its in-flight
+// I/O and holds new I/O for the moment they take, so clients stay connected.
+//
+// Thread-safety: all methods may be called concurrently.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "nbd/export_provider.h"
+#include "skerry/volume.h"
+
+namespace skerry::daemon {
+
+struct ExportStatus {
+  std::string name;
+  int clients = 0;
+  bool read_only = false;
+  uint64_t size = 0;
+};
+
+class ExportRegistry final : public nbd::ExportProvider {
+ public:
+  // `owner` names this daemon in volume write locks; it carries the admin socket path so a
+  // CLI that finds a volume locked knows whom to ask.
+  ExportRegistry(std::unique_ptr<Catalog> catalog, std::string owner, int64_t lease_ms);
+  ~ExportRegistry() override;
+
+  Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
+  void ReleaseExport(const std::string& name, const std::shared_ptr<Volume>& volume) override;
+  Result<std::vector<std::string>> ListExports() override;
+
+  // Admin operations on a volume open here. NotFound if it is not open in this daemon.
+  Status Snapshot(const std::string& volume, const std::string& snap);
+  Status Resize(const std::string& volume, uint64_t size, bool allow_shrink);
+  std::vector<ExportStatus> Exports() const;
+
+  // Flushes and closes every open volume (shutdown). Returns the first error.
+  Status CloseAll();
+
+ private:
+  struct Open {
+    std::shared_ptr<Volume> volume;
+    int refs = 0;
+  };
+  Result<std::shared_ptr<Volume>> FindOpen(const std::string& name);
+
+  std::unique_ptr<Catalog> catalog_;
+  const std::string owner_;
+  const int64_t lease_ms_;
+  mutable std::mutex mu_;  // guards open_; held across opens and closes so they never race
+  std::map<std::string, Open> open_;
+};
+
+}  // namespace skerry::daemon
