@@ -1,0 +1,87 @@
+#include "nbd/connection.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <spdlog/spdlog.h>
+
+#include "nbd/handshake.h"
+#include "nbd/transport.h"
+#include "skerry/volume.h"
+
+namespace skerry::nbd {
+
+Connection::Connection(UniqueFd fd, std::string peer, const ConnectionContext& context)
+    : peer_(std::move(peer)), context_(context), fd_(std::move(fd)) {}
+
+void Connection::Run() {
+  int fd;
+  {
+    std::lock_guard lock(fd_mu_);
+    fd = fd_.get();
+  }
+  if (fd >= 0) Serve(fd);
+  std::lock_guard lock(fd_mu_);
+  fd_.Reset();
+}
+
+void Connection::Stop() {
+  std::lock_guard lock(fd_mu_);
+  // SHUT_RD wakes the reader with end-of-stream; replies can still be sent.
+  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RD);
+}
+
+void Connection::SetReceiveTimeout(int fd, std::chrono::milliseconds timeout) {
+  timeval tv{};
+  tv.tv_sec = timeout.count() / 1000;
+  tv.tv_usec = (timeout.count() % 1000) * 1000;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+void Connection::Serve(int fd) {
+  spdlog::info("nbd: {}: connected", peer_);
+  SetReceiveTimeout(fd, context_.handshake_timeout);
+  std::unique_ptr<Transport> transport = std::make_unique<SocketTransport>(fd);
+  HandshakeConfig config{context_.provider, context_.tls, context_.handshake_timeout};
+  Handshake handshake(transport, fd, config, peer_);
+  Result<NegotiatedExport> negotiated = handshake.Run();
+  if (!negotiated.ok()) {
+    if (IsPeerClosed(negotiated.status())) {
+      spdlog::info("nbd: {}: closed by the client during the handshake", peer_);
+    } else {
+      spdlog::warn("nbd: {}: handshake failed: {}", peer_, negotiated.status().ToString());
+    }
+    return;
+  }
+  NegotiatedExport& exp = *negotiated;
+  if (!exp.volume) {
+    transport->Bye();
+    spdlog::info("nbd: {}: client ended the negotiation", peer_);
+    return;
+  }
+  SetReceiveTimeout(fd, std::chrono::milliseconds(0));  // idle clients are fine from here
+  bool writable = !exp.volume->read_only();
+  spdlog::info("nbd: {}: serving export '{}' ({}, {} bytes{}{})", peer_, exp.name,
+               writable ? "read-write" : "read-only", exp.size, transport->is_tls() ? ", TLS" : "",
+               exp.structured_replies ? ", structured replies" : "");
+
+  Transmission::Outcome outcome;
+  {
+    Transmission transmission(*transport, fd, exp, *context_.pool, context_.limits, peer_);
+    outcome = transmission.Run();
+  }
+  if (!outcome.status.ok()) {
+    spdlog::warn("nbd: {}: protocol error: {}", peer_, outcome.status.ToString());
+  }
+  if (writable) {
+    // Cheap insurance for clients that leave without a final flush; the provider
+    // flushes again when it closes the volume.
+    Status st = exp.volume->Flush();
+    if (!st.ok()) spdlog::warn("nbd: {}: flush at close failed: {}", peer_, st.ToString());
+  }
+  context_.provider->ReleaseExport(exp.name, exp.volume);
+  spdlog::info("nbd: {}: closed after {} requests ({})", peer_, outcome.requests,
+               outcome.disconnect_requested ? "client disconnected" : "connection ended");
+}
+
+}  // namespace skerry::nbd

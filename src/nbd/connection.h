@@ -1,0 +1,56 @@
+// Connection: one NBD client from accept to close.
+//
+// Run() drives the whole session on the calling thread: the handshake (with a
+// receive timeout, so a silent client cannot hold a thread forever), then the
+// transmission phase, then a flush of a writable export and
+// ExportProvider::ReleaseExport, then the close of the socket.
+//
+// Thread-safety: Run is called once, by the connection's own thread. Stop may be
+// called from any thread at any time, also before Run or after it returned.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "nbd/export_provider.h"
+#include "nbd/tls.h"
+#include "nbd/transmission.h"
+#include "nbd/unique_fd.h"
+#include "nbd/worker_pool.h"
+
+namespace skerry::nbd {
+
+// What every connection of a server shares.
+struct ConnectionContext {
+  ExportProvider* provider = nullptr;
+  const TlsContext* tls = nullptr;  // null: TLS off
+  WorkerPool* pool = nullptr;
+  std::chrono::milliseconds handshake_timeout{30'000};
+  TransmissionLimits limits;
+};
+
+class Connection {
+ public:
+  Connection(UniqueFd fd, std::string peer, const ConnectionContext& context);
+
+  // The whole session; returns after the socket is closed.
+  void Run();
+  // Graceful stop for server shutdown: no further requests are read; those in
+  // flight are answered, then the session ends as if the client had left.
+  void Stop();
+
+  const std::string& peer() const { return peer_; }
+
+ private:
+  void Serve(int fd);
+  void SetReceiveTimeout(int fd, std::chrono::milliseconds timeout);
+
+  const std::string peer_;
+  const ConnectionContext& context_;
+  std::mutex fd_mu_;  // Stop must never touch a closed (and maybe reused) fd number
+  UniqueFd fd_;
+};
+
+}  // namespace skerry::nbd

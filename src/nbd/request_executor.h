@@ -1,0 +1,78 @@
+// RequestExecutor: runs one validated request against the export's Volume and
+// sends its reply.
+//
+// READ with structured replies asks Volume::Extents first and answers unallocated
+// or zero ranges with OFFSET_HOLE chunks, so sparse images stay sparse across
+// qemu-img convert and nbdcopy. BLOCK_STATUS reports the same extents as
+// base:allocation descriptors. Volume errors become NBD errors (errors.h); only a
+// failure to send is returned to the caller.
+//
+// Thread-safety: Execute may run on many worker threads at once; each call needs
+// its own RequestBuffers.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nbd/buffer.h"
+#include "nbd/reply_writer.h"
+#include "nbd/request.h"
+#include "skerry/status.h"
+#include "skerry/volume.h"
+
+namespace skerry::nbd {
+
+// Reads shorter than this are sent as data without asking for extents: below the
+// smallest volume block size a map lookup costs more than the zeros it would save.
+inline constexpr uint32_t kSparseReadMinimum = 64 * 1024;
+// The spec's bound on descriptors in one BLOCK_STATUS chunk.
+inline constexpr size_t kMaxStatusDescriptors = 1 << 20;
+
+// A run of the request's range with one allocation state (kState* bits).
+struct StatusRun {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint32_t state = 0;
+};
+
+// Memory one request needs, kept with the request object and reused.
+struct RequestBuffers {
+  Buffer data;              // WRITE payload in; READ data out
+  std::vector<char> meta;   // chunk headers and descriptors
+  std::vector<iovec> iov;
+  std::vector<StatusRun> runs;
+};
+
+// Turns Volume::Extents output into ordered, merged runs exactly covering
+// [start, end): gaps in the extents count as data, overlaps and excess are cut,
+// and state is masked with `mask` before merging. Exposed for tests.
+void ExtentsToRuns(const std::vector<Extent>& extents, uint64_t start, uint64_t end, uint32_t mask,
+                   std::vector<StatusRun>* runs);
+
+class RequestExecutor {
+ public:
+  // `peer` names the connection in logs.
+  RequestExecutor(Volume& volume, const ExportLimits& limits, ReplyWriter& writer, std::string peer)
+      : volume_(volume), limits_(limits), writer_(writer), peer_(std::move(peer)) {}
+
+  // REQUIRES: ValidateRequest(header, limits) == 0; for WRITE, buffers.data holds
+  // the payload. Returns an error only when the reply could not be sent.
+  Status Execute(const RequestHeader& header, RequestBuffers& buffers);
+
+ private:
+  Status Read(const RequestHeader& h, RequestBuffers& b);
+  Status ReadStructured(const RequestHeader& h, RequestBuffers& b);
+  Status BlockStatus(const RequestHeader& h, RequestBuffers& b);
+  // Sends success, or the error for a failed volume call.
+  Status Finish(const RequestHeader& h, const Status& result);
+
+  Volume& volume_;
+  const ExportLimits limits_;
+  ReplyWriter& writer_;
+  const std::string peer_;
+};
+
+}  // namespace skerry::nbd

@@ -1,0 +1,178 @@
+#include "nbd/server.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace skerry::nbd {
+namespace {
+
+// Requests queued for workers across all connections before readers wait.
+constexpr size_t kQueuePerWorker = 64;
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Create(std::shared_ptr<ExportProvider> provider,
+                                               const ServerOptions& options) {
+  if (!provider) return Status::InvalidArgument("no export provider");
+  SKERRY_ASSIGN_OR_RETURN(std::shared_ptr<TlsContext> tls, TlsContext::Create(options.tls));
+  std::unique_ptr<Server> server(new Server(std::move(provider), options, std::move(tls)));
+  server->wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!server->wake_fd_.valid()) return Status::FromErrno(errno, "eventfd");
+  return server;
+}
+
+Server::Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& options,
+               std::shared_ptr<TlsContext> tls)
+    : provider_(std::move(provider)),
+      options_(options),
+      tls_(std::move(tls)),
+      pool_(options.worker_threads, options.worker_threads * kQueuePerWorker) {
+  context_.provider = provider_.get();
+  context_.tls = tls_->mode() == TlsMode::kOff ? nullptr : tls_.get();
+  context_.pool = &pool_;
+  context_.handshake_timeout = options.handshake_timeout;
+  context_.limits = options.limits;
+}
+
+Server::~Server() { Shutdown(); }
+
+Status Server::Listen(std::string_view address) {
+  SKERRY_ASSIGN_OR_RETURN(std::vector<Listener> bound, Listener::Bind(address));
+  for (Listener& l : bound) {
+    spdlog::info("nbd: listening on {} (TLS {})", l.address(), TlsModeName(tls_->mode()));
+    listeners_.push_back(std::move(l));
+  }
+  return Status::OK();
+}
+
+std::vector<std::string> Server::addresses() const {
+  std::vector<std::string> out;
+  for (const Listener& l : listeners_) out.push_back(l.address());
+  return out;
+}
+
+Status Server::Start() {
+  if (accept_thread_.joinable()) return Status::InvalidArgument("server already started");
+  if (stopping_) return Status::InvalidArgument("server is shut down");
+  accept_thread_ = std::thread([this] { AcceptLoop(); });
+  return Status::OK();
+}
+
+void Server::Wake() {
+  uint64_t one = 1;
+  (void)!::write(wake_fd_.get(), &one, sizeof one);
+}
+
+void Server::AcceptLoop() {
+  std::vector<pollfd> fds;
+  fds.push_back({wake_fd_.get(), POLLIN, 0});
+  for (const Listener& l : listeners_) fds.push_back({l.fd(), POLLIN, 0});
+  while (!stopping_) {
+    int n = ::poll(fds.data(), fds.size(), -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("nbd: poll: {}", std::strerror(errno));
+      break;
+    }
+    if (fds[0].revents) {
+      uint64_t count;
+      (void)!::read(wake_fd_.get(), &count, sizeof count);
+      ReapFinished();
+    }
+    for (size_t i = 1; i < fds.size() && !stopping_; ++i) {
+      if (!(fds[i].revents & POLLIN)) continue;
+      Result<AcceptedSocket> accepted = listeners_[i - 1].Accept();
+      if (!accepted.ok()) {
+        int err = accepted.status().sys_errno();
+        if (err == EINTR || err == EAGAIN || err == ECONNABORTED) continue;
+        spdlog::error("nbd: {}", accepted.status().ToString());
+        // Out of descriptors: a pending client stays readable, so back off
+        // rather than spin on it.
+        if (err == EMFILE || err == ENFILE) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      StartConnection(std::move(accepted->fd), std::move(accepted->peer));
+    }
+  }
+}
+
+void Server::ServeSocket(UniqueFd fd, std::string peer) {
+  if (stopping_) return;  // dropping fd closes it
+  StartConnection(std::move(fd), std::move(peer));
+}
+
+void Server::StartConnection(UniqueFd fd, std::string peer) {
+  ReapFinished();
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  if (active_.size() >= options_.max_connections) {
+    spdlog::warn("nbd: {}: refused, already {} connections", peer, active_.size());
+    return;
+  }
+  uint64_t id = next_id_++;
+  auto connection = std::make_unique<Connection>(std::move(fd), peer + " #" + std::to_string(id),
+                                                 context_);
+  Connection* raw = connection.get();
+  Active& slot = active_[id];
+  slot.connection = std::move(connection);
+  slot.thread = std::thread([this, raw, id] {
+    raw->Run();
+    {
+      std::lock_guard lock(mu_);
+      finished_.push_back(id);
+    }
+    Wake();
+  });
+}
+
+void Server::ReapFinished() {
+  std::vector<Active> done;
+  {
+    std::lock_guard lock(mu_);
+    for (uint64_t id : finished_) {
+      auto it = active_.find(id);
+      if (it == active_.end()) continue;
+      done.push_back(std::move(it->second));
+      active_.erase(it);
+    }
+    finished_.clear();
+  }
+  for (Active& a : done) a.thread.join();
+}
+
+void Server::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  Wake();
+  if (accept_thread_.joinable()) accept_thread_.join();
+  for (Listener& l : listeners_) l.Close();
+
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mu_);
+    if (!active_.empty()) spdlog::info("nbd: shutting down, ending {} connections", active_.size());
+    for (auto& [id, active] : active_) {
+      active.connection->Stop();
+      threads.push_back(std::move(active.thread));
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  {
+    std::lock_guard lock(mu_);
+    active_.clear();
+    finished_.clear();
+  }
+  pool_.Stop();
+  spdlog::info("nbd: server stopped");
+}
+
+size_t Server::connection_count() const {
+  std::lock_guard lock(mu_);
+  return active_.size() - finished_.size();
+}
+
+}  // namespace skerry::nbd

@@ -1,0 +1,111 @@
+// Transmission: the transmission phase of one connection.
+//
+// The calling thread is the connection's reader: it parses requests, validates
+// each once (request.h), answers invalid ones itself, reads WRITE payloads straight
+// into the request's buffer, and hands valid requests to the shared WorkerPool.
+// Workers execute them (RequestExecutor) and send the replies, in whatever order
+// they finish, through the connection's ReplyWriter.
+//
+// Handing a request to a worker costs two context switches, more than a 4 KiB
+// read or write of a volume whose data is in memory. So the reader runs small
+// READs and WRITEs itself while the volume has recently answered faster than that
+// (a moving average of service times), and dispatches everything else: flushes,
+// FUA, big requests, and all requests while the volume is slow (e.g. cold reads
+// from the store), so a blocking call never holds up the connection for long.
+//
+// Memory is bounded per connection: at most `max_inflight_requests` requests and
+// `max_inflight_bytes` of READ/WRITE payload are in flight; past that the reader
+// stops reading the socket until replies go out. Request objects and their
+// buffers are reused.
+//
+// Thread-safety: Run is called once by the connection's thread; StopReading may
+// be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "nbd/handshake.h"
+#include "nbd/reply_writer.h"
+#include "nbd/request.h"
+#include "nbd/request_executor.h"
+#include "nbd/transport.h"
+#include "nbd/worker_pool.h"
+#include "skerry/status.h"
+
+namespace skerry::nbd {
+
+struct TransmissionLimits {
+  size_t max_inflight_requests = 256;
+  size_t max_inflight_bytes = 64u << 20;  // > kMaxPayload: one maximal request always fits
+  // Request buffers a connection keeps for reuse once idle.
+  size_t retained_buffer_bytes = 16u << 20;
+};
+
+class Transmission {
+ public:
+  // `fd` is the socket under `transport`, shut down to wake the reader when a
+  // reply cannot be sent.
+  Transmission(Transport& transport, int fd, const NegotiatedExport& exp, WorkerPool& pool,
+               const TransmissionLimits& limits, std::string peer);
+  ~Transmission();
+
+  struct Outcome {
+    Status status;            // OK: NBD_CMD_DISC or the client closed the socket
+    uint64_t requests = 0;    // requests received
+    bool disconnect_requested = false;  // NBD_CMD_DISC
+  };
+  // Serves requests until the client disconnects, a protocol violation or an I/O
+  // error; returns once every dispatched request has been answered (or dropped,
+  // when the connection broke), after a TLS close_notify.
+  Outcome Run();
+
+ private:
+  struct Request {
+    RequestHeader header;
+    RequestBuffers buffers;
+    size_t cost = 0;  // payload bytes counted against max_inflight_bytes
+    size_t capacity_at_start = 0;
+  };
+
+  // Waits for room for one more request of `cost` bytes and takes a request object.
+  Request* AcquireRequest(size_t cost);
+  void ReleaseRequest(Request* req);
+  void Execute(Request* req);
+  // Whether the reader should run `h` itself rather than hand it to a worker.
+  bool ShouldRunInline(const RequestHeader& h) const;
+  void WaitIdle();
+  // A reply could not be sent: stop the reader, the connection is finished.
+  void Break();
+
+  Transport& transport_;
+  const int fd_;
+  const NegotiatedExport& export_;
+  WorkerPool& pool_;
+  const TransmissionLimits limits_;
+  const std::string peer_;
+  const ExportLimits export_limits_;
+  ReplyWriter writer_;
+  RequestExecutor executor_;
+
+  // Moving average of recent READ/WRITE service times (ns). Updated by whichever
+  // thread ran the request, without a lock: an approximate value is enough.
+  std::atomic<uint64_t> service_ns_{0};
+
+  std::mutex mu_;
+  std::condition_variable room_;  // the reader waits here for in-flight room
+  bool reader_waiting_ = false;
+  size_t inflight_ = 0;
+  size_t inflight_bytes_ = 0;
+  size_t retained_bytes_ = 0;
+  std::vector<std::unique_ptr<Request>> all_;
+  std::vector<Request*> free_;
+};
+
+}  // namespace skerry::nbd

@@ -1,0 +1,89 @@
+#include "nbd/transport.h"
+
+#include <limits.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+
+namespace skerry::nbd {
+
+Status PeerClosed() { return Status::IOError("connection closed by the client", ECONNRESET); }
+
+bool IsPeerClosed(const Status& status) {
+  return status.code() == Code::kIOError &&
+         (status.sys_errno() == ECONNRESET || status.sys_errno() == EPIPE);
+}
+
+Status Transport::ReadFull(char* buf, size_t len) {
+  while (len > 0) {
+    SKERRY_ASSIGN_OR_RETURN(size_t n, ReadSome(buf, len));
+    buf += n;
+    len -= n;
+  }
+  return Status::OK();
+}
+
+Status Transport::Discard(size_t len) {
+  char scratch[16384];
+  while (len > 0) {
+    SKERRY_ASSIGN_OR_RETURN(size_t n, ReadSome(scratch, std::min(len, sizeof scratch)));
+    len -= n;
+  }
+  return Status::OK();
+}
+
+void AdvanceIovec(iovec*& iov, int& iovcnt, size_t done) {
+  while (iovcnt > 0 && done >= iov->iov_len) {
+    done -= iov->iov_len;
+    ++iov;
+    --iovcnt;
+  }
+  if (iovcnt > 0 && done > 0) {
+    iov->iov_base = static_cast<char*>(iov->iov_base) + done;
+    iov->iov_len -= done;
+  }
+}
+
+Result<size_t> SocketTransport::ReadSome(char* buf, size_t len) {
+  for (;;) {
+    ssize_t n = ::recv(fd_, buf, len, 0);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) return PeerClosed();
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::TimedOut("client sent nothing in time");
+    if (errno == ECONNRESET || errno == EPIPE) return PeerClosed();
+    return Status::FromErrno(errno, "recv");
+  }
+}
+
+Status SocketTransport::WriteV(const iovec* iov_in, int iovcnt) {
+  // sendmsg edits nothing, but resuming a partial write needs a mutable copy;
+  // the common reply has 1-4 entries, so copy onto the stack when it fits.
+  iovec local[16];
+  std::vector<iovec> heap;
+  iovec* iov = local;
+  if (iovcnt > static_cast<int>(std::size(local))) {
+    heap.assign(iov_in, iov_in + iovcnt);
+    iov = heap.data();
+  } else {
+    std::copy(iov_in, iov_in + iovcnt, local);
+  }
+  while (iovcnt > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = std::min(iovcnt, IOV_MAX);
+    // MSG_NOSIGNAL: a client that vanished must cost us an EPIPE, not the process.
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) return PeerClosed();
+      return Status::FromErrno(errno, "sendmsg");
+    }
+    AdvanceIovec(iov, iovcnt, static_cast<size_t>(n));
+  }
+  return Status::OK();
+}
+
+}  // namespace skerry::nbd

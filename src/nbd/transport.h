@@ -1,0 +1,66 @@
+// Transport: the byte stream under one NBD connection.
+//
+// A connection starts on a plain socket (SocketTransport) and may switch to a TLS
+// session on the same socket after NBD_OPT_STARTTLS (TlsTransport, tls.h). The
+// protocol code above reads and writes through this interface and never sees
+// which one it has.
+//
+// Thread-safety: one thread may read while another writes, which is how the
+// transmission phase works (a reader thread; workers sending replies one at a time
+// under the connection's send mutex). Two concurrent readers, or two concurrent
+// writers, are not allowed.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+
+#include "skerry/status.h"
+
+namespace skerry::nbd {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Reads 1..len bytes. PeerClosed() at end of stream; TimedOut when a receive
+  // timeout set on the socket expires.
+  virtual Result<size_t> ReadSome(char* buf, size_t len) = 0;
+  // Writes every byte described by iov (any iovcnt; partial writes are resumed).
+  virtual Status WriteV(const iovec* iov, int iovcnt) = 0;
+  // Orderly end of our sending side (TLS close_notify); no-op on a plain socket.
+  // REQUIRES: no concurrent WriteV.
+  virtual void Bye() {}
+  virtual bool is_tls() const = 0;
+
+  // Reads exactly len bytes.
+  Status ReadFull(char* buf, size_t len);
+  // Reads and throws away len bytes (a payload we refuse), in bounded chunks.
+  Status Discard(size_t len);
+  Status WriteAll(const char* buf, size_t len) {
+    iovec iov{const_cast<char*>(buf), len};
+    return WriteV(&iov, 1);
+  }
+};
+
+// The client closed the connection (EOF or reset): the normal end of most sessions.
+Status PeerClosed();
+bool IsPeerClosed(const Status& status);
+
+// A Transport over a connected stream socket it does not own.
+class SocketTransport final : public Transport {
+ public:
+  explicit SocketTransport(int fd) : fd_(fd) {}
+  Result<size_t> ReadSome(char* buf, size_t len) override;
+  Status WriteV(const iovec* iov, int iovcnt) override;
+  bool is_tls() const override { return false; }
+
+ private:
+  int fd_;
+};
+
+// Advances (iov, iovcnt) past `done` bytes, editing the first remaining entry in
+// place. Shared by the socket and TLS transports for resuming partial writes.
+void AdvanceIovec(iovec*& iov, int& iovcnt, size_t done);
+
+}  // namespace skerry::nbd

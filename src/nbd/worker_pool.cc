@@ -1,0 +1,60 @@
+#include "nbd/worker_pool.h"
+
+namespace skerry::nbd {
+
+WorkerPool::WorkerPool(size_t threads, size_t queue_capacity)
+    : ring_(queue_capacity > 0 ? queue_capacity : 1) {
+  if (threads == 0) threads = 1;
+  threads_.reserve(threads);
+  for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+}
+
+WorkerPool::~WorkerPool() { Stop(); }
+
+void WorkerPool::Submit(std::function<void()> task) {
+  std::unique_lock lock(mu_);
+  while (count_ == ring_.size()) {
+    ++full_waiters_;
+    not_full_.wait(lock);
+    --full_waiters_;
+  }
+  ring_[(head_ + count_) % ring_.size()] = std::move(task);
+  ++count_;
+  // Waking costs a futex call and a context switch: only when someone sleeps.
+  bool wake = idle_ > 0;
+  lock.unlock();
+  if (wake) not_empty_.notify_one();
+}
+
+void WorkerPool::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  not_empty_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void WorkerPool::WorkerLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    while (count_ == 0 && !stopping_) {
+      ++idle_;
+      not_empty_.wait(lock);
+      --idle_;
+    }
+    if (count_ == 0) return;  // stopping and drained
+    std::function<void()> task = std::move(ring_[head_]);
+    head_ = (head_ + 1) % ring_.size();
+    --count_;
+    bool wake_submitter = full_waiters_ > 0;
+    lock.unlock();
+    if (wake_submitter) not_full_.notify_one();
+    task();
+    task = nullptr;  // drop captures before taking the lock again
+    lock.lock();
+  }
+}
+
+}  // namespace skerry::nbd

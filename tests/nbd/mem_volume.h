@@ -1,0 +1,78 @@
+// MemVolume: a skerry::Volume kept in memory, for NBD tests only.
+//
+// It stands in for the real volume layer (src/volume) so the NBD server can be
+// tested alone. Storage is a vector of fixed-size blocks; a block never written
+// (or trimmed away) is a hole, so Extents() reports holes and zeros the way a
+// volume map does. Faults can be injected: every I/O touching a chosen range fails
+// with a chosen Status, to test how errors reach clients.
+//
+// Thread-safety: I/O methods may be called concurrently; each block has its own
+// lock, so requests to different blocks never wait for each other.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skerry/volume.h"
+
+namespace skerry::nbd::testing {
+
+class MemVolume final : public Volume {
+ public:
+  MemVolume(std::string name, uint64_t size, uint32_t block_size = 64 * 1024,
+            bool read_only = false);
+
+  const std::string& name() const override { return name_; }
+  uint64_t size() const override { return size_; }
+  uint32_t block_size() const override { return block_size_; }
+  bool read_only() const override { return read_only_; }
+
+  Status Read(uint64_t offset, std::span<char> out) override;
+  Status Write(uint64_t offset, std::span<const char> data, bool fua = false) override;
+  Status Trim(uint64_t offset, uint64_t length) override;
+  Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua = false) override;
+  Status Flush() override;
+  Result<std::vector<Extent>> Extents(uint64_t offset, uint64_t length) override;
+  Status CreateSnapshot(const std::string& snap) override;
+  Status Resize(uint64_t new_size, bool allow_shrink) override;
+  Status Close() override { return Status::OK(); }
+
+  // Test helpers.
+  // Writes `byte` over [offset, offset+length), ignoring read_only.
+  void Fill(uint64_t offset, uint64_t length, char byte);
+  // From now on, I/O overlapping [offset, offset+length) fails with `error`.
+  void InjectFault(uint64_t offset, uint64_t length, Status error);
+  uint64_t flushes() const { return flushes_.load(); }
+  uint64_t fua_writes() const { return fua_writes_.load(); }
+  uint64_t allocated_blocks() const;
+
+ private:
+  struct Block {
+    std::mutex mu;
+    std::unique_ptr<char[]> data;  // null: hole
+    bool known_zero = false;       // allocated by WriteZeroes without trim
+  };
+  // Calls fn(block, offset in block, length in block, offset in request) per block.
+  template <class Fn>
+  void ForEachBlock(uint64_t offset, uint64_t length, Fn fn);
+  Status Check(uint64_t offset, uint64_t length, bool write) const;
+  Status ZeroRange(uint64_t offset, uint64_t length, bool may_trim);
+
+  const std::string name_;
+  const uint64_t size_;
+  const uint32_t block_size_;
+  const bool read_only_;
+  std::vector<Block> blocks_;
+  std::atomic<uint64_t> flushes_{0};
+  std::atomic<uint64_t> fua_writes_{0};
+  mutable std::mutex fault_mu_;
+  std::optional<std::pair<uint64_t, uint64_t>> fault_range_;
+  Status fault_;
+};
+
+}  // namespace skerry::nbd::testing

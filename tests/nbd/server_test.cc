@@ -1,0 +1,163 @@
+// Server: listening on Unix and TCP sockets, connection limits, and graceful
+// shutdown with clients connected and requests in flight.
+#include "nbd/server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "mem_export_provider.h"
+#include "nbd/protocol.h"
+#include "raw_client.h"
+
+namespace skerry::nbd::testing {
+namespace {
+
+int ConnectUnix(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int ConnectTcp(const std::string& address) {  // "tcp:127.0.0.1:PORT"
+  int port = std::stoi(address.substr(address.rfind(':') + 1));
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/nbd-server-XXXXXX";
+    ASSERT_TRUE(::mkdtemp(dir));
+    dir_ = dir;
+    socket_ = dir_ + "/nbd.sock";
+    provider_ = std::make_shared<MemExportProvider>();
+    provider_->Add(std::make_shared<MemVolume>("disk", 1 << 20));
+  }
+  void TearDown() override {
+    ::unlink(socket_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  std::unique_ptr<Server> Make(ServerOptions options = {}) {
+    options.worker_threads = 4;
+    auto server = Server::Create(provider_, options);
+    EXPECT_TRUE(server.ok()) << server.status().ToString();
+    return std::move(server).value();
+  }
+
+  std::string dir_, socket_;
+  std::shared_ptr<MemExportProvider> provider_;
+};
+
+TEST_F(ServerTest, ServesUnixAndTcpThenShutsDownGracefully) {
+  auto server = Make();
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(server->Listen("tcp:127.0.0.1:0").ok());
+  ASSERT_TRUE(server->Start().ok());
+  auto addresses = server->addresses();
+  ASSERT_EQ(addresses.size(), 2u);
+  EXPECT_EQ(addresses[0], "unix:" + socket_);
+  ASSERT_TRUE(addresses[1].starts_with("tcp:127.0.0.1:"));
+  EXPECT_NE(addresses[1], "tcp:127.0.0.1:0");
+
+  RawClient unix_client(ConnectUnix(socket_));
+  RawClient tcp_client(ConnectTcp(addresses[1]));
+  ASSERT_TRUE(unix_client.Negotiate("disk", true, false));
+  ASSERT_TRUE(tcp_client.Negotiate("disk", false, false));
+  // A write in flight on one connection when shutdown starts is still answered.
+  std::string data(4096, 'z');
+  ASSERT_TRUE(tcp_client.SendRequest(0, kCmdWrite, 5, 0, 4096, data));
+  auto reply = tcp_client.ReadReply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->error, 0u);
+
+  server->Shutdown();
+  EXPECT_TRUE(unix_client.WaitForEof());
+  EXPECT_TRUE(tcp_client.WaitForEof());
+  EXPECT_EQ(provider_->opens(), 2u);
+  EXPECT_EQ(provider_->releases(), 2u);
+  EXPECT_GE(provider_->Get("disk")->flushes(), 2u);  // each writable connection flushed
+  struct stat st;
+  EXPECT_NE(::stat(socket_.c_str(), &st), 0);  // socket file removed
+  EXPECT_LT(ConnectUnix(socket_), 0);
+}
+
+TEST_F(ServerTest, StaleSocketIsReplacedLiveOneIsNot) {
+  {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::snprintf(sun.sun_path, sizeof sun.sun_path, "%s", socket_.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
+    ::close(fd);  // left behind, nobody listening
+  }
+  auto first = Make();
+  ASSERT_TRUE(first->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(first->Start().ok());
+  auto second = Make();
+  Status st = second->Listen("unix:" + socket_);
+  EXPECT_TRUE(st.IsAlreadyExists()) << st.ToString();
+}
+
+TEST_F(ServerTest, BadAddressesAreRefused) {
+  auto server = Make();
+  EXPECT_FALSE(server->Listen("udp:1.2.3.4:5").ok());
+  EXPECT_FALSE(server->Listen("tcp:127.0.0.1").ok());
+  EXPECT_FALSE(server->Listen("unix:" + std::string(200, 'x')).ok());
+  EXPECT_FALSE(server->Listen("tcp:no.such.host.invalid:10809").ok());
+}
+
+TEST_F(ServerTest, ConnectionsBeyondTheLimitAreClosed) {
+  ServerOptions options;
+  options.max_connections = 1;
+  auto server = Make(options);
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(server->Start().ok());
+  RawClient first(ConnectUnix(socket_));
+  ASSERT_TRUE(first.ReadGreeting());
+  RawClient second(ConnectUnix(socket_));
+  EXPECT_TRUE(second.WaitForEof());
+  ASSERT_TRUE(first.SendClientFlags(kClientFlagFixedNewstyle));
+  ASSERT_TRUE(first.SendOption(kOptAbort, ""));
+  EXPECT_TRUE(first.ReadOptionReply());
+}
+
+TEST_F(ServerTest, SilentClientTimesOutInTheHandshake) {
+  ServerOptions options;
+  options.handshake_timeout = std::chrono::milliseconds(200);
+  auto server = Make(options);
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(server->Start().ok());
+  RawClient client(ConnectUnix(socket_));
+  ASSERT_TRUE(client.ReadGreeting());
+  EXPECT_TRUE(client.WaitForEof());  // never sent its flags
+}
+
+TEST_F(ServerTest, ShutdownWithoutStartAndTwice) {
+  auto server = Make();
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  server->Shutdown();
+  server->Shutdown();
+}
+
+}  // namespace
+}  // namespace skerry::nbd::testing

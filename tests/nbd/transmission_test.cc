@@ -1,0 +1,300 @@
+// The transmission phase over a socketpair: every command, the checks made once
+// in ValidateRequest, pipelining, and hostile input.
+#include "nbd/transmission.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "nbd/protocol.h"
+#include "session_harness.h"
+
+namespace skerry::nbd::testing {
+namespace {
+
+constexpr uint64_t kDisk = 1 << 20;
+
+// A negotiated session on `name`.
+struct Session {
+  explicit Session(const std::string& name = "disk", bool structured = true, bool meta = true) {
+    auto n = h.client().Negotiate(name, structured, meta);
+    EXPECT_TRUE(n);
+    if (n) flags = n->flags;
+  }
+  RawClient& c() { return h.client(); }
+
+  // Sends a request and returns its (single-message) reply.
+  ReplyMessage Do(uint16_t type, uint64_t offset, uint32_t length, uint16_t flags = 0,
+                  std::string_view payload = {}, uint32_t simple_read_length = 0) {
+    uint64_t cookie = ++next_cookie;
+    EXPECT_TRUE(c().SendRequest(flags, type, cookie, offset, length, payload));
+    auto r = c().ReadReply(simple_read_length);
+    EXPECT_TRUE(r);
+    if (!r) return {};
+    EXPECT_EQ(r->cookie, cookie);
+    return *r;
+  }
+
+  // A structured READ: every chunk until DONE, reassembled. Holes are zeros.
+  struct ReadResult {
+    std::string data;
+    int data_chunks = 0;
+    int hole_chunks = 0;
+    uint32_t error = 0;
+  };
+  ReadResult Read(uint64_t offset, uint32_t length, uint16_t flags = 0) {
+    ReadResult out;
+    out.data.assign(length, '?');
+    uint64_t cookie = ++next_cookie;
+    EXPECT_TRUE(c().SendRequest(flags, kCmdRead, cookie, offset, length));
+    for (;;) {
+      auto r = c().ReadReply();
+      if (!r) {
+        ADD_FAILURE() << "no reply";
+        return out;
+      }
+      EXPECT_TRUE(r->structured);
+      EXPECT_EQ(r->cookie, cookie);
+      if (r->type == kReplyTypeOffsetData) {
+        uint64_t at = GetBe64(r->payload.data());
+        out.data.replace(at - offset, r->payload.size() - 8, r->payload.substr(8));
+        out.data_chunks++;
+      } else if (r->type == kReplyTypeOffsetHole) {
+        uint64_t at = GetBe64(r->payload.data());
+        uint32_t n = GetBe32(r->payload.data() + 8);
+        out.data.replace(at - offset, n, std::string(n, '\0'));
+        out.hole_chunks++;
+      } else if (r->type & 0x8000) {
+        out.error = r->error;
+      }
+      if (r->flags & kReplyFlagDone) return out;
+    }
+  }
+
+  SessionHarness h;
+  uint16_t flags = 0;
+  uint64_t next_cookie = 0;
+};
+
+TEST(Transmission, WriteThenReadBackWithSimpleReplies) {
+  Session s("disk", /*structured=*/false, /*meta=*/false);
+  EXPECT_FALSE(s.flags & kTxSendDf);  // DF needs structured replies
+  std::string data(8192, 'x');
+  EXPECT_EQ(s.Do(kCmdWrite, 4096, 8192, 0, data).error, 0u);
+  auto r = s.Do(kCmdRead, 4096, 8192, 0, {}, 8192);
+  EXPECT_FALSE(r.structured);
+  EXPECT_EQ(r.payload, data);
+  // Errors come as simple replies without payload.
+  EXPECT_EQ(s.Do(kCmdRead, kDisk, 1).error, kEinval);
+  EXPECT_EQ(s.Do(kCmdRead, 0, 512, kCmdFlagDf).error, kEinval);  // DF not advertised
+}
+
+TEST(Transmission, StructuredReadSendsHolesForUnallocatedRanges) {
+  Session s;
+  s.h.volume("disk").Fill(0, 64 * 1024, 'a');  // block 0 data, the rest holes
+  auto r = s.Read(0, 256 * 1024);
+  EXPECT_EQ(r.data, std::string(64 * 1024, 'a') + std::string(192 * 1024, '\0'));
+  EXPECT_EQ(r.data_chunks, 1);
+  EXPECT_EQ(r.hole_chunks, 1);
+  // DF: one data chunk, zeros included.
+  r = s.Read(0, 256 * 1024, kCmdFlagDf);
+  EXPECT_EQ(r.data_chunks, 1);
+  EXPECT_EQ(r.hole_chunks, 0);
+  EXPECT_EQ(r.data.substr(64 * 1024), std::string(192 * 1024, '\0'));
+  // Small reads are plain data.
+  r = s.Read(60 * 1024, 8192);
+  EXPECT_EQ(r.data_chunks, 1);
+  EXPECT_EQ(r.data, std::string(4096, 'a') + std::string(4096, '\0'));
+}
+
+TEST(Transmission, ZeroLengthRequestsSucceed) {
+  Session s;
+  auto r = s.Do(kCmdRead, 0, 0);
+  EXPECT_TRUE(r.structured);
+  EXPECT_EQ(r.type, kReplyTypeNone);
+  EXPECT_TRUE(r.flags & kReplyFlagDone);
+  EXPECT_EQ(s.Do(kCmdWrite, kDisk, 0).error, 0u);
+  EXPECT_EQ(s.Do(kCmdTrim, 0, 0).error, 0u);
+}
+
+TEST(Transmission, RangeChecks) {
+  Session s;
+  EXPECT_EQ(s.Read(kDisk - 512, 1024).error, kEinval);
+  EXPECT_EQ(s.Read(~0ull - 10, 100).error, kEinval);  // offset + length overflows
+  // A refused write's payload is consumed: the next request still parses.
+  EXPECT_EQ(s.Do(kCmdWrite, kDisk - 512, 1024, 0, std::string(1024, 'w')).error, kEnospc);
+  EXPECT_EQ(s.Do(kCmdWriteZeroes, kDisk, 1).error, kEnospc);
+  EXPECT_EQ(s.Do(kCmdTrim, kDisk, 1).error, kEinval);
+  EXPECT_EQ(s.Do(kCmdCache, kDisk + 1, 0).error, kEinval);
+  EXPECT_EQ(s.Do(kCmdBlockStatus, kDisk, 1).error, kEinval);
+  EXPECT_EQ(s.Do(kCmdWrite, kDisk - 512, 512, 0, std::string(512, 'w')).error, 0u);
+}
+
+TEST(Transmission, FlagAndCommandChecks) {
+  Session s;
+  EXPECT_EQ(s.Do(42, 0, 0).error, kEinval);                              // unknown command
+  EXPECT_EQ(s.Do(kCmdRead, 0, 512, kCmdFlagNoHole).error, kEinval);      // flag of another command
+  EXPECT_EQ(s.Do(kCmdWrite, 0, 0, 0x8000).error, kEinval);               // unknown flag
+  EXPECT_EQ(s.Do(kCmdFlush, 4096, 0).error, kEinval);                    // FLUSH takes no range
+  EXPECT_EQ(s.Do(kCmdBlockStatus, 0, 0).error, kEinval);                 // zero-length status
+  EXPECT_EQ(s.Do(kCmdRead, 0, 4096, kCmdFlagFua).type, kReplyTypeOffsetData);  // FUA is fine anywhere
+  EXPECT_EQ(s.Read(0, kMaxPayload + 1).error, kEoverflow);
+}
+
+TEST(Transmission, ReadOnlyExportRefusesWritesWithEperm) {
+  Session s("ro");
+  EXPECT_EQ(s.Do(kCmdWrite, 0, 512, 0, std::string(512, 'w')).error, kEperm);
+  EXPECT_EQ(s.Do(kCmdWrite, 0, 512, kCmdFlagFua, std::string(512, 'w')).error, kEperm);
+  EXPECT_EQ(s.Do(kCmdTrim, 0, 512).error, kEperm);
+  EXPECT_EQ(s.Do(kCmdWriteZeroes, 0, 512).error, kEperm);
+  EXPECT_EQ(s.Do(kCmdFlush, 0, 0).error, 0u);
+  EXPECT_EQ(s.Read(0, 4096).data, std::string(4096, '\xab'));
+}
+
+TEST(Transmission, WriteZeroesTrimAndBlockStatus) {
+  Session s;
+  MemVolume& v = s.h.volume("disk");
+  v.Fill(0, kDisk, 'd');
+  auto status = [&](uint64_t offset, uint32_t length, uint16_t flags = 0) {
+    auto r = s.Do(kCmdBlockStatus, offset, length, flags);
+    EXPECT_EQ(r.type, kReplyTypeBlockStatus);
+    EXPECT_EQ(GetBe32(r.payload.data()), kAllocationContextId);
+    std::vector<std::pair<uint32_t, uint32_t>> d;
+    for (size_t i = 4; i + 8 <= r.payload.size(); i += 8) {
+      d.emplace_back(GetBe32(r.payload.data() + i), GetBe32(r.payload.data() + i + 4));
+    }
+    return d;
+  };
+  using D = std::vector<std::pair<uint32_t, uint32_t>>;
+  EXPECT_EQ(status(0, kDisk), (D{{kDisk, 0}}));
+
+  EXPECT_EQ(s.Do(kCmdWriteZeroes, 0, 64 * 1024, kCmdFlagNoHole).error, 0u);  // stays allocated
+  EXPECT_EQ(s.Do(kCmdWriteZeroes, 64 * 1024, 64 * 1024, kCmdFlagFastZero).error, 0u);
+  EXPECT_EQ(s.Do(kCmdTrim, 128 * 1024, 64 * 1024, kCmdFlagFua).error, 0u);
+  EXPECT_EQ(status(0, kDisk), (D{{64 * 1024, kStateZero},
+                                 {128 * 1024, kStateHole | kStateZero},
+                                 {kDisk - 192 * 1024, 0}}));
+  EXPECT_EQ(status(0, kDisk, kCmdFlagReqOne), (D{{64 * 1024, kStateZero}}));
+  EXPECT_EQ(status(4096, 4096, kCmdFlagReqOne), (D{{4096, kStateZero}}));
+  EXPECT_EQ(s.Read(0, 192 * 1024).data, std::string(192 * 1024, '\0'));
+  EXPECT_GE(v.flushes(), 1u);  // TRIM+FUA flushed
+}
+
+TEST(Transmission, BlockStatusNeedsAContext) {
+  Session s("disk", true, /*meta=*/false);
+  EXPECT_EQ(s.Do(kCmdBlockStatus, 0, 4096).error, kEinval);
+}
+
+TEST(Transmission, FlushAndFuaReachTheVolume) {
+  Session s;
+  MemVolume& v = s.h.volume("disk");
+  EXPECT_EQ(s.Do(kCmdFlush, 0, 0).error, 0u);
+  EXPECT_EQ(v.flushes(), 1u);
+  EXPECT_EQ(s.Do(kCmdWrite, 0, 512, kCmdFlagFua, std::string(512, 'f')).error, 0u);
+  EXPECT_EQ(s.Do(kCmdWriteZeroes, 0, 512, kCmdFlagFua).error, 0u);
+  EXPECT_EQ(v.fua_writes(), 2u);
+}
+
+TEST(Transmission, CacheIsAcceptedAfterTheRangeCheck) {
+  Session s;
+  EXPECT_EQ(s.Do(kCmdCache, 0, kDisk).error, 0u);
+}
+
+TEST(Transmission, VolumeErrorsReachTheClientAsEio) {
+  Session s("bad");
+  auto r = s.Read(64 * 1024, 4096);
+  EXPECT_EQ(r.error, kEio);
+  EXPECT_EQ(s.Do(kCmdWrite, 64 * 1024, 512, 0, std::string(512, 'x')).error, kEio);
+  EXPECT_EQ(s.Do(kCmdWrite, 0, 512, 0, std::string(512, 'x')).error, 0u);  // elsewhere fine
+}
+
+TEST(Transmission, ManyRequestsInFlightAllAnswered) {
+  Session s;
+  constexpr int kCount = 500;
+  std::string block(4096, 'p');
+  // Like a real client, send and receive at the same time: a client that only
+  // sends would fill both socket buffers and wait forever, whatever the server does.
+  std::thread sender([&] {
+    for (int i = 0; i < kCount; ++i) {
+      uint16_t type = i % 3 == 0 ? kCmdWrite : kCmdRead;
+      uint16_t flags = i % 10 == 0 ? kCmdFlagFua : 0;  // FUA goes to workers: real reordering
+      ASSERT_TRUE(s.c().SendRequest(flags, type, 1000 + i, (i % 256) * 4096, 4096,
+                                    type == kCmdWrite ? std::string_view(block) : std::string_view()));
+    }
+  });
+  std::set<uint64_t> cookies;
+  while (cookies.size() < kCount) {
+    auto r = s.c().ReadReply();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->error, 0u);
+    if (!r->structured || (r->flags & kReplyFlagDone)) cookies.insert(r->cookie);
+  }
+  sender.join();
+  EXPECT_EQ(*cookies.begin(), 1000u);
+  EXPECT_EQ(*cookies.rbegin(), 1000u + kCount - 1);
+}
+
+TEST(Transmission, DisconnectFlushesAndReleases) {
+  Session s;
+  EXPECT_EQ(s.Do(kCmdWrite, 0, 512, 0, std::string(512, 'x')).error, 0u);
+  ASSERT_TRUE(s.c().SendRequest(0, kCmdDisc, 1, 0, 0));
+  EXPECT_TRUE(s.c().WaitForEof());
+  s.h.Finish();
+  EXPECT_EQ(s.h.provider().opens(), 1u);
+  EXPECT_EQ(s.h.provider().releases(), 1u);
+  EXPECT_GE(s.h.volume("disk").flushes(), 1u);
+}
+
+TEST(Transmission, BadRequestMagicHangsUp) {
+  Session s;
+  s.c().Send(std::string(28, '\x01'));
+  EXPECT_TRUE(s.c().WaitForEof());
+}
+
+TEST(Transmission, OversizedWriteHangsUp) {
+  Session s;
+  ASSERT_TRUE(s.c().SendRequest(0, kCmdWrite, 1, 0, kMaxPayload + 1));
+  EXPECT_TRUE(s.c().WaitForEof());
+  s.h.Finish();
+  EXPECT_EQ(s.h.provider().releases(), 1u);
+}
+
+TEST(Transmission, ClientVanishingMidWriteIsHarmless) {
+  Session s;
+  ASSERT_TRUE(s.c().SendRequest(0, kCmdWrite, 1, 0, 1 << 20, std::string(1000, 'x')));
+  s.h.Finish();
+  EXPECT_EQ(s.h.provider().releases(), 1u);
+}
+
+// Random bytes after the handshake or in place of it: the server must only ever
+// answer or hang up. Replays with NBD_FUZZ_SEED.
+TEST(Transmission, GarbageNeverCrashesTheServer) {
+  uint64_t seed = std::getenv("NBD_FUZZ_SEED") ? std::strtoull(std::getenv("NBD_FUZZ_SEED"), nullptr, 0)
+                                               : std::random_device{}();
+  SCOPED_TRACE("NBD_FUZZ_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 40; ++round) {
+    SessionHarness h;
+    std::string junk(1 + rng() % 4096, '\0');
+    for (char& ch : junk) ch = static_cast<char>(rng());
+    bool after_handshake = round % 2 == 0;
+    if (after_handshake) {
+      ASSERT_TRUE(h.client().Negotiate("disk", rng() % 2, false));
+      if (rng() % 2) {  // a valid header in front, so the body is judged as a request
+        char header[28];
+        PutBe32(header, kRequestMagic);
+        std::string head(header, 4);
+        junk.replace(0, std::min<size_t>(4, junk.size()), head);
+      }
+    }
+    h.client().Send(junk);
+    h.Finish();
+    EXPECT_EQ(h.provider().opens(), h.provider().releases());
+  }
+}
+
+}  // namespace
+}  // namespace skerry::nbd::testing
