@@ -42,14 +42,15 @@ Status MakeDirs(const std::string& path) {
   return SyncDir(parent);
 }
 
-// Whether `dir` holds anything but "." "..", and marker temporaries.
+// Whether `dir` holds anything but ".", "..", marker temporaries, and the lost+found
+// of a file system made just for the store (its mount point is a natural root).
 Result<bool> HasForeignEntries(const std::string& dir) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return Status::FromErrno(errno, "open directory " + dir);
   bool foreign = false;
   while (dirent* e = readdir(d)) {
     std::string_view n = e->d_name;
-    if (n == "." || n == ".." || n.starts_with(kMarkerTempPrefix)) continue;
+    if (n == "." || n == ".." || n == "lost+found" || n.starts_with(kMarkerTempPrefix)) continue;
     foreign = true;
     break;
   }

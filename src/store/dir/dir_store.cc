@@ -192,8 +192,13 @@ Status DirStore::DoCopy(const std::string& src, const std::string& dst) {
 
 Status DirStore::DoSync(const std::vector<std::string>& names) {
   std::set<uint32_t> dirty_shards;
+  std::vector<const std::string*> taken;  // entries this Sync owes a directory fsync
+  auto fail = [&](Status st) {
+    for (const std::string* name : taken) NoteUnsyncedEntry(*name);  // still owed
+    return st;
+  };
   for (const std::string& name : names) {
-    SKERRY_RETURN_IF_ERROR(CheckName(name));
+    if (Status st = CheckName(name); !st.ok()) return fail(st);
     const std::string path = layout_.ObjectPath(name);
     FdCache::FileRef cached = fds_.Peek(name);
     UniqueFd opened;
@@ -201,21 +206,18 @@ Status DirStore::DoSync(const std::vector<std::string>& names) {
     if (fd < 0) {
       auto f = dirstore::OpenFile(path, O_RDONLY);
       if (f.status().IsNotFound()) continue;  // deleted (durably) or never written
-      if (!f.ok()) return f.status();
+      if (!f.ok()) return fail(f.status());
       opened = std::move(f).value();
       fd = opened.get();
     }
-    if (fdatasync(fd) != 0) return Status::FromErrno(errno, "fdatasync " + path);
-    if (TakeUnsyncedEntry(name)) dirty_shards.insert(DirLayout::ShardOf(name));
+    if (fdatasync(fd) != 0) return fail(Status::FromErrno(errno, "fdatasync " + path));
+    if (TakeUnsyncedEntry(name)) {
+      taken.push_back(&name);
+      dirty_shards.insert(DirLayout::ShardOf(name));
+    }
   }
   for (uint32_t shard : dirty_shards) {
-    Status st = dirstore::SyncDir(layout_.ShardDir(shard));
-    if (!st.ok()) {
-      for (const std::string& name : names) {  // still owed: keep them for the next Sync
-        if (DirLayout::ShardOf(name) == shard) NoteUnsyncedEntry(name);
-      }
-      return st;
-    }
+    if (Status st = dirstore::SyncDir(layout_.ShardDir(shard)); !st.ok()) return fail(st);
   }
   return Status::OK();
 }

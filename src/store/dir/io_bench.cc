@@ -186,7 +186,10 @@ int main(int argc, char** argv) {
   }
   for (int i = 0; i < kObjects; i++) {  // data everywhere, page-cache hot
     for (size_t off = 0; off < kObjectSize; off += fill.size()) {
-      store->WriteSync("blk." + std::to_string(i), off, std::span<const char>(fill.data(), fill.size()));
+      if (!store->WriteSync("blk." + std::to_string(i), off, std::span<const char>(fill.data(), fill.size()))
+               .ok()) {
+        return 1;
+      }
     }
   }
   for (bool write : {false, true}) {
