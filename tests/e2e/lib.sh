@@ -35,3 +35,34 @@ make_image() {
   dd if=/dev/urandom of="$path" bs=4096 seek=$(( (size_mb * 256) - 3 )) count=1 conv=notrunc status=none
   dd if=/dev/zero of="$path" bs=1M seek=8 count=4 conv=notrunc status=none
 }
+
+SKERRYD="$SKERRY_BIN/skerryd"
+# Debian's python has the libnbd bindings (python3-libnbd); a pyenv python on PATH may not.
+PY_NBD=/usr/bin/python3
+
+# start_daemon NAME [extra args...]: starts skerryd on the test store with a unix socket
+# $WORK/NAME.sock and admin socket $WORK/NAME.admin; waits until it listens.
+start_daemon() {
+  local name=$1; shift
+  "$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/$name.sock" \
+    --admin-socket "$WORK/$name.admin" "$@" > "$WORK/$name.log" 2>&1 &
+  local pid=$!
+  eval "${name}_pid=$pid"
+  cleanup_hooks+=("kill -9 $pid 2>/dev/null")
+  for _ in $(seq 100); do
+    [ -S "$WORK/$name.sock" ] && [ -S "$WORK/$name.admin" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; fail "skerryd $name died at start"; }
+    sleep 0.05
+  done
+  fail "skerryd $name did not start listening"
+}
+
+# stop_daemon NAME: SIGTERM, which must end in exit status 0.
+stop_daemon() {
+  local name=$1 pid_var="${1}_pid" rc=0
+  kill -TERM "${!pid_var}"
+  wait "${!pid_var}" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$WORK/$name.log" >&2; fail "skerryd $name exited $rc after SIGTERM"; }
+}
+
+nbd_uri() { echo "nbd+unix:///$2?socket=$WORK/$1.sock"; }

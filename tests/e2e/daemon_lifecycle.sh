@@ -1,0 +1,94 @@
+# skerryd with real clients: qemu-img writes an image into a volume, reads it back, maps it;
+# a snapshot taken while a client is connected is point-in-time; a second daemon cannot
+# write a volume the first holds; bad startup gets a clear error; SIGTERM flushes and exits 0.
+source "$(dirname "$0")/lib.sh"
+
+step "startup errors are clear and non-zero"
+out=$("$SKERRYD" --store "unknown:x" --listen "unix:$WORK/x.sock" --admin-socket "$WORK/x.admin" 2>&1) && fail "bad store accepted"
+echo "$out" | grep -q "cannot open store" || fail "bad store message: $out"
+"$SKERRY" create disk --size 64M
+make_image "$WORK/image.raw" 64
+start_daemon d1
+out=$("$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/d1.sock" --admin-socket "$WORK/other.admin" 2>&1) && fail "second bind accepted"
+echo "$out" | grep -q "cannot listen on unix:$WORK/d1.sock" || fail "bind failure message: $out"
+
+step "qemu-img writes and reads through the daemon"
+qemu-img convert -n -f raw -O raw "$WORK/image.raw" "$(nbd_uri d1 disk)"
+qemu-img compare -f raw -F raw "$WORK/image.raw" "$(nbd_uri d1 disk)"
+qemu-img info "$(nbd_uri d1 disk)" | grep -q "virtual size: 64 MiB"
+# The map reports the zero runs of the image as holes (import-like sparseness through NBD).
+qemu-img map --output=json -f raw "$(nbd_uri d1 disk)" > "$WORK/map.json"
+python3 - "$WORK/map.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+holes = sum(e["length"] for e in m if not e["data"])
+assert holes >= 40 << 20, f"only {holes} bytes reported as holes"
+PY
+
+step "snapshot while a client is connected is point-in-time"
+"$PY_NBD" - "$WORK/d1.sock" "$SKERRY" <<'PY'
+import nbd, subprocess, sys
+sock, skerry = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(f"nbd+unix:///disk?socket={sock}")
+h.pwrite(b"A" * 65536, 0)
+subprocess.run([skerry, "snap", "create", "disk@live"], check=True)
+h.pwrite(b"B" * 65536, 0)
+h.flush()
+assert h.pread(4, 0) == b"BBBB"
+h.shutdown()
+PY
+[ "$("$SKERRY" export disk@live - | head -c 4)" = "AAAA" ] || fail "snapshot is not the point in time"
+qemu-io -r -f raw -c 'read -v 0 4' "$(nbd_uri d1 disk)" | head -1 | grep -q '42 42 42 42  BBBB' || fail "head lost the later write"
+
+step "read-only snapshot export"
+qemu-io -r -f raw -c 'read -P 0x41 0 64k' "$(nbd_uri d1 disk@live)" | grep -q "read 65536"
+out=$(qemu-io -f raw -c 'write 0 4k' "$(nbd_uri d1 disk@live)" 2>&1) || true
+echo "$out" | grep -qi "read-only\|permission\|not permitted" || fail "write to a snapshot export: $out"
+
+step "a second daemon cannot write a volume the first holds"
+"$PY_NBD" - "$WORK/d1.sock" "$WORK/d2.sock" "$SKERRYD" "$SKERRY_STORE" "$WORK" <<'PY'
+import nbd, subprocess, sys, time, os
+s1, s2, skerryd, store, work = sys.argv[1:]
+h = nbd.NBD()
+h.connect_uri(f"nbd+unix:///disk?socket={s1}")  # holds disk open in d1
+d2 = subprocess.Popen([skerryd, "--store", store, "--listen", f"unix:{s2}", "--admin-socket", f"{work}/d2.admin"],
+                      stderr=open(f"{work}/d2.log", "w"))
+for _ in range(100):
+    if os.path.exists(s2): break
+    time.sleep(0.05)
+try:
+    g = nbd.NBD()
+    try:
+        g.connect_uri(f"nbd+unix:///disk?socket={s2}")
+        raise SystemExit("second daemon opened a volume held by the first")
+    except nbd.Error as e:
+        pass  # libnbd shows only that the export was refused; the reason is in d2's log
+    log = open(f"{work}/d2.log").read()
+    assert "open for writing elsewhere" in log, log
+    g2 = nbd.NBD()
+    g2.connect_uri(f"nbd+unix:///disk@live?socket={s2}")  # reading a snapshot is fine
+    assert g2.pread(4, 0) == b"AAAA"
+    g2.shutdown()
+finally:
+    d2.terminate()
+    assert d2.wait(timeout=30) == 0, "second daemon did not stop cleanly"
+h.shutdown()
+PY
+
+step "SIGTERM with a client connected: flushed, closed, exit 0"
+"$PY_NBD" - "$WORK/d1.sock" <<'PY' &
+import nbd, sys, time
+h = nbd.NBD()
+h.connect_uri(f"nbd+unix:///disk?socket={sys.argv[1]}")
+h.pwrite(b"C" * 4096, 1 << 20)
+time.sleep(30)
+PY
+client=$!
+sleep 1
+stop_daemon d1
+kill $client 2>/dev/null || true
+grep -q "stopped cleanly" "$WORK/d1.log" || fail "no clean stop in the log"
+[ "$("$SKERRY" export disk - | dd bs=1 skip=$((1 << 20)) count=4 status=none)" = "CCCC" ] || fail "write before SIGTERM lost"
+"$SKERRY" snap create disk@after-stop   # the lock was released
+echo "daemon_lifecycle: ok"
