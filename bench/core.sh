@@ -9,11 +9,12 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
 WORK=${1:-build/bench-core}
 rm -rf "$WORK"; mkdir -p "$WORK"
+WORK=$(realpath "$WORK")
 trap 'rm -rf "$WORK"' EXIT
 
 echo "## Snapshot and clone (directory store on $(df --output=fstype "$WORK" | tail -1), fully populated maps)"
 echo
-"$BIN/snapshot_clone_bench" "dir:$PWD/$WORK/meta-store" ${SIZES:-1G 100G 1T}
+"$BIN/snapshot_clone_bench" "dir:$WORK/meta-store" ${SIZES:-1G 100G 1T}
 rm -rf "$WORK/meta-store"
 echo
 
@@ -25,9 +26,11 @@ for i in $(seq 0 15); do
 done > "$img"
 sync
 
-time_cmd() {  # prints seconds for "$@" with a cold target and warm source
+time_cmd() {  # prints seconds for "$@" (source in page cache, target dirty data synced first)
   sync; local a b
-  a=$(date +%s.%N); "$@" >/dev/null; b=$(date +%s.%N)
+  a=$(date +%s.%N)
+  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+  b=$(date +%s.%N)
   echo "$b - $a" | bc -l
 }
 median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
@@ -37,13 +40,13 @@ for run in 1 2 3; do
   rm -f "$WORK/cp.raw"; t[cp$run]=$(time_cmd cp --sparse=always "$img" "$WORK/cp.raw")
   rm -f "$WORK/cp.raw"; t[cps$run]=$(time_cmd sh -c "cp --sparse=always '$img' '$WORK/cp.raw' && sync '$WORK/cp.raw'")
   rm -f "$WORK/q.raw"; t[qemu$run]=$(time_cmd qemu-img convert -f raw -O raw "$img" "$WORK/q.raw")
-  rm -rf "$WORK/store"; t[sk$run]=$(time_cmd "$BIN/skerry" --store "dir:$PWD/$WORK/store" import "$img" img)
+  rm -rf "$WORK/store"; t[sk$run]=$(time_cmd "$BIN/skerry" --store "dir:$WORK/store" import "$img" img)
 done
 cp_t=$(median3 "${t[cp1]}" "${t[cp2]}" "${t[cp3]}")
 cps_t=$(median3 "${t[cps1]}" "${t[cps2]}" "${t[cps3]}")
 q_t=$(median3 "${t[qemu1]}" "${t[qemu2]}" "${t[qemu3]}")
 sk_t=$(median3 "${t[sk1]}" "${t[sk2]}" "${t[sk3]}")
-"$BIN/skerry" --store "dir:$PWD/$WORK/store" export img "$WORK/check.raw" 2>/dev/null
+"$BIN/skerry" --store "dir:$WORK/store" export img "$WORK/check.raw" 2>/dev/null
 cmp "$img" "$WORK/check.raw"
 
 echo "## Import of a 1 GiB raw image (768 MiB data, 256 MiB zeros), median of 3"

@@ -13,6 +13,7 @@
 #include "daemon/admin_client.h"
 #include "cli/store_config.h"
 #include "cli/transfer.h"
+#include "skerry/check.h"
 #include "skerry/object_store.h"
 #include "skerry/volume.h"
 #include "util/sizes.h"
@@ -275,6 +276,35 @@ int Run(int argc, char** argv) {
   exp->callback(with_catalog([&](Catalog& c) -> Status {
     SKERRY_ASSIGN_OR_RETURN(TransferStats s, Export(c, spec, file));
     if (file != "-") report("exported", s);
+    return Status::OK();
+  }));
+
+  // check
+  bool rehash = false;
+  auto* check = app.add_subcommand("check", "Verify the store: checksums, references, leftovers");
+  check->add_flag("--rehash", rehash, "Also re-hash content-addressed objects");
+  check->callback(with_catalog([&](Catalog& c) -> Status {
+    SKERRY_ASSIGN_OR_RETURN(CheckReport r, CheckStore(c.store(), CheckOptions{rehash}));
+    if (g.json) {
+      nlohmann::json problems = nlohmann::json::array();
+      for (auto& p : r.problems) problems.push_back({{"object", p.object}, {"volume", p.volume}, {"problem", p.problem}});
+      std::cout << nlohmann::json{{"ok", r.ok()}, {"volumes", r.volumes}, {"snapshots", r.snapshots},
+                                  {"chunks", r.chunks}, {"referenced_objects", r.referenced_objects},
+                                  {"problems", problems}, {"unreferenced", r.unreferenced},
+                                  {"unreferenced_bytes", r.unreferenced_bytes}}
+                       .dump(2)
+                << "\n";
+    } else {
+      fmt::print("checked {} volumes, {} snapshots, {} map chunks, {} referenced objects\n", r.volumes, r.snapshots,
+                 r.chunks, r.referenced_objects);
+      for (auto& p : r.problems)
+        fmt::print("PROBLEM {}{}: {}\n", p.object, p.volume.empty() ? "" : " (" + p.volume + ")", p.problem);
+      if (!r.unreferenced.empty())
+        fmt::print("{} unreferenced objects ({}), left by interrupted operations or open volumes:\n",
+                   r.unreferenced.size(), FormatSize(r.unreferenced_bytes));
+      for (auto& o : r.unreferenced) fmt::print("  {}\n", o);
+    }
+    if (!r.ok()) return Status::Corruption(fmt::format("{} problem{} found", r.problems.size(), r.problems.size() == 1 ? "" : "s"));
     return Status::OK();
   }));
 

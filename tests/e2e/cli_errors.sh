@@ -42,4 +42,12 @@ printf 'garbage' | dd of="$chunk" bs=1 seek=100 conv=notrunc status=none
 before=$(md5sum "$chunk")
 expect_fail "checksum mismatch" "$SKERRY" export c "$WORK/out.raw"
 [ "$(md5sum "$chunk")" = "$before" ] || fail "the corrupted chunk was changed"
+out=$("$SKERRY" check --json) && fail "check passed a corrupt store"
+echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r["ok"] and r["problems"][0]["object"].startswith("v.'"$id"'.map."), r'
+# A missing block object is a dangling reference.
+"$SKERRY" write a "$WORK/one"
+aid=$("$SKERRY" info a --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rm "$(find "$WORK/store" -type f -name "v.$aid.b.*" | head -1)"
+out=$("$SKERRY" check 2>&1) && fail "check passed a store with a dangling entry"
+echo "$out" | grep -q "points at a missing object" || fail "check missed a dangling entry: $out"
 echo "cli_errors: ok"

@@ -47,6 +47,9 @@ cat "$WORK/base.raw" | "$SKERRY" import - piped --size 64M
 "$SKERRY" export piped "$WORK/piped.raw"
 cmp "$WORK/base.raw" "$WORK/piped.raw"
 
+step "check finds nothing wrong"
+"$SKERRY" check --json | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"] and r["volumes"]==3 and not r["unreferenced"], r'
+
 step "ls, snap ls, rollback, rename, resize, rm"
 "$SKERRY" ls | grep -qx vm1
 "$SKERRY" ls --json | python3 -c 'import json,sys; assert sorted(json.load(sys.stdin))==["img","piped","vm1"]'

@@ -1,0 +1,128 @@
+// CheckStore (include/skerry/check.h): walks everything reachable from the directory,
+// then compares with what the store lists.
+#include "skerry/check.h"
+
+#include <fmt/format.h>
+
+#include <set>
+
+#include "volume/format.h"
+#include "volume/metadata.h"
+#include "volume/volume_map.h"
+
+namespace skerry {
+namespace {
+
+using volume::ChunkRef;
+using volume::VolumeId;
+
+class Checker {
+ public:
+  Checker(ObjectStore& store, const CheckOptions& options, CheckReport* report)
+      : store_(store), options_(options), report_(report) {}
+
+  Status Run() {
+    SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> all, store_.List(""));
+    existing_.insert(all.begin(), all.end());
+    referenced_.insert(std::string(volume::kDirectoryObject));
+    auto dir = volume::ReadDirectory(store_);
+    if (!dir.ok()) {
+      Problem(std::string(volume::kDirectoryObject), "", dir.status().message());
+      return Status::OK();  // nothing else is reachable; everything is "unreferenced"
+    }
+    for (const volume::DirectoryEntry& e : dir->entries) CheckVolume(e.name, e.id);
+    for (const std::string& name : all) {
+      if (referenced_.count(name)) continue;
+      report_->unreferenced.push_back(name);
+      if (auto st = store_.Stat(name); st.ok()) report_->unreferenced_bytes += st->size;
+    }
+    report_->referenced_objects = referenced_.size();
+    return Status::OK();
+  }
+
+ private:
+  void Problem(std::string object, std::string volume, std::string what) {
+    report_->problems.push_back({std::move(object), std::move(volume), std::move(what)});
+  }
+
+  void CheckVolume(const std::string& name, const VolumeId& id) {
+    report_->volumes++;
+    std::string header_name = volume::HeaderObject(id);
+    referenced_.insert(header_name);
+    referenced_.insert(volume::LockObject(id));  // may or may not exist
+    auto h = volume::ReadHeader(store_, id);
+    if (!h.ok()) {
+      Problem(header_name, name, h.status().message());
+      return;
+    }
+    CheckMap(name, id, h->epoch, h->size, h->block_size, h->entries_per_chunk, h->chunks);
+    for (const volume::SnapshotEntry& s : h->snapshots) {
+      report_->snapshots++;
+      std::string spec = name + "@" + s.name;
+      std::string rec_name = volume::SnapshotObject(id, s.id);
+      referenced_.insert(rec_name);
+      auto rec = volume::ReadSnapshotRecord(store_, id, s.id);
+      if (!rec.ok()) {
+        Problem(rec_name, spec, rec.status().message());
+        continue;
+      }
+      CheckMap(spec, id, rec->epoch, rec->size, rec->block_size, rec->entries_per_chunk, rec->chunks);
+    }
+    if (!h->parent_id.IsZero()) {
+      auto parent = volume::ReadHeader(store_, h->parent_id);
+      if (!parent.ok() || !parent->FindSnapshotById(h->parent_snap_id))
+        Problem(volume::HeaderObject(h->parent_id), name,
+                fmt::format("parent snapshot {} of this clone is missing", h->parent_snap_id));
+    }
+  }
+
+  void CheckMap(const std::string& spec, const VolumeId& id, uint64_t epoch, uint64_t size, uint32_t bs,
+                uint32_t per_chunk, const std::vector<ChunkRef>& chunks) {
+    // Chunks shared between a volume and its snapshots and clones are checked once.
+    for (uint64_t c = 0; c < chunks.size(); c++) {
+      if (chunks[c].absent()) continue;
+      std::string cname = volume::ChunkObject(chunks[c], c);
+      if (!referenced_.insert(cname).second) continue;
+      report_->chunks++;
+      if (!existing_.count(cname)) {
+        Problem(cname, spec, "map chunk is missing");
+        continue;
+      }
+      // One chunk at a time through a map of its own, so errors name the chunk.
+      uint64_t blocks = (size + bs - 1) / bs;
+      std::vector<ChunkRef> only(chunks.size());
+      only[c] = chunks[c];
+      volume::VolumeMap m(store_, id, epoch, blocks, per_chunk, only);
+      Status st = m.ForEach([&](uint64_t block, const volume::Entry& e) {
+        std::string obj = volume::EntryObject(e, block);
+        if (!referenced_.insert(obj).second) return;
+        if (!existing_.count(obj)) {
+          Problem(obj, spec, fmt::format("block {} points at a missing object", block));
+          return;
+        }
+        if (options_.rehash && e.kind == volume::Entry::Kind::kContent) {
+          auto data = store_.Get(obj);
+          if (!data.ok()) Problem(obj, spec, data.status().message());
+          else if (Sha256(*data) != e.digest) Problem(obj, spec, "content does not match its SHA-256 name");
+        }
+      });
+      if (!st.ok()) Problem(cname, spec, st.message());
+    }
+  }
+
+  ObjectStore& store_;
+  const CheckOptions& options_;
+  CheckReport* report_;
+  std::set<std::string> existing_;
+  std::set<std::string> referenced_;
+};
+
+}  // namespace
+
+Result<CheckReport> CheckStore(ObjectStore& store, const CheckOptions& options) {
+  CheckReport report;
+  SKERRY_RETURN_IF_ERROR(Checker(store, options, &report).Run());
+  return report;
+}
+
+}  // namespace skerry
