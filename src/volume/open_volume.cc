@@ -3,12 +3,19 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <set>
 
 #include "volume/metadata.h"
 
 namespace skerry::volume {
+namespace {
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, VolumeId id, uint64_t size,
                        uint32_t block_size, uint64_t epoch, uint32_t per_chunk, std::vector<ChunkRef> chunks,
@@ -54,6 +61,8 @@ Status OpenVolume::CheckRange(uint64_t offset, uint64_t length) const {
 Status OpenVolume::CheckWritable() const {
   if (read_only_) return Status::ReadOnly(fmt::format("{} is read-only", name_));
   if (fenced_.load()) return Status::IOError(fmt::format("{}: lost its write lock to another owner; refusing writes", name_));
+  if (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load())
+    return Status::IOError(fmt::format("{}: write lock lease could not be renewed in time; refusing writes", name_));
   if (closed_) return Status::InvalidArgument(fmt::format("{} is closed", name_));
   return Status::OK();
 }
@@ -292,7 +301,8 @@ Status OpenVolume::FlushLocked(bool force_header) {
 
 Status OpenVolume::Flush() {
   std::shared_lock gate(gate_);
-  if (fenced_.load()) return CheckWritable();
+  if (read_only_) return Status::OK();
+  SKERRY_RETURN_IF_ERROR(CheckWritable());
   return FlushLocked(false);
 }
 
@@ -481,10 +491,13 @@ Status OpenVolume::Rollback(const std::string& snap) {
 Status OpenVolume::Close() {
   std::unique_lock gate(gate_);
   if (closed_) return Status::OK();
-  Status st = read_only_ || fenced_.load() ? Status::OK() : FlushLocked(false);
+  // Without a valid lease nothing may be written, not even the final flush: report it.
+  Status st = read_only_ ? Status::OK() : CheckWritable();
+  if (st.ok() && !read_only_) st = FlushLocked(false);
+  bool still_ours = !read_only_ && !fenced_.load();
   closed_ = true;
   StopLeaseKeeper();
-  if (!read_only_ && !fenced_.load()) {
+  if (still_ours) {
     Status u = store_->Unlock(LockObject(id_), lock_owner_);
     if (st.ok() && !u.ok() && !u.IsNotFound()) st = u;
   }
@@ -495,13 +508,18 @@ Status OpenVolume::Close() {
 
 void OpenVolume::StartLeaseKeeper(std::string owner, int64_t lease_ms) {
   lock_owner_ = std::move(owner);
+  // The catalog took the lock just before opening us; count the lease from now, less a
+  // margin for the time that took.
+  lease_valid_until_ms_.store(SteadyMs() + lease_ms * 9 / 10);
   lease_thread_ = std::thread([this, lease_ms] {
     std::unique_lock lock(lease_mu_);
     while (!lease_stop_) {
       // Renew at a third of the lease so two missed renewals still leave time.
       if (lease_cv_.wait_for(lock, std::chrono::milliseconds(lease_ms / 3), [&] { return lease_stop_; })) break;
+      int64_t sent = SteadyMs();
       Status st = store_->Lock(LockObject(id_), lock_owner_, lease_ms);
-      if (st.code() == Code::kBusy) fenced_.store(true);  // someone took it over: stop writing
+      if (st.ok()) lease_valid_until_ms_.store(sent + lease_ms);
+      else if (st.code() == Code::kBusy) fenced_.store(true);  // someone took it over: stop writing
     }
   });
 }

@@ -126,6 +126,10 @@ class OpenVolume final : public Volume {
   std::condition_variable lease_cv_;
   bool lease_stop_ = false;
   std::atomic<bool> fenced_{false};  // lost the lock: refuse writes
+  // Until when (steady clock, ms) our lease is known valid: measured from the moment each
+  // successful renewal was *sent*, so it never overestimates. Past it, writes are refused
+  // even before the keeper finds out someone else took the lock.
+  std::atomic<int64_t> lease_valid_until_ms_{0};
   bool closed_ = false;
 };
 

@@ -390,6 +390,30 @@ TEST_P(VolumeTest, OneWriterAtATime) {
   EXPECT_TRUE(cat_->Open("d", other).ok());
 }
 
+// A writer whose lease lapsed (another owner took the lock over) must stop writing: two
+// writers never interleave.
+TEST_P(VolumeTest, WriterThatLostItsLeaseIsFenced) {
+  ASSERT_TRUE(cat_->Create("d", kBs, kBs).ok());
+  OpenOptions first;
+  first.owner = "first";
+  first.lease_ms = 300;
+  auto v = std::move(*cat_->Open("d", first));
+  WriteAt(*v, 0, "mine");
+  // As if the first writer had stalled past its lease and a second one took over: the
+  // lock object is replaced under it.
+  auto lock_name = "v." + cat_->Info("d")->id + ".lock";
+  ASSERT_TRUE(raw_->Delete(lock_name).ok());
+  ASSERT_TRUE(raw_->Lock(lock_name, "second", 60'000).ok());
+  usleep(250 * 1000);  // the keeper's next renewal finds "second" there
+  Status st = v->Write(0, std::span<const char>("late", 4));
+  EXPECT_EQ(st.code(), Code::kIOError) << st.ToString();
+  EXPECT_EQ(v->Flush().code(), Code::kIOError);
+  EXPECT_EQ(v->Close().code(), Code::kIOError) << "unflushed data must not be dropped silently";
+  auto holder = cat_->LockHolder("d");
+  ASSERT_TRUE(holder.ok());
+  EXPECT_EQ(holder->owner, "second") << "a fenced writer must not release someone else's lock";
+}
+
 TEST_P(VolumeTest, CorruptChunkIsReportedByName) {
   ASSERT_TRUE(cat_->Create("d", kBs, kBs).ok());
   {
