@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <toml++/toml.h>
 
 namespace skerry::daemon {
@@ -31,9 +33,17 @@ Status Get(const std::string& path, const toml::table& t, const char* key, T* ou
 }  // namespace
 
 Status LoadConfigFile(const std::string& path, DaemonConfig* config) {
+  std::ifstream in(path);
+  if (!in) return Status::FromErrno(errno, "open " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return LoadConfigText(text.str(), path, config);
+}
+
+Status LoadConfigText(std::string_view text, const std::string& path, DaemonConfig* config) {
   toml::table root;
   try {
-    root = toml::parse_file(path);
+    root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     return Status::InvalidArgument(fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column,
                                                std::string(e.description())));

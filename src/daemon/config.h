@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nbd/server.h"
@@ -26,5 +27,7 @@ inline constexpr const char* kDefaultAdminSocket = "/run/skerry/admin.sock";
 // Reads a TOML config file into `config` (only the keys present change it). Unknown keys
 // are errors, so a typo never silently does nothing.
 Status LoadConfigFile(const std::string& path, DaemonConfig* config);
+// The same from text; `source` names it in messages (a path, or "<fuzz>").
+Status LoadConfigText(std::string_view text, const std::string& source, DaemonConfig* config);
 
 }  // namespace skerry::daemon
