@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-30}
 BUILD=build-fuzz
-CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DSKERRY_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DSKERRY_FUZZ=ON -DSKERRY_RADOS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=$(ls fuzz/*_fuzz.cc | xargs -n1 basename | sed 's/\.cc$//')
 ninja -C "$BUILD" -j "$(nproc)" $targets
 mkdir -p "$BUILD/findings"

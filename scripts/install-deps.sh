@@ -11,6 +11,8 @@ packages=(
   libtomlplusplus-dev liburing-dev libssl-dev libgnutls28-dev
   # real clients the tests and benchmarks drive
   qemu-utils libnbd-bin python3-libnbd nbdkit fio gnutls-bin python3 bc
+  # RADOS store: librados C++ API, and a throwaway test cluster (scripts/ceph-cluster.sh)
+  librados-dev libradospp-dev ceph-mon ceph-osd ceph-common
 )
 
 missing=()

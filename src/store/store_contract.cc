@@ -172,6 +172,38 @@ TEST_P(StoreContractTest, SyncAcceptsWrittenCopiedAndMissingObjects) {
   EXPECT_EQ(ReadRange(s, "c", 0, 4), "data");
 }
 
+// What the layers above rely on for copy-up: after Copy and Sync(dst) the copy, holes
+// and size included, is in the store for whoever opens it next, whatever happens to src.
+// A persistent store is opened again from its URI (a second instance on the same data).
+TEST_P(StoreContractTest, CopyFollowedBySyncSurvivesReopening) {
+  ObjectStore& s = *store_;
+  const std::string a = Pattern(8192, 21), b = Pattern(4096, 22);
+  ASSERT_TRUE(Write(s, "shared", 0, a).ok());
+  ASSERT_TRUE(Write(s, "shared", 3 << 20, b).ok());
+  ASSERT_TRUE(s.Truncate("shared", 4 << 20).ok());
+  ASSERT_TRUE(s.SyncSync({"shared"}).ok());
+  ASSERT_TRUE(Write(s, "private", 0, Pattern(1 << 20, 23)).ok());  // replaced by the copy
+  ASSERT_TRUE(s.SyncSync({"private"}).ok());
+
+  ASSERT_TRUE(s.CopySync("shared", "private").ok());
+  ASSERT_TRUE(s.SyncSync({"private"}).ok());
+  ASSERT_TRUE(Write(s, "shared", 0, "later").ok());  // after the copy: not in it
+  ASSERT_TRUE(s.Delete("shared").ok());
+
+  std::shared_ptr<ObjectStore> again = store_;
+  if (s.capabilities().persistent) {
+    Result<std::shared_ptr<ObjectStore>> reopened = OpenStore(s.uri());
+    ASSERT_TRUE(reopened.ok()) << s.uri() << ": " << reopened.status().ToString();
+    again = *reopened;
+  }
+  EXPECT_EQ(SizeOf(*again, "private"), 4u << 20);
+  EXPECT_EQ(ReadRange(*again, "private", 0, 8192), a);
+  EXPECT_EQ(ReadRange(*again, "private", 8192, (3 << 20) - 8192), Zeros((3 << 20) - 8192));
+  EXPECT_EQ(ReadRange(*again, "private", 3 << 20, 4096), b);
+  EXPECT_EQ(ReadRange(*again, "private", (3 << 20) + 4096, (1 << 20) - 4096), Zeros((1 << 20) - 4096));
+  EXPECT_EQ(*again->List("pri"), std::vector<std::string>{"private"});
+}
+
 TEST_P(StoreContractTest, ReadsSeeObjectsReplacedByPutCopyAndDelete) {
   ObjectStore& s = *store_;
   ASSERT_TRUE(Write(s, "obj", 0, "first").ok());

@@ -259,8 +259,10 @@ void RunSeeds(const std::string& kind) {
                 static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
     std::fflush(stdout);
     TempDir dir;
-    auto store = OpenStore(kind == "dir" ? "dir:" + dir.path() : "mem:");
-    ASSERT_TRUE(store.ok());
+    std::string uri = kind == "dir" ? "dir:" + dir.path() : kind == "mem" ? "mem:" : kind;
+    if (size_t at = uri.find("{seed}"); at != std::string::npos) uri.replace(at, 6, std::to_string(seed));
+    auto store = OpenStore(uri);
+    ASSERT_TRUE(store.ok()) << uri << ": " << store.status().ToString();
     ModelRun run(seed, *store);
     run.Run(static_cast<int>(steps));
     if (::testing::Test::HasFailure()) {
@@ -272,6 +274,13 @@ void RunSeeds(const std::string& kind) {
 
 TEST(ModelTest, MemStore) { RunSeeds("mem"); }
 TEST(ModelTest, DirStore) { RunSeeds("dir"); }
+// SKERRY_MODEL_STORE=URI runs the model on that store (tests/rados: a RADOS store); "{seed}"
+// in the URI becomes each run's seed, so every run starts empty (e.g. namespace=model-{seed}).
+TEST(ModelTest, EnvStore) {
+  const char* uri = std::getenv("SKERRY_MODEL_STORE");
+  if (!uri || !*uri) GTEST_SKIP() << "SKERRY_MODEL_STORE is not set";
+  RunSeeds(uri);
+}
 
 }  // namespace
 }  // namespace skerry

@@ -6,15 +6,21 @@ step "import a 64 MiB image with holes"
 make_image "$WORK/base.raw" 64
 "$SKERRY" import "$WORK/base.raw" img
 "$SKERRY" info img | grep -q "size:       64 MiB"
-stored=$(du -sk "$WORK/store" | cut -f1)
-[ "$stored" -lt 20000 ] || fail "import stored ${stored} KiB for ~6 MiB of data: zero blocks were stored"
+# The size checks look at the files of a dir: store (SKERRY_E2E_STORE may name another store).
+store_is_dir() { [[ "$SKERRY_STORE" == dir:* ]]; }
+if store_is_dir; then
+  stored=$(du -sk "$WORK/store" | cut -f1)
+  [ "$stored" -lt 20000 ] || fail "import stored ${stored} KiB for ~6 MiB of data: zero blocks were stored"
+fi
 
 step "snapshot and clone are thin"
 "$SKERRY" snap create img@gold
 "$SKERRY" clone img@gold vm1 --size 80M
 "$SKERRY" info vm1 --json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["parent"]=="img@gold", j; assert j["size"]==80<<20, j'
-after=$(du -sk "$WORK/store" | cut -f1)
-[ $((after - stored)) -lt 200 ] || fail "snapshot + clone grew the store by $((after - stored)) KiB"
+if store_is_dir; then
+  after=$(du -sk "$WORK/store" | cut -f1)
+  [ $((after - stored)) -lt 200 ] || fail "snapshot + clone grew the store by $((after - stored)) KiB"
+fi
 
 step "write to the clone"
 head -c 1000000 /dev/urandom > "$WORK/patch"
@@ -70,6 +76,10 @@ cmp "$WORK/expect.raw" "$WORK/vm1b.raw"
 "$SKERRY" snap rm img@gold
 "$SKERRY" rm img
 [ -z "$("$SKERRY" ls)" ] || fail "volumes left after rm"
-left=$(find "$WORK/store" -type f -name 'v.*' | wc -l)
-[ "$left" -eq 0 ] || fail "$left objects left after removing every volume"
+if store_is_dir; then
+  left=$(find "$WORK/store" -type f -name 'v.*' | wc -l)
+  [ "$left" -eq 0 ] || fail "$left objects left after removing every volume"
+fi
+# On any store: nothing but the (empty) directory object is left.
+"$SKERRY" check --json | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"] and r["volumes"]==0 and not r["unreferenced"], r'
 echo "cli_roundtrip: ok"

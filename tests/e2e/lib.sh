@@ -11,7 +11,8 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
-export SKERRY_STORE="dir:$WORK/store"
+# SKERRY_E2E_STORE runs a test on another store (tests/rados: a RADOS pool); default a new dir: store.
+export SKERRY_STORE="${SKERRY_E2E_STORE:-dir:$WORK/store}"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "--- $*"; }

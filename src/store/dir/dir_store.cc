@@ -97,17 +97,18 @@ Result<std::shared_ptr<DirStore>> DirStore::Open(const std::string& root, DirSto
   caps.native_async = false;     // inline pread/pwrite; see the header
   caps.persistent = true;
   caps.durable_writes = false;   // page cache until Sync
-  return std::shared_ptr<DirStore>(
-      new DirStore(std::move(layout), std::move(locks), caps, FdCacheCapacity(options.max_open_files)));
+  return std::shared_ptr<DirStore>(new DirStore(std::move(layout), std::move(locks), caps, options));
 }
 
 DirStore::DirStore(DirLayout layout, std::unique_ptr<dirstore::ShardLocks> locks,
-                   StoreCapabilities caps, size_t max_open_files)
+                   StoreCapabilities caps, const DirStoreOptions& options)
     : layout_(std::move(layout)),
       shard_locks_(std::move(locks)),
       caps_(caps),
-      fds_(max_open_files),
-      temp_prefix_(NewTempPrefix()) {}
+      fds_(FdCacheCapacity(options.max_open_files)),
+      temp_prefix_(NewTempPrefix()),
+      syncer_(options.sync_parallelism, options.sync_with_io_uring ? dirstore::ParallelSync::Engine::kUring
+                                                                 : dirstore::ParallelSync::Engine::kThreads) {}
 
 // ---- data path: the Do* helpers do the work, the overrides complete inline ----
 
@@ -175,8 +176,10 @@ Status DirStore::DoCopy(const std::string& src, const std::string& dst) {
   Status st = dirstore::CopyData(from->fd(), temp.fd.get(), size, caps_.cheap_copy,
                                  layout_.ObjectPath(src) + " to " + temp.path)
                   .status();
-  // Durable before it gets the name, so a crash never leaves a half-copied dst.
-  if (st.ok() && fdatasync(temp.fd.get()) != 0) st = Status::FromErrno(errno, "fdatasync " + temp.path);
+  // Not synced here: like a Write, a Copy is durable only after Sync(dst), which
+  // fdatasyncs the renamed file and fsyncs its directory (the layers above never name
+  // dst in persisted metadata before that). The rename only keeps readers from ever
+  // seeing a half-made copy.
   if (st.ok()) fds_.Invalidate(dst);  // close ours first: on NFS an open target is silly-renamed
   if (st.ok() && rename(temp.path.c_str(), dst_path.c_str()) != 0) {
     st = Status::FromErrno(errno, "rename " + temp.path + " to " + dst_path);
@@ -191,35 +194,45 @@ Status DirStore::DoCopy(const std::string& src, const std::string& dst) {
 }
 
 Status DirStore::DoSync(const std::vector<std::string>& names) {
+  for (const std::string& name : names) SKERRY_RETURN_IF_ERROR(CheckName(name));
+  // Shard directories owed an fsync for entries this process made (claimed now, so an
+  // entry a Copy or create makes again meanwhile stays owed to a later Sync).
+  std::vector<const std::string*> claimed;
   std::set<uint32_t> dirty_shards;
-  std::vector<const std::string*> taken;  // entries this Sync owes a directory fsync
-  auto fail = [&](Status st) {
-    for (const std::string* name : taken) NoteUnsyncedEntry(*name);  // still owed
-    return st;
-  };
   for (const std::string& name : names) {
-    if (Status st = CheckName(name); !st.ok()) return fail(st);
-    const std::string path = layout_.ObjectPath(name);
-    FdCache::FileRef cached = fds_.Peek(name);
-    UniqueFd opened;
-    int fd = cached ? cached->fd() : -1;
-    if (fd < 0) {
-      auto f = dirstore::OpenFile(path, O_RDONLY);
-      if (f.status().IsNotFound()) continue;  // deleted (durably) or never written
-      if (!f.ok()) return fail(f.status());
-      opened = std::move(f).value();
-      fd = opened.get();
-    }
-    if (fdatasync(fd) != 0) return fail(Status::FromErrno(errno, "fdatasync " + path));
-    if (TakeUnsyncedEntry(name)) {
-      taken.push_back(&name);
+    if (ClaimEntry(name)) {
+      claimed.push_back(&name);
       dirty_shards.insert(DirLayout::ShardOf(name));
     }
   }
-  for (uint32_t shard : dirty_shards) {
-    if (Status st = dirstore::SyncDir(layout_.ShardDir(shard)); !st.ok()) return fail(st);
-  }
-  return Status::OK();
+  const std::vector<uint32_t> shards(dirty_shards.begin(), dirty_shards.end());
+  // Every file and every directory at once: nothing is promised before Sync returns,
+  // so which of them becomes durable first does not matter.
+  Status st = syncer_.Run(names.size() + shards.size(), [&](size_t i) -> Result<dirstore::SyncTarget> {
+    dirstore::SyncTarget t;
+    if (i >= names.size()) {
+      t.what = layout_.ShardDir(shards[i - names.size()]);
+      t.datasync = false;
+      SKERRY_ASSIGN_OR_RETURN(t.owned, dirstore::OpenFile(t.what, O_RDONLY | O_DIRECTORY));
+      t.fd = t.owned.get();
+      return t;
+    }
+    const std::string& name = names[i];
+    t.what = layout_.ObjectPath(name);
+    if (FdCache::FileRef cached = fds_.Peek(name)) {
+      t.fd = cached->fd();
+      t.keep = std::move(cached);
+      return t;
+    }
+    auto f = dirstore::OpenFile(t.what, O_RDONLY);
+    if (f.status().IsNotFound()) return t;  // deleted (durably) or never written: nothing to do
+    SKERRY_RETURN_IF_ERROR(f.status());
+    t.owned = std::move(f).value();
+    t.fd = t.owned.get();
+    return t;
+  });
+  for (const std::string* name : claimed) ReleaseEntry(*name, st.ok());
+  return st;
 }
 
 Result<FdCache::FileRef> DirStore::OpenExisting(const std::string& name) {
@@ -251,6 +264,22 @@ void DirStore::NoteUnsyncedEntry(const std::string& name) {
 bool DirStore::TakeUnsyncedEntry(const std::string& name) {
   std::lock_guard<std::mutex> lock(unsynced_mu_);
   return unsynced_entries_.erase(name) > 0;
+}
+
+bool DirStore::ClaimEntry(const std::string& name) {
+  std::lock_guard<std::mutex> lock(unsynced_mu_);
+  auto syncing = syncing_entries_.find(name);
+  if (unsynced_entries_.erase(name) == 0 && syncing == syncing_entries_.end()) return false;
+  if (syncing == syncing_entries_.end()) syncing = syncing_entries_.emplace(name, 0).first;
+  syncing->second++;
+  return true;
+}
+
+void DirStore::ReleaseEntry(const std::string& name, bool synced) {
+  std::lock_guard<std::mutex> lock(unsynced_mu_);
+  auto syncing = syncing_entries_.find(name);
+  if (syncing != syncing_entries_.end() && --syncing->second == 0) syncing_entries_.erase(syncing);
+  if (!synced) unsynced_entries_.insert(name);
 }
 
 // ---- temporaries ----

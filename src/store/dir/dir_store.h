@@ -16,8 +16,14 @@
 //
 // Copy never moves data through user space: a reflink where the file system has them
 // (capabilities().cheap_copy, probed at open), else copy_file_range of the data ranges
-// only, so holes stay holes. The copy is written to a temporary, fdatasync'ed, and
-// renamed over the destination, so a crash leaves the old or the complete new copy.
+// only, so holes stay holes. The copy is made in a temporary and renamed over the
+// destination, so no reader ever sees a half-made copy; like a Write it is durable
+// only after Sync(dst), which fdatasyncs the file and fsyncs its directory.
+//
+// Sync also completes before it returns, but issues the fdatasyncs of many objects (and
+// the fsyncs of their directories) all at once, through io_uring, so that the file
+// system commits them together instead of one journal commit and device flush per file
+// (ParallelSync; DirStoreOptions::sync_parallelism).
 //
 // Objects replaced by another process are not seen through this process's cached open
 // files. The layers above make one process the writer of a volume with a lease lock;
@@ -32,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -40,6 +47,7 @@
 #include "skerry/object_store.h"
 #include "store/dir/dir_layout.h"
 #include "store/dir/fd_cache.h"
+#include "store/dir/parallel_sync.h"
 #include "store/dir/shard_lock.h"
 
 namespace skerry {
@@ -50,6 +58,11 @@ struct DirStoreOptions {
   // Temporaries older than this are left over from a crash and removed at open. Long
   // enough that no live writer on another host is still filling one.
   std::chrono::seconds stale_temp_age = std::chrono::hours(1);
+  // Sync keeps up to this many fdatasync/fsync calls in flight, so the file system can
+  // make many files durable in one journal commit; 1 syncs one file after the other.
+  unsigned sync_parallelism = 64;
+  // Issue them through io_uring; false (or io_uring unavailable): over threads.
+  bool sync_with_io_uring = true;
 };
 
 class DirStore final : public ObjectStore {
@@ -85,6 +98,12 @@ class DirStore final : public ObjectStore {
   // For tests and diagnostics.
   const dirstore::DirLayout& layout() const { return layout_; }
   size_t cached_files() const { return fds_.size(); }
+  dirstore::ParallelSync::Engine sync_engine_used() const { return syncer_.engine_used(); }
+  // Entries made by the data path whose directory has not been fsynced since.
+  size_t unsynced_entries() const {
+    std::lock_guard<std::mutex> lock(unsynced_mu_);
+    return unsynced_entries_.size();
+  }
 
  private:
   // A temporary file being filled before it is renamed or linked into objects/.
@@ -94,7 +113,7 @@ class DirStore final : public ObjectStore {
   };
 
   DirStore(dirstore::DirLayout layout, std::unique_ptr<dirstore::ShardLocks> locks,
-           StoreCapabilities caps, size_t max_open_files);
+           StoreCapabilities caps, const DirStoreOptions& options);
 
   Status DoRead(const std::string& name, uint64_t offset, std::span<char> out);
   Status DoWrite(const std::string& name, uint64_t offset, std::span<const char> data, bool fresh);
@@ -117,6 +136,12 @@ class DirStore final : public ObjectStore {
   // when their shard directory is fsynced; Sync does that for the names recorded here.
   void NoteUnsyncedEntry(const std::string& name);
   bool TakeUnsyncedEntry(const std::string& name);
+  // For Sync: whether the shard directory of `name` needs an fsync, because its entry
+  // is unsynced or another Sync of it is still under way (so this one must not return
+  // before the entry is durable either). A claim is ended by ReleaseEntry, which marks
+  // the entry unsynced again when the Sync failed.
+  bool ClaimEntry(const std::string& name);
+  void ReleaseEntry(const std::string& name, bool synced);
 
   const dirstore::DirLayout layout_;
   const std::unique_ptr<dirstore::ShardLocks> shard_locks_;
@@ -124,8 +149,10 @@ class DirStore final : public ObjectStore {
   dirstore::FdCache fds_;
   const std::string temp_prefix_;  // unique per store instance: pid and random bits
   std::atomic<uint64_t> temp_counter_{0};
-  std::mutex unsynced_mu_;
+  dirstore::ParallelSync syncer_;
+  mutable std::mutex unsynced_mu_;
   std::set<std::string> unsynced_entries_;  // GUARDED_BY(unsynced_mu_)
+  std::map<std::string, int> syncing_entries_;  // claims per name; GUARDED_BY(unsynced_mu_)
 };
 
 }  // namespace skerry

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "store/dir/dir_store.h"
+#include "store/dir/file_ops.h"
 
 namespace {
 
@@ -93,9 +95,176 @@ class UringModel {
   std::thread reaper_;
 };
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// ---- sync: durability of many freshly written objects ----
+
+// A fresh store holding `n` new objects of `bytes` bytes each, written the way a volume
+// populates blocks (fresh write of a new object); returns the names.
+std::shared_ptr<skerry::DirStore> FillStore(const std::string& root, int n, size_t bytes,
+                                            skerry::DirStoreOptions options,
+                                            std::vector<std::string>* names) {
+  auto opened = skerry::DirStore::Open(root, options);
+  if (!opened.ok()) { fprintf(stderr, "%s\n", opened.status().ToString().c_str()); exit(1); }
+  std::string data(bytes, 'x');
+  names->clear();
+  for (int i = 0; i < n; i++) {
+    names->push_back("v.bench.blk." + std::to_string(i));
+    if (!(*opened)->WriteSync(names->back(), 0, std::span<const char>(data.data(), data.size()), true).ok()) {
+      exit(1);
+    }
+  }
+  return *opened;
+}
+
+// Times DirStore::Sync of n freshly written objects: median over `runs` fresh stores.
+void SyncCase(const std::string& dir, const char* label, skerry::DirStoreOptions options, int n,
+              size_t bytes, int runs) {
+  const std::string root = dir + "/store_io_bench.sync." + std::to_string(getpid());
+  std::vector<double> ms;
+  for (int r = 0; r < runs; r++) {
+    std::filesystem::remove_all(root);
+    sync();  // start every case from a quiet file system (not timed)
+    std::vector<std::string> names;
+    auto store = FillStore(root, n, bytes, options, &names);
+    std::vector<std::string> again = names;
+    auto t0 = Clock::now();
+    skerry::Status st = store->SyncSync(std::move(again));
+    ms.push_back(MsSince(t0));
+    if (!st.ok()) { fprintf(stderr, "%s\n", st.ToString().c_str()); exit(1); }
+  }
+  std::filesystem::remove_all(root);
+  std::sort(ms.begin(), ms.end());
+  printf("DirStore Sync %-22s %6d objects of %zu B: median %9.2f ms (min %.2f, max %.2f, %d runs) = %.3f ms/object\n",
+         label, n, bytes, Median(ms), ms.front(), ms.back(), runs, Median(ms) / n);
+  fflush(stdout);
+}
+
 }  // namespace
 
+// ---- rewrite: random 4 KiB pwrite into files prepared in different ways ----
+
+// A 256 MiB file at `path`, prepared as `how` says; returns its fd.
+int PrepareFile(const std::string& path, const std::string& how, const std::string& big_path) {
+  unlink(path.c_str());
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) { perror("open"); exit(1); }
+  std::vector<char> buf(how == "4k" ? 4096 : 1 << 20, 'p');
+  if (how == "4k" || how == "1m" || how == "1m-dirty") {
+    for (size_t off = 0; off < kFileSize; off += buf.size()) {
+      if (pwrite(fd, buf.data(), buf.size(), off) != (ssize_t)buf.size()) { perror("pwrite"); exit(1); }
+    }
+  } else if (how == "sparse") {
+    if (ftruncate(fd, kFileSize) != 0) exit(1);
+  } else if (how == "fallocate") {
+    if (fallocate(fd, 0, 0, kFileSize) != 0) exit(1);
+  } else if (how == "copy") {  // what DirStore::Copy does on a file system without reflinks
+    int src = open(big_path.c_str(), O_RDONLY | O_CLOEXEC);
+    auto copied = skerry::dirstore::CopyData(src, fd, kFileSize, false, "copy");
+    close(src);
+    if (!copied.ok()) { fprintf(stderr, "%s\n", copied.status().ToString().c_str()); exit(1); }
+  } else if (how == "1m-evicted") {
+    for (size_t off = 0; off < kFileSize; off += buf.size()) {
+      if (pwrite(fd, buf.data(), buf.size(), off) != (ssize_t)buf.size()) { perror("pwrite"); exit(1); }
+    }
+    fdatasync(fd);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // page cache emptied: no large folios left
+  } else {
+    fprintf(stderr, "unknown preparation %s\n", how.c_str());
+    exit(1);
+  }
+  if (how != "1m-dirty") fdatasync(fd);
+  return fd;
+}
+
+// usage: store_io_bench rewrite DIR [SECONDS] [PREPARATION...]
+int RewriteBench(const std::string& dir, double secs, int argc, char** argv) {
+  std::vector<std::string> hows;
+  for (int i = 0; i < argc; i++) hows.push_back(argv[i]);
+  if (hows.empty()) hows = {"4k", "1m", "1m-dirty", "1m-evicted", "copy", "sparse", "fallocate"};
+  const std::string big = dir + "/store_io_bench.big." + std::to_string(getpid());
+  close(PrepareFile(big, "1m", big));
+  const std::string path = dir + "/store_io_bench.rewrite." + std::to_string(getpid());
+  for (const std::string& how : hows) {
+    int fd = PrepareFile(path, how, big);
+    double r = RunThreads(1, secs, [&](int i, std::atomic<bool>& stop) {
+      alignas(4096) static thread_local char wbuf[kIo];
+      std::mt19937_64 rng(i + 1);
+      uint64_t n = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (pwrite(fd, wbuf, kIo, (rng() % (kFileSize / kIo)) * kIo) != (ssize_t)kIo) abort();
+        n++;
+      }
+      return n;
+    });
+    printf("4K rand write, 1 thread, 256 MiB file filled by %-11s %9.0f IOPS\n", how.c_str(), r);
+    fflush(stdout);
+    close(fd);
+  }
+  unlink(path.c_str());
+  unlink(big.c_str());
+  return 0;
+}
+
+// usage: store_io_bench sync DIR [N...] [--runs=R] [--modes=default,serial,uring8,threads16,...]
+int SyncBench(const std::string& dir, int argc, char** argv) {
+  std::vector<int> counts;
+  std::vector<std::string> modes;
+  int runs_wanted = 0;
+  for (int i = 0; i < argc; i++) {
+    std::string a = argv[i];
+    if (a.rfind("--runs=", 0) == 0) {
+      runs_wanted = atoi(a.c_str() + 7);
+    } else if (a.rfind("--modes=", 0) == 0) {
+      std::string list = a.substr(8);
+      for (size_t p = 0; p <= list.size();) {
+        size_t c = list.find(',', p);
+        if (c == std::string::npos) c = list.size();
+        modes.push_back(list.substr(p, c - p));
+        p = c + 1;
+      }
+    } else {
+      counts.push_back(atoi(argv[i]));
+    }
+  }
+  if (counts.empty()) counts = {1, 256, 25600};
+  if (modes.empty()) modes = {"serial", "default"};
+  for (int n : counts) {
+    for (const std::string& mode : modes) {
+      skerry::DirStoreOptions options;
+      if (mode == "serial") {
+        options.sync_parallelism = 1;
+      } else if (mode.rfind("uring", 0) == 0) {
+        options.sync_parallelism = std::stoul(mode.substr(5));
+      } else if (mode.rfind("threads", 0) == 0) {
+        options.sync_parallelism = std::stoul(mode.substr(7));
+        options.sync_with_io_uring = false;
+      } else if (mode != "default") {
+        fprintf(stderr, "unknown mode %s\n", mode.c_str());
+        return 2;
+      }
+      int runs = runs_wanted > 0 ? runs_wanted : n <= 1 ? 21 : n <= 256 ? 7 : 3;
+      SyncCase(dir, mode.c_str(), options, n, 512, runs);
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "rewrite") {
+    return RewriteBench(argc > 2 ? argv[2] : "/tmp", argc > 3 ? atof(argv[3]) : 2.0, argc > 4 ? argc - 4 : 0,
+                        argv + 4);
+  }
+  if (argc > 1 && std::string(argv[1]) == "sync") {
+    return SyncBench(argc > 2 ? argv[2] : "/tmp", argc - 3, argv + 3);
+  }
   std::string dir = argc > 1 ? argv[1] : "/tmp";
   double secs = argc > 2 ? atof(argv[2]) : 2.0;
   std::string path = dir + "/store_io_bench.XXXXXX";

@@ -1,0 +1,692 @@
+// RadosStore (see rados_store.h and docs/rados.md): skerry objects as RADOS objects.
+#include "store/rados/rados_store.h"
+
+#include <rados/librados.hpp>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+
+namespace skerry {
+
+namespace {
+
+// cmpext reports a mismatch at byte i as -MAX_ERRNO - i (Linux's MAX_ERRNO).
+constexpr int kMaxErrno = 4095;
+// Name of the RADOS (cls_lock) lock taken on a lock object, and of the lease record xattr.
+constexpr char kLockName[] = "skerry";
+constexpr char kLeaseAttr[] = "skerry.lease";
+// How often Lock retries when a lease lapses or is broken while it looks at it.
+constexpr int kLockAttempts = 8;
+
+// Client-side timeouts where ceph.conf and CEPH_ARGS leave Ceph's own default (the third
+// column): a dead cluster must turn into an error, not a hang.
+constexpr const char* kDefaultTimeouts[][3] = {
+    {"client_mount_timeout", "30", "300"},  // connect: monitors must answer within 30 s
+    {"rados_mon_op_timeout", "30", "0"},    // monitor commands (pool lookups); 0 = forever
+    {"rados_osd_op_timeout", "60", "0"},    // any OSD operation; longer than a failover (~20-30 s)
+};
+
+// Set while a librados completion runs our callback on librados's thread.
+thread_local bool t_in_completion = false;
+
+int64_t NowUnixMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+librados::bufferlist ToBl(std::string_view data) {
+  librados::bufferlist bl;
+  bl.append(data.data(), static_cast<unsigned>(data.size()));
+  return bl;
+}
+
+std::string FromBl(librados::bufferlist& bl) { return bl.to_str(); }
+
+// A negative librados return value as a Status. `what` names the call and object.
+Status RadosError(int r, const std::string& what) {
+  int err = -r;
+  if (r <= -kMaxErrno) return Status::Conflict(what + ": content differs (cmpext)");
+  switch (err) {
+    case ENOENT: return Status::NotFound(what + ": no such object");
+    case EEXIST: return Status::AlreadyExists(what + ": object exists");
+    case ECANCELED: return Status::Conflict(what + ": compare failed");
+    case EBUSY: return Status::Busy(what + ": busy");
+    default: return Status::FromErrno(err, what);
+  }
+}
+
+std::string Quote(const std::string& name) { return "'" + name + "'"; }
+
+Status InvalidName(const std::string& name) {
+  return Status::InvalidArgument("invalid object name '" + name + "'");
+}
+
+// ---- lease records: "OWNER\nEXPIRES_UNIX_MS\n" in xattr skerry.lease; empty = released
+
+std::string EncodeLease(const std::string& owner, int64_t expires_unix_ms) {
+  return owner + "\n" + std::to_string(expires_unix_ms) + "\n";
+}
+
+std::optional<LockInfo> DecodeLease(std::string_view text) {
+  size_t nl = text.find('\n');
+  if (text.empty() || nl == 0 || nl == std::string_view::npos || text.back() != '\n') return std::nullopt;
+  std::string_view num = text.substr(nl + 1, text.size() - nl - 2);
+  int64_t expires = 0;
+  auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), expires);
+  if (num.empty() || ec != std::errc() || end != num.data() + num.size()) return std::nullopt;
+  return LockInfo{std::string(text.substr(0, nl)), expires};
+}
+
+std::string HeldBy(const std::string& name, const std::string& owner, std::optional<int64_t> remaining_ms) {
+  std::string msg = "lock '" + name + "' is held by '" + owner + "'";
+  if (remaining_ms) msg += " for another " + std::to_string(*remaining_ms) + " ms";
+  return msg;
+}
+
+// One asynchronous operation in flight: what it reads into, and what to do when it ends.
+struct AioOp {
+  RadosStore::Impl* impl = nullptr;
+  librados::AioCompletion* completion = nullptr;
+  librados::bufferlist bl;       // data written, or read into
+  uint64_t size = 0;             // aio_stat result
+  time_t mtime = 0;
+  librados::ObjectWriteOperation write_op;
+  std::function<void(int r, AioOp& op)> finish;
+};
+
+void OnAioComplete(librados::completion_t, void* arg);
+
+}  // namespace
+
+// ---------------------------------------------------------------- URI
+
+Result<RadosStoreOptions> ParseRadosUri(std::string_view uri) {
+  constexpr std::string_view kScheme = "rados:";
+  if (!uri.starts_with(kScheme)) return Status::InvalidArgument("not a rados: URI: '" + std::string(uri) + "'");
+  std::string_view rest = uri.substr(kScheme.size());
+  RadosStoreOptions o;
+  size_t q = rest.find('?');
+  o.pool = std::string(rest.substr(0, q));
+  if (o.pool.empty()) {
+    return Status::InvalidArgument("store URI '" + std::string(uri) +
+                                   "' needs a pool: rados:POOL[?conf=PATH&id=CLIENT&namespace=NS&data_pool=POOL2]");
+  }
+  if (q != std::string_view::npos) {
+    std::string_view query = rest.substr(q + 1);
+    bool seen[4] = {false, false, false, false};
+    while (!query.empty()) {
+      size_t amp = query.find('&');
+      std::string_view kv = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      size_t eq = kv.find('=');
+      std::string key(kv.substr(0, eq));
+      std::string value = eq == std::string_view::npos ? std::string() : std::string(kv.substr(eq + 1));
+      static const char* const kKeys[] = {"conf", "id", "namespace", "data_pool"};
+      std::string* fields[] = {&o.conf, &o.id, &o.ns, &o.data_pool};
+      int k = 0;
+      while (k < 4 && key != kKeys[k]) k++;
+      if (k == 4) {
+        return Status::InvalidArgument("store URI '" + std::string(uri) + "': unknown parameter '" + key +
+                                       "' (known: conf, id, namespace, data_pool)");
+      }
+      if (eq == std::string_view::npos || value.empty()) {
+        return Status::InvalidArgument("store URI '" + std::string(uri) + "': parameter '" + key + "' needs a value");
+      }
+      if (seen[k]) return Status::InvalidArgument("store URI '" + std::string(uri) + "': '" + key + "' given twice");
+      seen[k] = true;
+      *fields[k] = value;
+    }
+  }
+  if (o.data_pool == o.pool) o.data_pool.clear();
+  return o;
+}
+
+std::string FormatRadosUri(const RadosStoreOptions& o) {
+  std::string uri = "rados:" + o.pool;
+  char sep = '?';
+  auto add = [&](const char* key, const std::string& value) {
+    if (value.empty()) return;
+    uri += sep;
+    uri += key;
+    uri += '=';
+    uri += value;
+    sep = '&';
+  };
+  add("conf", o.conf);
+  add("id", o.id);
+  add("namespace", o.ns);
+  add("data_pool", o.data_pool);
+  return uri;
+}
+
+// ---------------------------------------------------------------- Impl
+
+struct RadosStore::Impl {
+  RadosStoreOptions options;
+  librados::Rados rados;
+  bool connected = false;
+  librados::IoCtx meta;  // maps and metadata
+  librados::IoCtx data;  // block data, when a data pool is given
+  bool split = false;
+
+  std::mutex mu;
+  std::condition_variable idle;
+  int64_t in_flight = 0;  // GUARDED_BY(mu): aio operations whose callback has not finished
+
+  ~Impl() {
+    {
+      std::unique_lock lock(mu);
+      idle.wait(lock, [&] { return in_flight == 0; });
+    }
+    if (connected) {
+      meta.close();
+      if (split) data.close();
+      rados.shutdown();
+    }
+  }
+
+  librados::IoCtx& For(std::string_view name) { return split && IsDataObject(name) ? data : meta; }
+
+  // Submits one aio operation: `submit(completion)` hands it to librados. The op's `finish`
+  // runs from the completion callback, or inline if submission itself fails.
+  void Start(std::unique_ptr<AioOp> op, const std::function<int(librados::AioCompletion*, AioOp&)>& submit) {
+    {
+      std::lock_guard lock(mu);
+      in_flight++;
+    }
+    op->impl = this;
+    AioOp* raw = op.release();
+    raw->completion = librados::Rados::aio_create_completion(raw, OnAioComplete);
+    int r = submit(raw->completion, *raw);
+    if (r < 0) {  // never queued: no callback will come
+      raw->completion->release();
+      raw->completion = nullptr;
+      raw->finish(r, *raw);
+      delete raw;
+      EndOp();
+    }
+  }
+
+  void EndOp() {
+    std::lock_guard lock(mu);
+    if (--in_flight == 0) idle.notify_all();
+  }
+
+  // Runs a compound operation and waits; returns librados's result and the object version.
+  template <class Op>
+  int Operate(librados::IoCtx& io, const std::string& oid, Op* op, uint64_t* version = nullptr) {
+    librados::AioCompletion* c = librados::Rados::aio_create_completion();
+    int r;
+    if constexpr (std::is_same_v<Op, librados::ObjectReadOperation>) {
+      r = io.aio_operate(oid, c, op, nullptr);
+    } else {
+      r = io.aio_operate(oid, c, op);
+    }
+    if (r == 0) {
+      c->wait_for_complete();
+      r = c->get_return_value();
+      if (version) *version = c->get_version64();
+    }
+    c->release();
+    return r;
+  }
+
+  // The live holder of the RADOS lock on `name`: nullopt when nobody holds it (or the lease
+  // has lapsed); NotFound when the object does not exist.
+  struct Holder {
+    std::string client;
+    std::string cookie;
+  };
+  Result<std::optional<Holder>> LiveHolder(const std::string& name) {
+    int exclusive = 0;
+    std::string tag;
+    std::list<librados::locker_t> lockers;
+    int r = meta.list_lockers(name, kLockName, &exclusive, &tag, &lockers);
+    if (r < 0) return RadosError(r, "rados list_lockers " + Quote(name));
+    if (lockers.empty()) return std::optional<Holder>();
+    return std::optional<Holder>(Holder{lockers.front().client, lockers.front().cookie});
+  }
+
+  // The raw lease record ("" when none).
+  Result<std::string> LeaseRecord(const std::string& name) {
+    librados::bufferlist bl;
+    int r = meta.getxattr(name, kLeaseAttr, bl);
+    if (r == -ENODATA) return std::string();
+    if (r < 0) return RadosError(r, "rados getxattr " + Quote(name));
+    return FromBl(bl);
+  }
+};
+
+namespace {
+
+void OnAioComplete(librados::completion_t, void* arg) {
+  std::unique_ptr<AioOp> op(static_cast<AioOp*>(arg));
+  RadosStore::Impl* impl = op->impl;
+  int r = op->completion->get_return_value();
+  op->completion->release();
+  op->completion = nullptr;
+  t_in_completion = true;
+  op->finish(r, *op);  // may drop the last reference to the store: see ~RadosStore
+  op.reset();
+  t_in_completion = false;
+  impl->EndOp();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- open / close
+
+RadosStore::RadosStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+RadosStore::~RadosStore() {
+  // Closing waits for operations in flight and shuts librados down, which joins librados's
+  // threads: never do that on one of them (a callback dropped the last reference).
+  if (t_in_completion) {
+    std::thread([impl = std::move(impl_)]() mutable { impl.reset(); }).detach();
+  }
+}
+
+bool RadosStore::IsDataObject(std::string_view name) {
+  if (name.starts_with("c.")) return true;
+  if (!name.starts_with("v.")) return false;
+  size_t dot = name.find('.', 2);
+  return dot != std::string_view::npos && name.substr(dot).starts_with(".b.");
+}
+
+Result<std::shared_ptr<RadosStore>> RadosStore::Open(std::string_view uri) {
+  SKERRY_ASSIGN_OR_RETURN(RadosStoreOptions options, ParseRadosUri(uri));
+  return Open(options);
+}
+
+Result<std::shared_ptr<RadosStore>> RadosStore::Open(const RadosStoreOptions& options) {
+  if (options.pool.empty()) return Status::InvalidArgument("rados store needs a pool");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (!options.conf.empty()) {  // so that uri() opens the same store from any directory
+    std::error_code ec;
+    std::filesystem::path abs = std::filesystem::absolute(options.conf, ec);
+    if (!ec) impl->options.conf = abs.lexically_normal().string();
+  }
+  if (impl->options.data_pool == impl->options.pool) impl->options.data_pool.clear();
+  const std::string where = "rados:" + options.pool;
+  int r = impl->rados.init(options.id.empty() ? nullptr : options.id.c_str());
+  if (r < 0) return Status::FromErrno(-r, where + ": init client '" + options.id + "'");
+  const std::string& conf = impl->options.conf;
+  r = impl->rados.conf_read_file(conf.empty() ? nullptr : conf.c_str());
+  if (r < 0) {
+    if (conf.empty()) {
+      return Status::NotFound(where + ": no ceph.conf found ($CEPH_CONF, /etc/ceph/ceph.conf); give ?conf=PATH");
+    }
+    return Status::FromErrno(-r, where + ": read ceph.conf '" + conf + "'");
+  }
+  impl->rados.conf_parse_env(nullptr);  // CEPH_ARGS
+  for (const auto& t : kDefaultTimeouts) {
+    std::string value;
+    if (impl->rados.conf_get(t[0], value) == 0 && value == t[2]) impl->rados.conf_set(t[0], t[1]);
+  }
+  r = impl->rados.connect();
+  if (r < 0) {
+    if (r == -ETIMEDOUT) {
+      return Status::TimedOut(where + ": the monitors did not answer within client_mount_timeout");
+    }
+    return Status::FromErrno(-r, where + ": connect to the cluster");
+  }
+  impl->connected = true;
+  r = impl->rados.ioctx_create(options.pool.c_str(), impl->meta);
+  if (r == -ENOENT) return Status::NotFound(where + ": pool '" + options.pool + "' does not exist");
+  if (r < 0) return Status::FromErrno(-r, where + ": open pool '" + options.pool + "'");
+  impl->meta.set_namespace(options.ns);
+  if (!impl->options.data_pool.empty()) {
+    const std::string& dp = impl->options.data_pool;
+    r = impl->rados.ioctx_create(dp.c_str(), impl->data);
+    if (r == -ENOENT) {
+      impl->meta.close();
+      return Status::NotFound(where + ": data pool '" + dp + "' does not exist");
+    }
+    if (r < 0) {
+      impl->meta.close();
+      return Status::FromErrno(-r, where + ": open data pool '" + dp + "'");
+    }
+    impl->data.set_namespace(options.ns);
+    impl->split = true;
+  }
+  return std::shared_ptr<RadosStore>(new RadosStore(std::move(impl)));
+}
+
+StoreCapabilities RadosStore::capabilities() const {
+  StoreCapabilities c;
+  c.server_side_copy = true;  // copy_from: the OSD copies, data never comes to us
+  c.cheap_copy = false;       // ... but it does copy the bytes (no shared extents)
+  c.native_async = true;      // aio completions
+  c.persistent = true;
+  c.durable_writes = true;    // acknowledged = on stable storage on every replica
+  return c;
+}
+
+std::string RadosStore::uri() const { return FormatRadosUri(impl_->options); }
+
+// ---------------------------------------------------------------- data path
+
+void RadosStore::Read(const std::string& name, uint64_t offset, std::span<char> out, ReadDone done) {
+  if (!IsValidObjectName(name)) return done(InvalidName(name));
+  auto op = std::make_unique<AioOp>();
+  librados::IoCtx& io = impl_->For(name);
+  if (out.empty()) {  // a 0-byte RADOS read means "the whole object": ask for existence only
+    op->finish = [name, done = std::move(done)](int r, AioOp&) {
+      if (r < 0) return done(RadosError(r, "rados stat " + Quote(name)));
+      done(size_t{0});
+    };
+    impl_->Start(std::move(op), [&](librados::AioCompletion* c, AioOp& o) {
+      return io.aio_stat(name, c, &o.size, &o.mtime);
+    });
+    return;
+  }
+  op->finish = [name, out, done = std::move(done)](int r, AioOp& o) {
+    if (r < 0) return done(RadosError(r, "rados read " + Quote(name)));
+    size_t got = std::min<size_t>(o.bl.length(), out.size());
+    if (got > 0) o.bl.begin().copy(static_cast<unsigned>(got), out.data());
+    // Past the end of the object: zeros.
+    if (got < out.size()) std::memset(out.data() + got, 0, out.size() - got);
+    done(out.size());
+  };
+  impl_->Start(std::move(op), [&](librados::AioCompletion* c, AioOp& o) {
+    return io.aio_read(name, c, &o.bl, out.size(), offset);
+  });
+}
+
+void RadosStore::Write(const std::string& name, uint64_t offset, std::span<const char> data, bool fresh,
+                       Done done) {
+  if (!IsValidObjectName(name)) return done(InvalidName(name));
+  auto op = std::make_unique<AioOp>();
+  // librados may hold the buffer after the call returns; copy (cheap next to a round trip).
+  op->bl.append(data.data(), static_cast<unsigned>(data.size()));
+  if (fresh && offset == 0) {
+    op->write_op.write_full(op->bl);
+  } else if (fresh) {
+    // One atomic compound op: the object exists, is emptied, then holds only `data`.
+    op->write_op.create(false);
+    op->write_op.truncate(0);
+    op->write_op.write(offset, op->bl);
+  } else {
+    op->write_op.write(offset, op->bl);  // creates the object, even for 0 bytes
+  }
+  op->finish = [name, done = std::move(done)](int r, AioOp&) {
+    done(r < 0 ? RadosError(r, "rados write " + Quote(name)) : Status::OK());
+  };
+  librados::IoCtx& io = impl_->For(name);
+  impl_->Start(std::move(op), [&](librados::AioCompletion* c, AioOp& o) {
+    return io.aio_operate(name, c, &o.write_op);
+  });
+}
+
+void RadosStore::Zero(const std::string& name, uint64_t offset, uint64_t length, Done done) {
+  if (!IsValidObjectName(name)) return done(InvalidName(name));
+  auto op = std::make_unique<AioOp>();
+  op->write_op.assert_exists();
+  if (length > 0) {
+    // RADOS zero releases the range, but where the range reaches the end of the object it
+    // truncates the object to `offset`; the 1-byte zero write after it (same atomic op) puts
+    // the size back to at least offset+length, as the interface requires.
+    op->write_op.zero(offset, length);
+    op->bl.append('\0');
+    op->write_op.write(offset + length - 1, op->bl);
+  }
+  op->finish = [name, done = std::move(done)](int r, AioOp&) {
+    done(r < 0 ? RadosError(r, "rados zero " + Quote(name)) : Status::OK());
+  };
+  librados::IoCtx& io = impl_->For(name);
+  impl_->Start(std::move(op), [&](librados::AioCompletion* c, AioOp& o) {
+    return io.aio_operate(name, c, &o.write_op);
+  });
+}
+
+void RadosStore::Copy(const std::string& src, const std::string& dst, Done done) {
+  if (!IsValidObjectName(src)) return done(InvalidName(src));
+  if (!IsValidObjectName(dst)) return done(InvalidName(dst));
+  auto op = std::make_unique<AioOp>();
+  if (src == dst) {  // copy_from refuses to copy onto itself; the result must just exist
+    op->finish = [src, done = std::move(done)](int r, AioOp&) {
+      done(r < 0 ? RadosError(r, "rados stat " + Quote(src)) : Status::OK());
+    };
+    librados::IoCtx& io = impl_->For(src);
+    impl_->Start(std::move(op), [&](librados::AioCompletion* c, AioOp& o) {
+      return io.aio_stat(src, c, &o.size, &o.mtime);
+    });
+    return;
+  }
+  // The OSD holding dst reads src from its OSD and replaces dst atomically with it (data,
+  // size; dst is not created when src is missing). Block objects and their copies are in
+  // one pool (IsDataObject), so this is an in-pool copy.
+  op->write_op.copy_from(src, impl_->For(src), 0, LIBRADOS_OP_FLAG_FADVISE_SEQUENTIAL);
+  op->finish = [src, dst, done = std::move(done)](int r, AioOp&) {
+    done(r < 0 ? RadosError(r, "rados copy_from " + Quote(src) + " to " + Quote(dst)) : Status::OK());
+  };
+  librados::IoCtx& io = impl_->For(dst);
+  impl_->Start(std::move(op), [&](librados::AioCompletion* c, AioOp& o) {
+    return io.aio_operate(dst, c, &o.write_op);
+  });
+}
+
+void RadosStore::Sync(std::vector<std::string> names, Done done) {
+  // Every acknowledged RADOS write is already on stable storage on every replica.
+  done(Status::OK());
+}
+
+// ---------------------------------------------------------------- control path
+
+Result<std::string> RadosStore::Get(const std::string& name) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  librados::ObjectReadOperation op;
+  librados::bufferlist bl;
+  int rval = 0;
+  op.read(0, 0, &bl, &rval);  // length 0: the whole object
+  int r = impl_->Operate(impl_->For(name), name, &op);
+  if (r < 0) return RadosError(r, "rados read " + Quote(name));
+  return FromBl(bl);
+}
+
+Status RadosStore::Put(const std::string& name, std::string_view data) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  librados::ObjectWriteOperation op;
+  op.write_full(ToBl(data));
+  int r = impl_->Operate(impl_->For(name), name, &op);
+  return r < 0 ? RadosError(r, "rados write_full " + Quote(name)) : Status::OK();
+}
+
+Status RadosStore::Create(const std::string& name, std::string_view data) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  librados::ObjectWriteOperation op;
+  op.create(true);  // exclusive: -EEXIST when taken, and then nothing is written
+  op.write_full(ToBl(data));
+  int r = impl_->Operate(impl_->For(name), name, &op);
+  if (r == -EEXIST) return Status::AlreadyExists("object '" + name + "' exists");
+  return r < 0 ? RadosError(r, "rados create " + Quote(name)) : Status::OK();
+}
+
+Status RadosStore::CompareAndSwap(const std::string& name, std::string_view expected, std::string_view desired) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  librados::IoCtx& io = impl_->For(name);
+  // 1. On the OSD: compare the content with `expected` (cmpext) and get the size and the
+  //    object's version. cmpext alone cannot tell "ab" from "ab\0" (bytes past the end
+  //    compare as zeros), hence the size.
+  librados::ObjectReadOperation check;
+  uint64_t size = 0, version = 0;
+  int stat_rval = 0, cmp_rval = 0;
+  check.stat2(&size, nullptr, &stat_rval);
+  librados::bufferlist expected_bl = ToBl(expected);
+  if (!expected.empty()) check.cmpext(0, expected_bl, &cmp_rval);
+  int r = impl_->Operate(io, name, &check, &version);
+  if (r == -ENOENT) return Status::NotFound("object '" + name + "' does not exist");
+  if (r <= -kMaxErrno || r == -ECANCELED || (r == 0 && size != expected.size())) {
+    return Status::Conflict("object '" + name + "' does not hold the expected content");
+  }
+  if (r < 0) return RadosError(r, "rados compare " + Quote(name));
+  // 2. Replace it only if nothing changed it since: version assert + write_full, one op.
+  librados::ObjectWriteOperation swap;
+  swap.assert_version(version);
+  swap.write_full(ToBl(desired));
+  r = impl_->Operate(io, name, &swap);
+  if (r == -ERANGE || r == -EOVERFLOW) {
+    return Status::Conflict("object '" + name + "' changed during compare-and-swap");
+  }
+  if (r == -ENOENT) return Status::NotFound("object '" + name + "' does not exist");
+  return r < 0 ? RadosError(r, "rados write_full " + Quote(name)) : Status::OK();
+}
+
+Status RadosStore::Truncate(const std::string& name, uint64_t size) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  librados::ObjectWriteOperation op;
+  op.create(false);  // RADOS truncate does not create a missing object
+  op.truncate(size);
+  int r = impl_->Operate(impl_->For(name), name, &op);
+  return r < 0 ? RadosError(r, "rados truncate " + Quote(name)) : Status::OK();
+}
+
+Result<ObjectInfo> RadosStore::Stat(const std::string& name) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  uint64_t size = 0;
+  time_t mtime = 0;
+  int r = impl_->For(name).stat(name, &size, &mtime);
+  if (r < 0) return RadosError(r, "rados stat " + Quote(name));
+  return ObjectInfo{size};
+}
+
+Status RadosStore::Delete(const std::string& name) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  int r = impl_->For(name).remove(name);
+  return r < 0 ? RadosError(r, "rados remove " + Quote(name)) : Status::OK();
+}
+
+Result<std::vector<std::string>> RadosStore::List(std::string_view prefix) {
+  std::vector<std::string> names;
+  auto list_pool = [&](librados::IoCtx& io, const std::string& pool) -> Status {
+    librados::ObjectCursor cursor = io.object_list_begin();
+    const librados::ObjectCursor end = io.object_list_end();
+    while (!io.object_list_is_end(cursor)) {
+      std::vector<librados::ObjectItem> items;
+      librados::ObjectCursor next;
+      int r = io.object_list(cursor, end, 1024, {}, &items, &next);
+      if (r < 0) return Status::FromErrno(-r, "rados list pool '" + pool + "'");
+      for (librados::ObjectItem& item : items) {
+        if (item.oid.starts_with(prefix) && IsValidObjectName(item.oid)) names.push_back(std::move(item.oid));
+      }
+      cursor = next;
+    }
+    return Status::OK();
+  };
+  SKERRY_RETURN_IF_ERROR(list_pool(impl_->meta, impl_->options.pool));
+  if (impl_->split) SKERRY_RETURN_IF_ERROR(list_pool(impl_->data, impl_->options.data_pool));
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+// ---------------------------------------------------------------- locks
+
+Status RadosStore::Lock(const std::string& name, const std::string& owner, int64_t lease_ms) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  if (owner.empty() || owner.find('\n') != std::string::npos) {
+    return Status::InvalidArgument("lock owner must be non-empty and one line");
+  }
+  if (lease_ms <= 0) return Status::InvalidArgument("lock lease must be positive");
+  librados::IoCtx& io = impl_->meta;
+  for (int attempt = 0; attempt < kLockAttempts; attempt++) {
+    int64_t now = NowUnixMs();
+    timeval duration{static_cast<time_t>(lease_ms / 1000), static_cast<suseconds_t>((lease_ms % 1000) * 1000)};
+    // Takes the lock, or renews it when this client already holds it with this cookie.
+    // The lease runs on the OSD's clock from when it handles the call.
+    int r = io.lock_exclusive(name, kLockName, owner, "skerry lease", &duration, LIBRADOS_LOCK_FLAG_MAY_RENEW);
+    if (r == 0) {
+      // Ours: record owner and end of lease for GetLock (never later than the OSD's).
+      librados::ObjectWriteOperation op;
+      op.setxattr(kLeaseAttr, ToBl(EncodeLease(owner, now + lease_ms)));
+      r = impl_->Operate(io, name, &op);
+      if (r < 0) {  // not reported as ours: do not keep holding it either (best effort)
+        io.unlock(name, kLockName, owner);
+        return RadosError(r, "rados setxattr " + Quote(name));
+      }
+      return Status::OK();
+    }
+    if (r != -EBUSY) return RadosError(r, "rados lock_exclusive " + Quote(name));
+    SKERRY_ASSIGN_OR_RETURN(std::optional<Impl::Holder> holder, impl_->LiveHolder(name));
+    if (!holder) continue;  // lapsed or released meanwhile: try again
+    if (holder->cookie == owner) {
+      // The same owner through another connection (another process or store instance):
+      // RADOS locks belong to a client instance, skerry's to an owner name. Take it over.
+      r = io.break_lock(name, kLockName, holder->client, holder->cookie);
+      if (r < 0 && r != -ENOENT) return RadosError(r, "rados break_lock " + Quote(name));
+      continue;
+    }
+    SKERRY_ASSIGN_OR_RETURN(std::string record, impl_->LeaseRecord(name));
+    std::optional<LockInfo> lease = DecodeLease(record);
+    std::optional<int64_t> remaining;
+    if (lease && lease->owner == holder->cookie) remaining = lease->expires_unix_ms - NowUnixMs();
+    return Status::Busy(HeldBy(name, holder->cookie, remaining));
+  }
+  return Status::Busy("lock '" + name + "' is contended; gave up after " + std::to_string(kLockAttempts) +
+                      " attempts");
+}
+
+Status RadosStore::Unlock(const std::string& name, const std::string& owner) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  librados::IoCtx& io = impl_->meta;
+  Result<std::optional<Impl::Holder>> holder = impl_->LiveHolder(name);
+  if (holder.status().IsNotFound()) return Status::NotFound("lock '" + name + "' is not held");
+  if (!holder.ok()) return holder.status();
+  SKERRY_ASSIGN_OR_RETURN(std::string record, impl_->LeaseRecord(name));
+  std::optional<LockInfo> lease = DecodeLease(record);
+  if (!*holder) {
+    if (lease && lease->owner != owner) {
+      return Status::NotFound("lock '" + name + "' is not held (the lease of '" + lease->owner + "' has expired)");
+    }
+    return Status::NotFound("lock '" + name + "' is not held");
+  }
+  const Impl::Holder& h = **holder;
+  if (h.cookie != owner) {
+    std::optional<int64_t> remaining;
+    if (lease && lease->owner == h.cookie) remaining = lease->expires_unix_ms - NowUnixMs();
+    return Status::Busy(HeldBy(name, h.cookie, remaining));
+  }
+  // Clear our lease record first (only if it is still ours), then release the lock: nobody
+  // else can take it, and so write a record, before the release.
+  if (lease && lease->owner == owner) {
+    librados::ObjectWriteOperation op;
+    op.cmpxattr(kLeaseAttr, LIBRADOS_CMPXATTR_OP_EQ, ToBl(record));
+    op.setxattr(kLeaseAttr, librados::bufferlist());
+    int r = impl_->Operate(io, name, &op);
+    if (r < 0 && r != -ECANCELED) return RadosError(r, "rados setxattr " + Quote(name));
+  }
+  int r = io.break_lock(name, kLockName, h.client, h.cookie);  // works for our own client too
+  if (r == -ENOENT) return Status::NotFound("lock '" + name + "' is not held (the lease has expired)");
+  return r < 0 ? RadosError(r, "rados unlock " + Quote(name)) : Status::OK();
+}
+
+Result<LockInfo> RadosStore::GetLock(const std::string& name) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  Result<std::optional<Impl::Holder>> holder = impl_->LiveHolder(name);
+  if (holder.status().IsNotFound()) return Status::NotFound("lock '" + name + "' is not held");
+  if (!holder.ok()) return holder.status();
+  SKERRY_ASSIGN_OR_RETURN(std::string record, impl_->LeaseRecord(name));
+  std::optional<LockInfo> lease = DecodeLease(record);
+  if (*holder) {
+    const std::string& owner = (*holder)->cookie;
+    // The record is written just after the lock is taken; until then the end is unknown.
+    return LockInfo{owner, lease && lease->owner == owner ? lease->expires_unix_ms : NowUnixMs()};
+  }
+  if (lease) return *lease;  // lapsed: reads as its last holder
+  return Status::NotFound("lock '" + name + "' is not held");
+}
+
+}  // namespace skerry
