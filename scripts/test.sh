@@ -15,11 +15,13 @@ jobs=$(nproc)
 if [ -z "${SKERRY_QUICK:-}" ]; then
   echo "=== 1/4 unit tests under ASan+UBSan"
   BUILD_DIR=build-asan scripts/build.sh -DSKERRY_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug \
-    --target util_test store_test volume_test nbd_test >/dev/null
+    --target util_test store_test volume_test nbd_test crash_test fault_store_test >/dev/null
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-  for t in util_test store_test volume_test nbd_test; do
+  for t in util_test store_test volume_test nbd_test fault_store_test; do
     SKERRY_MODEL_RUNS=3 build-asan/bin/$t --gtest_brief=1
   done
+  # The crash runner under ASan: out-of-bounds map access shows only here (100 seeds).
+  SKERRY_CRASH_RUNS=100 build-asan/bin/crash_test --gtest_brief=1
 
   echo "=== 2/4 concurrency tests under TSan"
   BUILD_DIR=build-tsan scripts/build.sh -DSKERRY_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug \

@@ -166,6 +166,9 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
     // Copy-up: the store copies the shared object (reflink or in-store copy).
     SKERRY_RETURN_IF_ERROR(store_->CopySync(EntryObject(current, block), object));
   }
+  // The map names the object from now on, even if the caller's write then fails: the
+  // next flush must sync it before persisting that map.
+  MarkDirty(object);
   SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
   return object;
 }
@@ -261,6 +264,8 @@ Status OpenVolume::WriteHeader(const std::function<Status(Header&)>& extra) {
 Status OpenVolume::FlushLocked(bool force_header) {
   if (read_only_) return Status::OK();
   std::lock_guard flush(flush_mu_);
+  // A size change must reach the header even if this flush fails before writing it.
+  if (force_header) header_stale_ = true;
   // 1. Data of completed writes to stable storage.
   std::vector<std::string> objects;
   std::map<uint64_t, PendingDelete> deletes;
@@ -281,8 +286,15 @@ Status OpenVolume::FlushLocked(bool force_header) {
   }
   // 2. The map, which points only at objects that exist.
   bool table_changed = false;
-  SKERRY_RETURN_IF_ERROR(map_->Persist(&table_changed).Prefixed(name_));
-  if (table_changed || force_header) SKERRY_RETURN_IF_ERROR(WriteHeader(nullptr).Prefixed(name_));
+  Status persisted = map_->Persist(&table_changed);
+  // The in-memory table already names the chunks written so far: remember that the header
+  // must follow, until a header write succeeds (a later Persist reports no change).
+  if (table_changed) header_stale_ = true;
+  SKERRY_RETURN_IF_ERROR(persisted.Prefixed(name_));
+  if (header_stale_) {
+    SKERRY_RETURN_IF_ERROR(WriteHeader(nullptr).Prefixed(name_));
+    header_stale_ = false;
+  }
   // 3. Objects the persisted map no longer points at.
   for (auto& [block, pending] : deletes) {
     std::lock_guard lock(BlockLock(block));

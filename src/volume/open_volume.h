@@ -109,6 +109,9 @@ class OpenVolume final : public Volume {
   std::shared_mutex gate_;
   std::array<std::mutex, 256> block_locks_;
   std::mutex flush_mu_;
+  // The persisted header lags the chunk table or size: a flush changed them but failed
+  // before its header update succeeded. The next flush writes the header. GUARDED_BY(flush_mu_)
+  bool header_stale_ = false;
 
   std::mutex dirty_mu_;  // guards the three below
   std::unordered_set<std::string> dirty_objects_;

@@ -132,6 +132,12 @@ Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>
   table_.resize(new_chunks);
   loaded_.resize(new_chunks);
   blocks_ = blocks;
+  // Grown past the old last chunk: if it is loaded, it holds only the entries of the old
+  // size; give it the rest (holes) before anything indexes them. (The new last chunk is
+  // handled below.)
+  uint64_t old_chunks = ChunkCount(old_blocks, per_chunk_);
+  if (old_chunks > 0 && old_chunks < new_chunks && loaded_[old_chunks - 1])
+    loaded_[old_chunks - 1]->entries.resize(EntriesIn(old_chunks - 1));
   if (new_chunks > 0) {
     uint64_t last = new_chunks - 1;
     // The last chunk's entry count follows the size: rewrite it at our epoch.
