@@ -15,6 +15,7 @@
 #include "cli/transfer.h"
 #include "skerry/check.h"
 #include "skerry/object_store.h"
+#include "skerry/sync.h"
 #include "skerry/volume.h"
 #include "util/sizes.h"
 
@@ -93,7 +94,7 @@ int Run(int argc, char** argv) {
   app.fallthrough();  // global options (--json, --store) may also follow the command
   app.set_help_all_flag("--help-all", "Show help for every command");
   Globals g;
-  app.add_option("--store", g.store, "Store URI: dir:PATH or mem: (else $SKERRY_STORE, else the config file)");
+  app.add_option("--store", g.store, "Store URI: dir:PATH, rados:POOL[?conf=PATH&...], mem: (else $SKERRY_STORE, else the config file)");
   app.add_option("--config", g.config, "Config file (default $SKERRY_CONFIG, /etc/skerry/skerry.toml)");
   app.add_flag("--json", g.json, "Print JSON");
 
@@ -307,6 +308,37 @@ int Run(int argc, char** argv) {
     if (!r.ok()) return Status::Corruption(fmt::format("{} problem{} found", r.problems.size(), r.problems.size() == 1 ? "" : "s"));
     return Status::OK();
   }));
+
+  // sync
+  std::string sync_from, sync_to;
+  auto* sync = app.add_subcommand("sync", "Copy a whole store to another (e.g. dir: to rados:); resumable");
+  sync->add_option("--from", sync_from, "Source store URI")->required();
+  sync->add_option("--to", sync_to, "Target store URI")->required();
+  sync->callback([&] {
+    auto run = [&]() -> Status {
+      SKERRY_ASSIGN_OR_RETURN(auto from, OpenStore(sync_from));
+      SKERRY_ASSIGN_OR_RETURN(auto to, OpenStore(sync_to));
+      std::optional<Progress> progress;
+      SyncOptions options;
+      options.progress = [&](uint64_t done, uint64_t total) {
+        if (!progress) progress.emplace("sync: objects", total, /*bytes=*/false);
+        progress->Update(done);
+      };
+      SKERRY_ASSIGN_OR_RETURN(SyncReport r, SyncStores(*from, *to, options));
+      if (progress) progress->Finish();
+      if (g.json) {
+        std::cout << nlohmann::json{{"objects", r.objects}, {"copied", r.copied}, {"skipped", r.skipped},
+                                    {"bytes_copied", r.bytes_copied}}
+                         .dump(2)
+                  << "\n";
+      } else {
+        fmt::print("synced {} objects from {} to {}: {} copied ({}), {} already there\n", r.objects, sync_from,
+                   sync_to, r.copied, FormatSize(r.bytes_copied), r.skipped);
+      }
+      return Status::OK();
+    };
+    if (Status st = run(); !st.ok()) rc = Fail(st);
+  });
 
   std::string offset_text = "0";
   auto* write = app.add_subcommand("write", "Write a file's bytes into a volume at an offset (flushes)");

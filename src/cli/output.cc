@@ -49,14 +49,19 @@ nlohmann::json ToJson(const VolumeInfo& v) {
   return j;
 }
 
-Progress::Progress(std::string what, uint64_t total)
-    : what_(std::move(what)), total_(total), enabled_(isatty(STDERR_FILENO)), start_ms_(NowMs()) {}
+Progress::Progress(std::string what, uint64_t total, bool bytes)
+    : what_(std::move(what)), total_(total), bytes_(bytes), enabled_(isatty(STDERR_FILENO)), start_ms_(NowMs()) {}
 
 void Progress::Update(uint64_t done) {
   if (!enabled_) return;
   int64_t now = NowMs();
   if (now - last_ms_ < 200 && done < total_) return;  // redraw at most 5 times a second
   last_ms_ = now;
+  if (!bytes_) {
+    fmt::print(stderr, "\r{}: {} / {} ({}%)   ", what_, done, total_, total_ ? done * 100 / total_ : 100);
+    std::fflush(stderr);
+    return;
+  }
   double secs = std::max<double>(0.001, (now - start_ms_) / 1000.0);
   std::string rate = FormatSize(static_cast<uint64_t>(done / secs));
   if (total_)

@@ -1,0 +1,124 @@
+#include "skerry/sync.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "util/crc32c.h"
+#include "volume/format.h"
+#include "volume/metadata.h"
+
+namespace skerry {
+namespace {
+
+using volume::Directory;
+
+bool IsLock(const std::string& n) { return n.size() > 5 && n.ends_with(".lock"); }
+bool IsHeader(const std::string& n) { return n.ends_with(".header"); }
+
+// Copies one object unless the target has it with the same content; verifies the copy.
+Status CopyOne(ObjectStore& from, ObjectStore& to, const std::string& name, bool target_has, bool* copied,
+               uint64_t* bytes) {
+  SKERRY_ASSIGN_OR_RETURN(std::string data, from.Get(name));
+  if (target_has) {
+    auto existing = to.Get(name);
+    if (existing.ok() && *existing == data) {
+      *copied = false;
+      return Status::OK();
+    }
+  }
+  SKERRY_RETURN_IF_ERROR(to.Put(name, data).Prefixed("write " + name + " to the target"));
+  SKERRY_ASSIGN_OR_RETURN(std::string back, to.Get(name));
+  if (back.size() != data.size() || Crc32c(back) != Crc32c(data))
+    return Status::Corruption(fmt::format("{}: the target returned different bytes than were written", name));
+  *copied = true;
+  *bytes = data.size();
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<SyncReport> SyncStores(ObjectStore& from, ObjectStore& to, const SyncOptions& options) {
+  // A volume open for writing changes under us: refuse, naming it.
+  SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(from));
+  for (const auto& e : dir.entries) {
+    auto lock = from.GetLock(volume::LockObject(e.id));
+    if (lock.ok() && lock->expires_unix_ms > volume::NowUnixMs())
+      return Status::Busy(fmt::format("volume '{}' is open for writing ({}); close it before syncing", e.name,
+                                      lock->owner));
+  }
+  // A target with volumes of its own would lose them when the directory is replaced.
+  SKERRY_ASSIGN_OR_RETURN(Directory target_dir, volume::ReadDirectory(to));
+  for (const auto& e : target_dir.entries) {
+    const auto* same = dir.Find(e.name);
+    if (!same || same->id != e.id)
+      return Status::AlreadyExists(fmt::format("the target already has a volume '{}' that the source does not; "
+                                               "sync only into an empty store or an earlier copy of this one",
+                                               e.name));
+  }
+  SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> names, from.List(""));
+  SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> present, to.List(""));
+  std::set<std::string> on_target(present.begin(), present.end());
+  const std::string directory(volume::kDirectoryObject);
+  std::vector<std::string> data, headers;
+  for (const std::string& n : names) {
+    if (IsLock(n) || n == directory) continue;
+    (IsHeader(n) ? headers : data).push_back(n);
+  }
+  SyncReport report;
+  report.objects = data.size() + headers.size() + 1;
+  std::atomic<uint64_t> done{0}, copied{0}, bytes{0};
+  std::mutex mu;
+  Status first_error;
+  auto note = [&] {
+    uint64_t d = ++done;
+    if (options.progress) {
+      std::lock_guard lock(mu);
+      options.progress(d, report.objects);
+    }
+  };
+  // Phase by phase; within a phase, objects are independent and copied in parallel.
+  auto run_phase = [&](const std::vector<std::string>& phase) -> Status {
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (;;) {
+        size_t i = next++;
+        if (i >= phase.size()) return;
+        {
+          std::lock_guard lock(mu);
+          if (!first_error.ok()) return;
+        }
+        bool did = false;
+        uint64_t n = 0;
+        Status st = CopyOne(from, to, phase[i], on_target.count(phase[i]) > 0, &did, &n);
+        if (!st.ok()) {
+          std::lock_guard lock(mu);
+          if (first_error.ok()) first_error = st;
+          return;
+        }
+        if (did) {
+          copied++;
+          bytes += n;
+        }
+        note();
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < std::max(1, options.threads); t++) threads.emplace_back(worker);
+    for (auto& t : threads) t.join();
+    return first_error;
+  };
+  SKERRY_RETURN_IF_ERROR(run_phase(data));
+  SKERRY_RETURN_IF_ERROR(run_phase(headers));
+  if (from.Stat(directory).ok()) SKERRY_RETURN_IF_ERROR(run_phase({directory}));
+  report.copied = copied;
+  report.bytes_copied = bytes;
+  report.skipped = done - copied;
+  return report;
+}
+
+}  // namespace skerry
