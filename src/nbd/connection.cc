@@ -1,9 +1,8 @@
 #include "nbd/connection.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-
-#include <spdlog/spdlog.h>
 
 #include "nbd/handshake.h"
 #include "nbd/transport.h"

@@ -95,21 +95,15 @@ Result<Handshake::Next> Handshake::HandleOption(uint32_t option) {
   }
 
   switch (option) {
-    case kOptExportName:
-      return HandleExportName();
+    case kOptExportName: return HandleExportName();
     case kOptAbort:
       // The client may already be gone; either way the session is over.
       (void)SendReply(option, kRepAck);
       return Next::kAbort;
-    case kOptList:
-      SKERRY_RETURN_IF_ERROR(HandleList());
-      return Next::kContinue;
-    case kOptStartTls:
-      SKERRY_RETURN_IF_ERROR(HandleStartTls());
-      return Next::kContinue;
+    case kOptList: SKERRY_RETURN_IF_ERROR(HandleList()); return Next::kContinue;
+    case kOptStartTls: SKERRY_RETURN_IF_ERROR(HandleStartTls()); return Next::kContinue;
     case kOptInfo:
-    case kOptGo:
-      return HandleInfoOrGo(option);
+    case kOptGo: return HandleInfoOrGo(option);
     case kOptStructuredReply:
       if (!data_.empty()) {
         SKERRY_RETURN_IF_ERROR(SendReply(option, kRepErrInvalid, "STRUCTURED_REPLY takes no data"));
@@ -183,12 +177,14 @@ Result<Handshake::Next> Handshake::HandleInfoOrGo(uint32_t option) {
     SKERRY_RETURN_IF_ERROR(SendReply(option, kRepErrUnknown, st.ToString()));
     return Next::kContinue;
   }
+  if (option == kOptInfo) {
+    // Size and flags are copied: INFO holds the export no longer than needed.
+    config_.provider->ReleaseExport(result_.name, result_.volume);
+    result_.volume.reset();
+  }
   SKERRY_RETURN_IF_ERROR(
       SendExportInfo(option, name, result_.size, result_.transmission_flags, want_name));
-  if (option == kOptGo) return Next::kTransmission;
-  config_.provider->ReleaseExport(result_.name, result_.volume);
-  result_.volume.reset();
-  return Next::kContinue;
+  return option == kOptGo ? Next::kTransmission : Next::kContinue;
 }
 
 Status Handshake::SendExportInfo(uint32_t option, const std::string& name, uint64_t size,
@@ -304,8 +300,7 @@ Status Handshake::SendReply(uint32_t option, uint32_t type, std::string_view pay
   PutBe32(header + 8, option);
   PutBe32(header + 12, type);
   PutBe32(header + 16, static_cast<uint32_t>(payload.size()));
-  iovec iov[2] = {{header, sizeof header},
-                  {const_cast<char*>(payload.data()), payload.size()}};
+  iovec iov[2] = {{header, sizeof header}, {const_cast<char*>(payload.data()), payload.size()}};
   return transport_->WriteV(iov, payload.empty() ? 1 : 2);
 }
 

@@ -98,7 +98,8 @@ Result<std::vector<Listener>> Listener::Bind(std::string_view address) {
   }
   std::string host(rest.substr(0, colon));
   std::string port(rest.substr(colon + 1));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host == "*") host.clear();
 
   addrinfo hints{};
@@ -108,7 +109,8 @@ Result<std::vector<Listener>> Listener::Bind(std::string_view address) {
   addrinfo* results = nullptr;
   int r = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &results);
   if (r != 0) {
-    return Status::InvalidArgument("cannot resolve '" + std::string(address) + "': " + gai_strerror(r));
+    return Status::InvalidArgument("cannot resolve '" + std::string(address) +
+                                   "': " + gai_strerror(r));
   }
   Status last_error = Status::InvalidArgument("no address for '" + std::string(address) + "'");
   std::string chosen_port = port;
@@ -122,14 +124,16 @@ Result<std::vector<Listener>> Listener::Bind(std::string_view address) {
     int one = 1;
     ::setsockopt(l.fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     // One socket per family, so "::" and "0.0.0.0" do not fight over the port.
-    if (ai->ai_family == AF_INET6) ::setsockopt(l.fd_.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (ai->ai_family == AF_INET6)
+      ::setsockopt(l.fd_.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     // With port 0, the later families reuse the port the first one got.
     if (chosen_port != port) {
       uint16_t p = htons(static_cast<uint16_t>(std::stoi(chosen_port)));
       if (ai->ai_family == AF_INET) reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_port = p;
       if (ai->ai_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_port = p;
     }
-    if (::bind(l.fd_.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(l.fd_.get(), kBacklog) != 0) {
+    if (::bind(l.fd_.get(), ai->ai_addr, ai->ai_addrlen) != 0 ||
+        ::listen(l.fd_.get(), kBacklog) != 0) {
       last_error = Status::FromErrno(errno, "bind " + FormatSockaddr(ai->ai_addr));
       continue;
     }
@@ -137,7 +141,8 @@ Result<std::vector<Listener>> Listener::Bind(std::string_view address) {
     socklen_t len = sizeof bound;
     ::getsockname(l.fd_.get(), reinterpret_cast<sockaddr*>(&bound), &len);
     l.address_ = "tcp:" + FormatSockaddr(reinterpret_cast<sockaddr*>(&bound));
-    if (port == "0" && chosen_port == port) chosen_port = l.address_.substr(l.address_.rfind(':') + 1);
+    if (port == "0" && chosen_port == port)
+      chosen_port = l.address_.substr(l.address_.rfind(':') + 1);
     out.push_back(std::move(l));
   }
   ::freeaddrinfo(results);

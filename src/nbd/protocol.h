@@ -11,8 +11,8 @@
 namespace skerry::nbd {
 
 // ---- Handshake ----
-inline constexpr uint64_t kInitMagic = 0x4e42444d41474943ull;     // "NBDMAGIC"
-inline constexpr uint64_t kOptionMagic = 0x49484156454f5054ull;   // "IHAVEOPT"
+inline constexpr uint64_t kInitMagic = 0x4e42444d41474943ull;    // "NBDMAGIC"
+inline constexpr uint64_t kOptionMagic = 0x49484156454f5054ull;  // "IHAVEOPT"
 inline constexpr uint64_t kOptionReplyMagic = 0x0003e889045565a9ull;
 
 // Handshake flags (server) and client flags.
@@ -114,13 +114,13 @@ inline constexpr uint32_t kEnotsup = 95;
 inline constexpr uint32_t kEshutdown = 108;
 
 // ---- Sizes ----
-inline constexpr size_t kRequestHeaderSize = 28;       // magic..length
-inline constexpr size_t kSimpleReplyHeaderSize = 16;   // magic, error, cookie
-inline constexpr size_t kChunkHeaderSize = 20;         // magic, flags, type, cookie, length
-inline constexpr size_t kOptionHeaderSize = 16;        // magic, option, length
-inline constexpr size_t kOptionReplyHeaderSize = 20;   // magic, option, type, length
-inline constexpr size_t kMaxStringLength = 4096;       // names, queries, messages (spec)
-inline constexpr uint32_t kMaxPayload = 32u << 20;     // largest READ/WRITE we accept
+inline constexpr size_t kRequestHeaderSize = 28;      // magic..length
+inline constexpr size_t kSimpleReplyHeaderSize = 16;  // magic, error, cookie
+inline constexpr size_t kChunkHeaderSize = 20;        // magic, flags, type, cookie, length
+inline constexpr size_t kOptionHeaderSize = 16;       // magic, option, length
+inline constexpr size_t kOptionReplyHeaderSize = 20;  // magic, option, type, length
+inline constexpr size_t kMaxStringLength = 4096;      // names, queries, messages (spec)
+inline constexpr uint32_t kMaxPayload = 32u << 20;    // largest READ/WRITE we accept
 // NBD_INFO_BLOCK_SIZE: volumes take any byte offset and length (minimum 1); 4 KiB
 // is the smallest write that never needs a read-modify-write of a page below us.
 inline constexpr uint32_t kAdvertisedMinBlock = 1;

@@ -20,29 +20,21 @@ void EncodeChunkHeader(char* p, uint16_t flags, uint16_t type, uint64_t cookie, 
   PutBe32(p + 16, length);
 }
 
-Status ReplyWriter::Send(const iovec* iov, int iovcnt) {
-  std::lock_guard lock(send_mu_);
-  if (broken()) return PeerClosed();
-  Status st = transport_.WriteV(iov, iovcnt);
-  if (!st.ok()) broken_.store(true, std::memory_order_relaxed);
-  return st;
-}
-
-Status ReplyWriter::SendOk(uint64_t cookie) {
+Status ReplySink::SendOk(uint64_t cookie) {
   char header[kSimpleReplyHeaderSize];
   EncodeSimpleReply(header, cookie, 0);
   iovec iov{header, sizeof header};
   return Send(&iov, 1);
 }
 
-Status ReplyWriter::SendError(uint64_t cookie, uint32_t error, std::string_view message) {
-  if (!structured_) {
+Status ReplySink::SendError(uint64_t cookie, uint32_t error, std::string_view message) {
+  if (!structured()) {
     char header[kSimpleReplyHeaderSize];
     EncodeSimpleReply(header, cookie, error);
     iovec iov{header, sizeof header};
     return Send(&iov, 1);
   }
-  message = message.substr(0, kMaxStringLength);
+  message = message.substr(0, kMaxErrorMessage);
   char header[kChunkHeaderSize + 6];
   EncodeChunkHeader(header, kReplyFlagDone, kReplyTypeError, cookie,
                     static_cast<uint32_t>(6 + message.size()));
@@ -52,9 +44,55 @@ Status ReplyWriter::SendError(uint64_t cookie, uint32_t error, std::string_view 
   return Send(iov, message.empty() ? 1 : 2);
 }
 
+Status ReplyWriter::Send(const iovec* iov, int iovcnt) {
+  std::lock_guard lock(send_mu_);
+  if (broken()) return PeerClosed();
+  Status st = transport_.WriteV(iov, iovcnt);
+  if (!st.ok()) broken_.store(true, std::memory_order_relaxed);
+  return st;
+}
+
 void ReplyWriter::Bye() {
   std::lock_guard lock(send_mu_);
   if (!broken()) transport_.Bye();
+}
+
+Status ReplyBatch::Send(const iovec* iov, int iovcnt) {
+  for (int i = 0; i < iovcnt; ++i) {
+    const char* base = static_cast<const char*>(iov[i].iov_base);
+    size_t length = iov[i].iov_len;
+    if (length == 0) continue;
+    if (length <= kReplyCopyLimit) {
+      // Appended to the previous arena piece when adjacent: headers of
+      // consecutive small replies become one iovec entry.
+      if (!pieces_.empty() && pieces_.back().external == nullptr &&
+          pieces_.back().offset + pieces_.back().length == arena_.size()) {
+        pieces_.back().length += length;
+      } else {
+        pieces_.push_back({nullptr, arena_.size(), length});
+      }
+      arena_.insert(arena_.end(), base, base + length);
+    } else {
+      pieces_.push_back({base, 0, length});
+    }
+    bytes_ += length;
+  }
+  return Status::OK();
+}
+
+Status ReplyBatch::Flush() {
+  if (pieces_.empty()) return Status::OK();
+  // Pointers into the arena are taken only now: it may have moved while growing.
+  iov_.clear();
+  for (const Piece& p : pieces_) {
+    const char* base = p.external ? p.external : arena_.data() + p.offset;
+    iov_.push_back({const_cast<char*>(base), p.length});
+  }
+  Status st = writer_.Send(iov_.data(), static_cast<int>(iov_.size()));
+  pieces_.clear();
+  arena_.clear();
+  bytes_ = 0;
+  return st;
 }
 
 }  // namespace skerry::nbd

@@ -1,12 +1,18 @@
-// ReplyWriter: sends the replies of one connection, one whole reply at a time.
+// Replies of one connection: ReplySink is where a request's reply goes,
+// ReplyWriter sends it at once, ReplyBatch collects several for one send.
 //
 // Replies may go out in any order, but the bytes of two replies must never mix, so
-// every Send holds the connection's send mutex for the one writev/sendmsg (or TLS
-// record sequence) that carries a reply's header and data together. After a send
-// fails the connection is broken: later sends fail at once without writing.
+// ReplyWriter holds the connection's send mutex for the one sendmsg (or TLS record
+// sequence) that carries a reply's header and data together. After a send fails
+// the connection is broken: later sends fail at once without writing.
 //
-// Thread-safety: all methods may be called concurrently (worker threads and the
-// reader thread both send).
+// ReplyBatch serves the reader thread when it runs requests itself (transmission.h):
+// their replies are queued while more requests are already buffered, and sent with
+// one sendmsg before the reader would wait for the client. That saves a syscall
+// per request, and the client is woken once per batch instead of once per reply.
+//
+// Thread-safety: ReplyWriter may be used by any number of threads at once (workers
+// and the reader). A ReplyBatch belongs to the reader thread.
 #pragma once
 
 #include <sys/uio.h>
@@ -15,41 +21,85 @@
 #include <cstdint>
 #include <mutex>
 #include <string_view>
+#include <vector>
 
 #include "nbd/transport.h"
 #include "skerry/status.h"
 
 namespace skerry::nbd {
 
+// Entries of a reply up to this size may be temporaries (a header on the stack, an
+// error message); longer ones must point into the request's own buffers, which
+// outlive a batched reply.
+inline constexpr size_t kReplyCopyLimit = 2048;
+// Error messages sent to clients are cut to this length (the spec allows 4096).
+inline constexpr size_t kMaxErrorMessage = 1024;
+
 // 16-byte simple reply header.
 void EncodeSimpleReply(char* p, uint64_t cookie, uint32_t error);
 // 20-byte structured reply chunk header.
 void EncodeChunkHeader(char* p, uint16_t flags, uint16_t type, uint64_t cookie, uint32_t length);
 
-class ReplyWriter {
+class ReplySink {
  public:
-  ReplyWriter(Transport& transport, bool structured_replies)
-      : transport_(transport), structured_(structured_replies) {}
+  virtual ~ReplySink() = default;
+
+  // One complete reply whose bytes are described by iov (see kReplyCopyLimit).
+  virtual Status Send(const iovec* iov, int iovcnt) = 0;
 
   bool structured() const { return structured_; }
-  bool broken() const { return broken_.load(std::memory_order_relaxed); }
-
-  // Sends one complete reply whose bytes are described by iov.
-  Status Send(const iovec* iov, int iovcnt);
   // Success without payload (a simple reply, which the spec allows for every
   // command but READ even with structured replies on).
   Status SendOk(uint64_t cookie);
   // Failure: an NBD_REPLY_TYPE_ERROR chunk carrying `message` with structured
   // replies, else a simple reply with the error. Valid for every command, READ too.
   Status SendError(uint64_t cookie, uint32_t error, std::string_view message);
+
+ protected:
+  explicit ReplySink(bool structured_replies) : structured_(structured_replies) {}
+
+ private:
+  const bool structured_;
+};
+
+class ReplyWriter final : public ReplySink {
+ public:
+  ReplyWriter(Transport& transport, bool structured_replies)
+      : ReplySink(structured_replies), transport_(transport) {}
+
+  Status Send(const iovec* iov, int iovcnt) override;
+  bool broken() const { return broken_.load(std::memory_order_relaxed); }
   // TLS close_notify once no more replies will be sent.
   void Bye();
 
  private:
   Transport& transport_;
-  const bool structured_;
   std::mutex send_mu_;
   std::atomic<bool> broken_{false};
+};
+
+class ReplyBatch final : public ReplySink {
+ public:
+  explicit ReplyBatch(ReplyWriter& writer) : ReplySink(writer.structured()), writer_(writer) {}
+
+  // Queues the reply; nothing is sent until Flush.
+  Status Send(const iovec* iov, int iovcnt) override;
+  // Sends every queued reply with one ReplyWriter::Send, and empties the batch.
+  Status Flush();
+  bool empty() const { return pieces_.empty(); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  struct Piece {
+    const char* external;  // null: `offset` is into arena_
+    size_t offset;
+    size_t length;
+  };
+  ReplyWriter& writer_;
+  std::vector<char> arena_;  // copies of short entries
+  std::vector<Piece> pieces_;
+  std::vector<iovec> iov_;
+  size_t bytes_ = 0;
 };
 
 }  // namespace skerry::nbd

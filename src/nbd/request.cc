@@ -32,9 +32,7 @@ uint16_t AllowedFlags(uint16_t type, const ExportLimits& limits) {
       allowed |= kCmdFlagNoHole;
       if (tx & kTxSendFastZero) allowed |= kCmdFlagFastZero;
       break;
-    case kCmdBlockStatus:
-      allowed |= kCmdFlagReqOne;
-      break;
+    case kCmdBlockStatus: allowed |= kCmdFlagReqOne; break;
   }
   return allowed;
 }
@@ -49,18 +47,15 @@ uint32_t ValidateRequest(const RequestHeader& r, const ExportLimits& limits) {
     case kCmdTrim:
     case kCmdCache:
     case kCmdWriteZeroes:
-    case kCmdBlockStatus:
-      break;
-    default:
-      return kEinval;  // unknown command
+    case kCmdBlockStatus: break;
+    default: return kEinval;  // unknown command
   }
   // Before the flag check, so a write to a read-only export is EPERM whatever its flags.
   if (IsWriteCommand(r.type) && (limits.transmission_flags & kTxReadOnly)) return kEperm;
   if (r.flags & ~AllowedFlags(r.type, limits)) return kEinval;
 
   switch (r.type) {
-    case kCmdFlush:
-      return (r.offset == 0 && r.length == 0) ? 0 : kEinval;
+    case kCmdFlush: return (r.offset == 0 && r.length == 0) ? 0 : kEinval;
     case kCmdBlockStatus:
       if (!limits.allocation_context || r.length == 0) return kEinval;
       break;

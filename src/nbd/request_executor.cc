@@ -45,60 +45,73 @@ void ExtentsToRuns(const std::vector<Extent>& extents, uint64_t start, uint64_t 
   if (pos < end) AddRun(runs, pos, end - pos, 0);
 }
 
-Status RequestExecutor::Execute(const RequestHeader& h, RequestBuffers& b) {
-  bool fua = h.flags & kCmdFlagFua;
+uint64_t RequestMemoryCost(const RequestHeader& h) {
   switch (h.type) {
     case kCmdRead:
-      return Read(h, b);
+    case kCmdWrite: return h.length;
+    case kCmdBlockStatus: {
+      uint64_t extents = std::min<uint64_t>(h.length, kMaxStatusRange) / skerry::kMinBlockSize + 2;
+      return extents * (sizeof(Extent) + sizeof(StatusRun) + 8);
+    }
+    default: return 0;
+  }
+}
+
+Status RequestExecutor::Execute(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+  bool fua = h.flags & kCmdFlagFua;
+  switch (h.type) {
+    case kCmdRead: return Read(h, b, sink);
     case kCmdWrite:
-      return Finish(h, volume_.Write(h.offset, std::span<const char>(b.data.data(), h.length), fua));
+      return Finish(h, volume_.Write(h.offset, std::span<const char>(b.data.data(), h.length), fua),
+                    sink);
     case kCmdWriteZeroes:
       // NO_HOLE: the client wants the blocks to stay allocated. FAST_ZERO needs no
       // check: zeroing is a map operation, never slower than writing zeros.
-      return Finish(h, volume_.WriteZeroes(h.offset, h.length, !(h.flags & kCmdFlagNoHole), fua));
+      return Finish(h, volume_.WriteZeroes(h.offset, h.length, !(h.flags & kCmdFlagNoHole), fua),
+                    sink);
     case kCmdTrim: {
       Status st = volume_.Trim(h.offset, h.length);
       if (st.ok() && fua) st = volume_.Flush();  // Trim has no FUA of its own
-      return Finish(h, st);
+      return Finish(h, st, sink);
     }
     case kCmdFlush:
       // Nothing is ever written to a read-only export, so nothing needs flushing.
-      return Finish(h, (limits_.transmission_flags & kTxReadOnly) ? Status::OK() : volume_.Flush());
+      return Finish(h, (limits_.transmission_flags & kTxReadOnly) ? Status::OK() : volume_.Flush(),
+                    sink);
     case kCmdCache:
       // A hint only; the range was checked. Volumes keep no cache worth warming.
-      return writer_.SendOk(h.cookie);
-    case kCmdBlockStatus:
-      return BlockStatus(h, b);
+      return sink.SendOk(h.cookie);
+    case kCmdBlockStatus: return BlockStatus(h, b, sink);
   }
-  return writer_.SendError(h.cookie, kEinval, "unknown command");  // unreachable after validation
+  return sink.SendError(h.cookie, kEinval, "unknown command");  // unreachable after validation
 }
 
-Status RequestExecutor::Finish(const RequestHeader& h, const Status& result) {
-  if (result.ok()) return writer_.SendOk(h.cookie);
+Status RequestExecutor::Finish(const RequestHeader& h, const Status& result, ReplySink& sink) {
+  if (result.ok()) return sink.SendOk(h.cookie);
   spdlog::warn("nbd: {}: {} at {} length {} failed: {}", peer_, CommandName(h.type), h.offset,
                h.length, result.ToString());
-  return writer_.SendError(h.cookie, NbdErrorFromStatus(result), result.ToString());
+  return sink.SendError(h.cookie, NbdErrorFromStatus(result), result.ToString());
 }
 
-Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b) {
-  if (writer_.structured()) return ReadStructured(h, b);
+Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+  if (sink.structured()) return ReadStructured(h, b, sink);
   b.data.Resize(h.length);
   if (h.length > 0) {
     Status st = volume_.Read(h.offset, b.data.span());
-    if (!st.ok()) return Finish(h, st);
+    if (!st.ok()) return Finish(h, st, sink);
   }
   char header[kSimpleReplyHeaderSize];
   EncodeSimpleReply(header, h.cookie, 0);
   iovec iov[2] = {{header, sizeof header}, {b.data.data(), h.length}};
-  return writer_.Send(iov, h.length ? 2 : 1);
+  return sink.Send(iov, h.length ? 2 : 1);
 }
 
-Status RequestExecutor::ReadStructured(const RequestHeader& h, RequestBuffers& b) {
+Status RequestExecutor::ReadStructured(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
   if (h.length == 0) {  // a content chunk must describe at least one byte
     char header[kChunkHeaderSize];
     EncodeChunkHeader(header, kReplyFlagDone, kReplyTypeNone, h.cookie, 0);
     iovec iov{header, sizeof header};
-    return writer_.Send(&iov, 1);
+    return sink.Send(&iov, 1);
   }
   uint64_t end = h.offset + h.length;
   b.runs.clear();
@@ -113,9 +126,9 @@ Status RequestExecutor::ReadStructured(const RequestHeader& h, RequestBuffers& b
   b.data.Resize(h.length);
   for (const StatusRun& run : b.runs) {
     if (run.state & kStateZero) continue;
-    Status st = volume_.Read(run.offset, std::span<char>(b.data.data() + (run.offset - h.offset),
-                                                         run.length));
-    if (!st.ok()) return Finish(h, st);  // nothing sent yet: one ERROR chunk says it all
+    Status st = volume_.Read(run.offset,
+                             std::span<char>(b.data.data() + (run.offset - h.offset), run.length));
+    if (!st.ok()) return Finish(h, st, sink);  // nothing sent yet: one ERROR chunk says it all
   }
 
   // Per run: chunk header (20) + offset (8) [+ hole size (4)].
@@ -139,13 +152,14 @@ Status RequestExecutor::ReadStructured(const RequestHeader& h, RequestBuffers& b
       b.iov.push_back({b.data.data() + (run.offset - h.offset), run.length});
     }
   }
-  return writer_.Send(b.iov.data(), static_cast<int>(b.iov.size()));
+  return sink.Send(b.iov.data(), static_cast<int>(b.iov.size()));
 }
 
-Status RequestExecutor::BlockStatus(const RequestHeader& h, RequestBuffers& b) {
-  auto extents = volume_.Extents(h.offset, h.length);
-  if (!extents.ok()) return Finish(h, extents.status());
-  ExtentsToRuns(*extents, h.offset, h.offset + h.length, kStateHole | kStateZero, &b.runs);
+Status RequestExecutor::BlockStatus(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+  uint64_t length = std::min<uint64_t>(h.length, kMaxStatusRange);
+  auto extents = volume_.Extents(h.offset, length);
+  if (!extents.ok()) return Finish(h, extents.status(), sink);
+  ExtentsToRuns(*extents, h.offset, h.offset + length, kStateHole | kStateZero, &b.runs);
   size_t count = std::min(b.runs.size(), kMaxStatusDescriptors);
   if (h.flags & kCmdFlagReqOne) count = 1;  // runs cover [offset, offset+length): never longer
 
@@ -162,7 +176,7 @@ Status RequestExecutor::BlockStatus(const RequestHeader& h, RequestBuffers& b) {
     PutBe32(d + 4, b.runs[i].state);
   }
   iovec iov{p, b.meta.size()};
-  return writer_.Send(&iov, 1);
+  return sink.Send(&iov, 1);
 }
 
 }  // namespace skerry::nbd

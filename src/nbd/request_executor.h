@@ -7,8 +7,8 @@
 // base:allocation descriptors. Volume errors become NBD errors (errors.h); only a
 // failure to send is returned to the caller.
 //
-// Thread-safety: Execute may run on many worker threads at once; each call needs
-// its own RequestBuffers.
+// Thread-safety: Execute may run on many threads at once; each call needs its own
+// RequestBuffers and ReplySink.
 #pragma once
 
 #include <sys/uio.h>
@@ -30,6 +30,15 @@ namespace skerry::nbd {
 inline constexpr uint32_t kSparseReadMinimum = 64 * 1024;
 // The spec's bound on descriptors in one BLOCK_STATUS chunk.
 inline constexpr size_t kMaxStatusDescriptors = 1 << 20;
+// BLOCK_STATUS looks at no more than this much of the export per request (the
+// spec lets the answer be shorter; clients ask again from where it ended). It
+// bounds the extents one request can make the volume produce.
+inline constexpr uint64_t kMaxStatusRange = 1ull << 30;
+
+// Memory a request may hold while in flight, charged against the connection's
+// budget: its payload, or for BLOCK_STATUS the worst-case extent lists (one
+// extent per volume block of the smallest size, in Extents and in runs).
+uint64_t RequestMemoryCost(const RequestHeader& h);
 
 // A run of the request's range with one allocation state (kState* bits).
 struct StatusRun {
@@ -40,8 +49,8 @@ struct StatusRun {
 
 // Memory one request needs, kept with the request object and reused.
 struct RequestBuffers {
-  Buffer data;              // WRITE payload in; READ data out
-  std::vector<char> meta;   // chunk headers and descriptors
+  Buffer data;             // WRITE payload in; READ data out
+  std::vector<char> meta;  // chunk headers and descriptors
   std::vector<iovec> iov;
   std::vector<StatusRun> runs;
 };
@@ -55,23 +64,24 @@ void ExtentsToRuns(const std::vector<Extent>& extents, uint64_t start, uint64_t 
 class RequestExecutor {
  public:
   // `peer` names the connection in logs.
-  RequestExecutor(Volume& volume, const ExportLimits& limits, ReplyWriter& writer, std::string peer)
-      : volume_(volume), limits_(limits), writer_(writer), peer_(std::move(peer)) {}
+  RequestExecutor(Volume& volume, const ExportLimits& limits, std::string peer)
+      : volume_(volume), limits_(limits), peer_(std::move(peer)) {}
 
-  // REQUIRES: ValidateRequest(header, limits) == 0; for WRITE, buffers.data holds
-  // the payload. Returns an error only when the reply could not be sent.
-  Status Execute(const RequestHeader& header, RequestBuffers& buffers);
+  // Runs the request and gives its reply to `sink`; the reply's long entries point
+  // into `buffers` (see kReplyCopyLimit). REQUIRES: ValidateRequest(header, limits)
+  // == 0; for WRITE, buffers.data holds the payload. Returns an error only when the
+  // reply could not be sent.
+  Status Execute(const RequestHeader& header, RequestBuffers& buffers, ReplySink& sink);
 
  private:
-  Status Read(const RequestHeader& h, RequestBuffers& b);
-  Status ReadStructured(const RequestHeader& h, RequestBuffers& b);
-  Status BlockStatus(const RequestHeader& h, RequestBuffers& b);
+  Status Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
+  Status ReadStructured(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
+  Status BlockStatus(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
   // Sends success, or the error for a failed volume call.
-  Status Finish(const RequestHeader& h, const Status& result);
+  Status Finish(const RequestHeader& h, const Status& result, ReplySink& sink);
 
   Volume& volume_;
   const ExportLimits limits_;
-  ReplyWriter& writer_;
   const std::string peer_;
 };
 

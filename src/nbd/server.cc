@@ -1,9 +1,8 @@
 #include "nbd/server.h"
 
 #include <poll.h>
-#include <sys/eventfd.h>
-
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -93,7 +92,8 @@ void Server::AcceptLoop() {
         spdlog::error("nbd: {}", accepted.status().ToString());
         // Out of descriptors: a pending client stays readable, so back off
         // rather than spin on it.
-        if (err == EMFILE || err == ENFILE) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (err == EMFILE || err == ENFILE)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
       }
       StartConnection(std::move(accepted->fd), std::move(accepted->peer));
@@ -115,8 +115,8 @@ void Server::StartConnection(UniqueFd fd, std::string peer) {
     return;
   }
   uint64_t id = next_id_++;
-  auto connection = std::make_unique<Connection>(std::move(fd), peer + " #" + std::to_string(id),
-                                                 context_);
+  auto connection =
+      std::make_unique<Connection>(std::move(fd), peer + " #" + std::to_string(id), context_);
   Connection* raw = connection.get();
   Active& slot = active_[id];
   slot.connection = std::move(connection);

@@ -13,9 +13,9 @@ namespace skerry::nbd {
 namespace {
 
 // Default priorities: GnuTLS's NORMAL set; with PSK also the PSK key exchanges,
-// which NORMAL leaves out. ECDHE/DHE first so PSK sessions keep forward secrecy.
+// which NORMAL leaves out. Only the (EC)DHE ones: plain PSK has no forward secrecy.
 constexpr const char* kPriorityX509 = "NORMAL";
-constexpr const char* kPriorityWithPsk = "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK";
+constexpr const char* kPriorityWithPsk = "NORMAL:+ECDHE-PSK:+DHE-PSK";
 
 // Client records are at most 16 KiB; smaller pieces of one reply (headers, short
 // reads) are corked into as few records as possible, bigger ones sent as they are.
@@ -64,7 +64,8 @@ class TlsTransport final : public Transport {
       if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) return PeerClosed();
       if (n == GNUTLS_E_INTERRUPTED) continue;
       if (n == GNUTLS_E_AGAIN) return Status::TimedOut("client sent nothing in time");
-      if (n == GNUTLS_E_REHANDSHAKE) return Status::NotSupported("client asked for TLS renegotiation");
+      if (n == GNUTLS_E_REHANDSHAKE)
+        return Status::NotSupported("client asked for TLS renegotiation");
       return TlsError("TLS receive", static_cast<int>(n));
     }
   }
@@ -182,7 +183,8 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const TlsOptions& options
   bool want_x509 = !options.cert_file.empty() || !options.key_file.empty();
   bool want_psk = !options.psk_file.empty();
   if (!want_x509 && !want_psk) {
-    return Status::InvalidArgument("TLS is on but neither a certificate nor a PSK file is configured");
+    return Status::InvalidArgument(
+        "TLS is on but neither a certificate nor a PSK file is configured");
   }
   if (want_x509 && (options.cert_file.empty() || options.key_file.empty())) {
     return Status::InvalidArgument("TLS X.509 needs both a certificate file and a key file");
@@ -239,8 +241,9 @@ const std::vector<unsigned char>* TlsContext::FindPsk(std::string_view identity)
   return it == psk_keys_.end() ? nullptr : &it->second;
 }
 
-Result<std::unique_ptr<Transport>> TlsContext::StartServerSession(
-    int fd, std::chrono::milliseconds timeout, std::string_view peer) const {
+Result<std::unique_ptr<Transport>> TlsContext::StartServerSession(int fd,
+                                                                  std::chrono::milliseconds timeout,
+                                                                  std::string_view peer) const {
   if (!creds_) return Status::NotSupported("TLS is off");
   gnutls_session_t session;
   // GNUTLS_NO_SIGNAL: sends use MSG_NOSIGNAL, so a vanished client is an error, not SIGPIPE.
@@ -281,8 +284,12 @@ Result<std::unique_ptr<Transport>> TlsContext::StartServerSession(
     const char* identity = gnutls_psk_server_get_username(session);
     who = std::string("PSK identity '") + (identity ? identity : "") + "'";
   }
+  // The session description leaves out the key-exchange group of TLS 1.3 PSK
+  // sessions; name it, so the log shows whether the session has forward secrecy.
+  const char* group = gnutls_group_get_name(gnutls_group_get(session));
+  if (group != nullptr) who += std::string(who.empty() ? "" : ", ") + "group " + group;
   char* desc = gnutls_session_get_desc(session);
-  spdlog::info("nbd: {}: TLS established ({}{}{})", peer, desc ? desc : "?", who.empty() ? "" : ", ",
+  spdlog::info("nbd: {}: TLS established: {}{}{}", peer, desc ? desc : "?", who.empty() ? "" : ", ",
                who);
   gnutls_free(desc);
   return std::unique_ptr<Transport>(std::move(transport));

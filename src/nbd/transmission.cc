@@ -1,8 +1,7 @@
 #include "nbd/transmission.h"
 
-#include <sys/socket.h>
-
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include "nbd/buffered_reader.h"
 #include "nbd/protocol.h"
@@ -19,6 +18,10 @@ constexpr size_t kAlwaysRetained = 64 * 1024;
 // average service time stays below roughly the cost of a thread handoff.
 constexpr uint32_t kInlineMaxLength = 64 * 1024;
 constexpr uint64_t kInlineMaxServiceNs = 20'000;
+// A batch of inline replies is sent at the latest at this size, so the client
+// sees its first replies early in a long burst.
+constexpr size_t kMaxBatchBytes = 256 * 1024;
+constexpr size_t kMaxBatchRequests = 64;
 
 const char* RejectionText(uint32_t error) {
   switch (error) {
@@ -35,14 +38,14 @@ Transmission::Transmission(Transport& transport, int fd, const NegotiatedExport&
                            WorkerPool& pool, const TransmissionLimits& limits, std::string peer)
     : transport_(transport),
       fd_(fd),
-      export_(exp),
       pool_(pool),
       limits_(limits),
       peer_(std::move(peer)),
       export_limits_{exp.size, exp.transmission_flags, exp.structured_replies,
                      exp.allocation_context},
       writer_(transport, exp.structured_replies),
-      executor_(*exp.volume, export_limits_, writer_, peer_) {}
+      batch_(writer_),
+      executor_(*exp.volume, export_limits_, peer_) {}
 
 Transmission::~Transmission() { WaitIdle(); }
 
@@ -50,9 +53,11 @@ Transmission::Outcome Transmission::Run() {
   Outcome out;
   BufferedReader reader(transport_, kReadAhead);
   for (;;) {
+    // Before waiting for the client, answer what it is waiting for.
+    if (reader.available() < kRequestHeaderSize) FlushBatch();
     Status st = reader.Fill(kRequestHeaderSize);
     if (!st.ok()) {
-      if (!IsPeerClosed(st) && !writer_.broken()) out.status = st;
+      out.status = EndStatus(st);
       break;
     }
     RequestHeader h;
@@ -66,49 +71,75 @@ Transmission::Outcome Transmission::Run() {
       out.disconnect_requested = true;
       break;
     }
-
-    if (uint32_t error = ValidateRequest(h, export_limits_); error != 0) {
-      if (PayloadLength(h) > 0) {
-        // The payload must be consumed to stay in step, but a client announcing
-        // more than we ever accept is not worth reading: hang up instead.
-        if (h.length > kMaxPayload) {
-          out.status = Status::InvalidArgument("write of " + std::to_string(h.length) +
-                                               " bytes is larger than the maximum payload");
-          break;
-        }
-        st = reader.Discard(h.length);
-        if (!st.ok()) {
-          if (!IsPeerClosed(st)) out.status = st;
-          break;
-        }
-      }
-      spdlog::debug("nbd: {}: rejected {} flags {:#x} at {} length {}: error {}", peer_,
-                    CommandName(h.type), h.flags, h.offset, h.length, error);
-      if (!writer_.SendError(h.cookie, error, RejectionText(error)).ok()) break;
-      continue;
-    }
-
-    size_t cost = (h.type == kCmdRead || h.type == kCmdWrite) ? h.length : 0;
-    Request* req = AcquireRequest(cost);
-    req->header = h;
-    if (h.type == kCmdWrite) {
-      req->buffers.data.Resize(h.length);
-      st = reader.ReadInto(req->buffers.data.data(), h.length);
-      if (!st.ok()) {
-        ReleaseRequest(req);
-        if (!IsPeerClosed(st)) out.status = st;
-        break;
-      }
-    }
-    if (ShouldRunInline(h)) {
-      Execute(req);
-    } else {
-      pool_.Submit([this, req] { Execute(req); });
+    uint32_t error = ValidateRequest(h, export_limits_);
+    st = error != 0 ? Reject(reader, h, error) : Accept(reader, h);
+    if (!st.ok()) {
+      out.status = EndStatus(st);
+      break;
     }
   }
+  FlushBatch();
   WaitIdle();
   writer_.Bye();
   return out;
+}
+
+Status Transmission::EndStatus(const Status& st) const {
+  // The client leaving, or a send that failed because it left, is a normal end.
+  return IsPeerClosed(st) || writer_.broken() ? Status::OK() : st;
+}
+
+Status Transmission::Reject(BufferedReader& reader, const RequestHeader& h, uint32_t error) {
+  if (PayloadLength(h) > 0) {
+    // The payload must be consumed to stay in step, but a client announcing more
+    // than we ever accept is not worth reading: hang up instead.
+    if (h.length > kMaxPayload) {
+      return Status::InvalidArgument("write of " + std::to_string(h.length) +
+                                     " bytes is larger than the maximum payload");
+    }
+    if (reader.available() < h.length) FlushBatch();
+    SKERRY_RETURN_IF_ERROR(reader.Discard(h.length));
+  }
+  spdlog::debug("nbd: {}: rejected {} flags {:#x} at {} length {}: error {}", peer_,
+                CommandName(h.type), h.flags, h.offset, h.length, error);
+  return writer_.SendError(h.cookie, error, RejectionText(error));
+}
+
+Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
+  uint64_t cost = RequestMemoryCost(h);
+  Request* req = TryAcquireRequest(cost);
+  if (req == nullptr) {
+    FlushBatch();  // batched requests hold room too: release them before waiting
+    req = AcquireRequest(cost);
+  }
+  req->header = h;
+  if (h.type == kCmdWrite) {
+    if (reader.available() < h.length) FlushBatch();
+    req->buffers.data.Resize(h.length);
+    Status st = reader.ReadInto(req->buffers.data.data(), h.length);
+    if (!st.ok()) {
+      ReleaseRequest(req);
+      return st;
+    }
+  }
+  if (ShouldRunInline(h)) {
+    Execute(req, batch_);
+    batched_.push_back(req);
+    if (batch_.bytes() >= kMaxBatchBytes || batched_.size() >= kMaxBatchRequests) FlushBatch();
+  } else {
+    pool_.Submit([this, req] {
+      Execute(req, writer_);
+      ReleaseRequest(req);
+    });
+  }
+  return Status::OK();
+}
+
+void Transmission::FlushBatch() {
+  if (batched_.empty()) return;
+  if (!batch_.Flush().ok()) Break();
+  for (Request* req : batched_) ReleaseRequest(req);
+  batched_.clear();
 }
 
 bool Transmission::ShouldRunInline(const RequestHeader& h) const {
@@ -117,21 +148,20 @@ bool Transmission::ShouldRunInline(const RequestHeader& h) const {
          service_ns_.load(std::memory_order_relaxed) < kInlineMaxServiceNs;
 }
 
-void Transmission::Execute(Request* req) {
+void Transmission::Execute(Request* req, ReplySink& sink) {
   const RequestHeader& h = req->header;
   bool timed = h.type == kCmdRead || h.type == kCmdWrite;
   auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-  if (!executor_.Execute(h, req->buffers).ok()) Break();
+  if (!executor_.Execute(h, req->buffers, sink).ok()) Break();
   if (timed) {
-    // Per KiB-ish fairness is not needed: only small requests run inline, and
-    // big ones would only make the average err towards dispatching.
+    // One average for all sizes: bigger requests only push it towards
+    // dispatching, which is the safe side.
     uint64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();
     uint64_t avg = service_ns_.load(std::memory_order_relaxed);
     service_ns_.store(avg - avg / 8 + ns / 8, std::memory_order_relaxed);
   }
-  ReleaseRequest(req);
 }
 
 void Transmission::Break() {
@@ -139,15 +169,13 @@ void Transmission::Break() {
   ::shutdown(fd_, SHUT_RDWR);
 }
 
-Transmission::Request* Transmission::AcquireRequest(size_t cost) {
-  std::unique_lock lock(mu_);
+bool Transmission::HasRoom(uint64_t cost) const {
   // A request bigger than the byte budget still runs, alone.
-  while (inflight_ >= limits_.max_inflight_requests ||
-         (inflight_ > 0 && inflight_bytes_ + cost > limits_.max_inflight_bytes)) {
-    reader_waiting_ = true;
-    room_.wait(lock);
-  }
-  reader_waiting_ = false;
+  return inflight_ < limits_.max_inflight_requests &&
+         (inflight_ == 0 || inflight_bytes_ + cost <= limits_.max_inflight_bytes);
+}
+
+Transmission::Request* Transmission::TakeRequest(uint64_t cost) {
   ++inflight_;
   inflight_bytes_ += cost;
   Request* req;
@@ -163,8 +191,23 @@ Transmission::Request* Transmission::AcquireRequest(size_t cost) {
   return req;
 }
 
-void Transmission::ReleaseRequest(Request* req) {
+Transmission::Request* Transmission::TryAcquireRequest(uint64_t cost) {
+  std::lock_guard lock(mu_);
+  return HasRoom(cost) ? TakeRequest(cost) : nullptr;
+}
+
+Transmission::Request* Transmission::AcquireRequest(uint64_t cost) {
   std::unique_lock lock(mu_);
+  while (!HasRoom(cost)) {
+    reader_waiting_ = true;
+    room_.wait(lock);
+  }
+  reader_waiting_ = false;
+  return TakeRequest(cost);
+}
+
+void Transmission::ReleaseRequest(Request* req) {
+  std::lock_guard lock(mu_);
   size_t capacity = req->buffers.data.capacity();
   retained_bytes_ += capacity - req->capacity_at_start;
   if (capacity > kAlwaysRetained && retained_bytes_ > limits_.retained_buffer_bytes) {
@@ -174,9 +217,9 @@ void Transmission::ReleaseRequest(Request* req) {
   --inflight_;
   inflight_bytes_ -= req->cost;
   free_.push_back(req);
-  bool wake = reader_waiting_;
-  lock.unlock();
-  if (wake) room_.notify_one();
+  // Notify before unlocking: once the lock is free the reader may find the
+  // connection idle and destroy this Transmission, condition variable included.
+  if (reader_waiting_) room_.notify_one();
 }
 
 void Transmission::WaitIdle() {

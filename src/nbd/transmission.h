@@ -12,10 +12,12 @@
 // (a moving average of service times), and dispatches everything else: flushes,
 // FUA, big requests, and all requests while the volume is slow (e.g. cold reads
 // from the store), so a blocking call never holds up the connection for long.
+// Replies of the requests it runs itself are batched (ReplyBatch) and sent
+// together before the reader next waits for the client.
 //
 // Memory is bounded per connection: at most `max_inflight_requests` requests and
-// `max_inflight_bytes` of READ/WRITE payload are in flight; past that the reader
-// stops reading the socket until replies go out. Request objects and their
+// `max_inflight_bytes` of payload (and BLOCK_STATUS extent lists) are in flight;
+// past that the reader stops reading the socket until replies go out. Request objects and their
 // buffers are reused.
 //
 // Thread-safety: Run is called once by the connection's thread; StopReading may
@@ -31,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "nbd/buffered_reader.h"
 #include "nbd/handshake.h"
 #include "nbd/reply_writer.h"
 #include "nbd/request.h"
@@ -57,8 +60,8 @@ class Transmission {
   ~Transmission();
 
   struct Outcome {
-    Status status;            // OK: NBD_CMD_DISC or the client closed the socket
-    uint64_t requests = 0;    // requests received
+    Status status;                      // OK: NBD_CMD_DISC or the client closed the socket
+    uint64_t requests = 0;              // requests received
     bool disconnect_requested = false;  // NBD_CMD_DISC
   };
   // Serves requests until the client disconnects, a protocol violation or an I/O
@@ -70,14 +73,28 @@ class Transmission {
   struct Request {
     RequestHeader header;
     RequestBuffers buffers;
-    size_t cost = 0;  // payload bytes counted against max_inflight_bytes
+    uint64_t cost = 0;  // RequestMemoryCost, counted against max_inflight_bytes
     size_t capacity_at_start = 0;
   };
 
-  // Waits for room for one more request of `cost` bytes and takes a request object.
-  Request* AcquireRequest(size_t cost);
+  // Takes a valid request: reads its payload, then runs it inline or dispatches it.
+  Status Accept(BufferedReader& reader, const RequestHeader& h);
+  // Answers an invalid request with `error`, after consuming its payload.
+  Status Reject(BufferedReader& reader, const RequestHeader& h, uint32_t error);
+  // Sends the batched inline replies and releases their requests.
+  void FlushBatch();
+  // What ends the session: OK when the client left, else `st`.
+  Status EndStatus(const Status& st) const;
+  // Room for one more request of `cost` bytes, and a request object for it: the
+  // Try form returns null instead of waiting.
+  Request* TryAcquireRequest(uint64_t cost);
+  Request* AcquireRequest(uint64_t cost);
+  bool HasRoom(uint64_t cost) const;    // REQUIRES: mu_ held
+  Request* TakeRequest(uint64_t cost);  // REQUIRES: mu_ held, HasRoom(cost)
   void ReleaseRequest(Request* req);
-  void Execute(Request* req);
+  // Runs a request and puts its reply in `sink`; the caller releases it after the
+  // reply is sent.
+  void Execute(Request* req, ReplySink& sink);
   // Whether the reader should run `h` itself rather than hand it to a worker.
   bool ShouldRunInline(const RequestHeader& h) const;
   void WaitIdle();
@@ -86,12 +103,15 @@ class Transmission {
 
   Transport& transport_;
   const int fd_;
-  const NegotiatedExport& export_;
   WorkerPool& pool_;
   const TransmissionLimits limits_;
   const std::string peer_;
   const ExportLimits export_limits_;
   ReplyWriter writer_;
+  // Replies of requests the reader ran itself, and those requests (their buffers
+  // hold the replies' data). Reader thread only.
+  ReplyBatch batch_;
+  std::vector<Request*> batched_;
   RequestExecutor executor_;
 
   // Moving average of recent READ/WRITE service times (ns). Updated by whichever

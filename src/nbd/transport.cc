@@ -52,7 +52,8 @@ Result<size_t> SocketTransport::ReadSome(char* buf, size_t len) {
     if (n > 0) return static_cast<size_t>(n);
     if (n == 0) return PeerClosed();
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::TimedOut("client sent nothing in time");
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return Status::TimedOut("client sent nothing in time");
     if (errno == ECONNRESET || errno == EPIPE) return PeerClosed();
     return Status::FromErrno(errno, "recv");
   }

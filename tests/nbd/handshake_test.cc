@@ -83,14 +83,15 @@ TEST(Handshake, ListNamesEveryExport) {
     ASSERT_EQ(len + 4, r->data.size());
     names.push_back(r->data.substr(4));
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"bad", "disk", "ro"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"bad", "big", "disk", "ro"}));
   EXPECT_EQ(Ask(h.client(), kOptList, "x").type, kRepErrInvalid);
 }
 
 TEST(Handshake, InfoDescribesAnExportAndReleasesIt) {
   SessionHarness h;
   Start(h.client());
-  ASSERT_TRUE(h.client().SendOption(kOptInfo, RawClient::InfoData("disk", {kInfoBlockSize, kInfoName})));
+  ASSERT_TRUE(
+      h.client().SendOption(kOptInfo, RawClient::InfoData("disk", {kInfoBlockSize, kInfoName})));
   bool export_seen = false, block_seen = false, name_seen = false;
   for (;;) {
     auto r = h.client().ReadOptionReply();
@@ -150,8 +151,8 @@ TEST(Handshake, ReadOnlyExportAdvertisesNoWrites) {
   SessionHarness h;
   auto n = h.client().Negotiate("ro", true, false);
   ASSERT_TRUE(n);
-  EXPECT_EQ(n->flags, kTxHasFlags | kTxReadOnly | kTxSendFlush | kTxSendCache | kTxCanMultiConn |
-                          kTxSendDf);
+  EXPECT_EQ(n->flags,
+            kTxHasFlags | kTxReadOnly | kTxSendFlush | kTxSendCache | kTxCanMultiConn | kTxSendDf);
 }
 
 TEST(Handshake, ExportNameWithAndWithoutZeroes) {
@@ -204,8 +205,9 @@ TEST(Handshake, MetaContexts) {
   SessionHarness h;
   Start(h.client());
   // Before structured replies: refused.
-  EXPECT_EQ(Ask(h.client(), kOptSetMetaContext, RawClient::MetaData("disk", {kBaseAllocation})).type,
-            kRepErrInvalid);
+  EXPECT_EQ(
+      Ask(h.client(), kOptSetMetaContext, RawClient::MetaData("disk", {kBaseAllocation})).type,
+      kRepErrInvalid);
   EXPECT_EQ(Ask(h.client(), kOptStructuredReply).type, kRepAck);
 
   auto expect_contexts = [&](uint32_t option, const std::string& data,
@@ -222,7 +224,8 @@ TEST(Handshake, MetaContexts) {
     EXPECT_EQ(got, expected);
   };
   expect_contexts(kOptListMetaContext, RawClient::MetaData("disk", {}), {{0, kBaseAllocation}});
-  expect_contexts(kOptListMetaContext, RawClient::MetaData("disk", {"base:"}), {{0, kBaseAllocation}});
+  expect_contexts(kOptListMetaContext, RawClient::MetaData("disk", {"base:"}),
+                  {{0, kBaseAllocation}});
   expect_contexts(kOptListMetaContext, RawClient::MetaData("disk", {"qemu:dirty-bitmap:x"}), {});
   // "base:" selects nothing; unknown namespaces are ignored.
   expect_contexts(kOptSetMetaContext, RawClient::MetaData("disk", {"base:", "x-foo:bar"}), {});

@@ -11,7 +11,6 @@
 // Once listening it writes its addresses to --ready-file; on SIGTERM or SIGINT it
 // shuts down gracefully and writes "opens=N releases=N" to --stats-file.
 #include <signal.h>
-
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -78,7 +77,8 @@ std::shared_ptr<MemVolume> ParseExport(const std::string& spec) {
   auto volume = std::make_shared<MemVolume>(parts[0], SizeOrDie(parts[1]), block, ro);
   if (fill >= 0) volume->Fill(0, volume->size() / 2, static_cast<char>(fill));
   if (fault >= 0) {
-    volume->InjectFault(static_cast<uint64_t>(fault), 4096, skerry::Status::IOError("injected fault"));
+    volume->InjectFault(static_cast<uint64_t>(fault), 4096,
+                        skerry::Status::IOError("injected fault"));
   }
   return volume;
 }
@@ -96,22 +96,35 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) Die(arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--listen") listen.push_back(value());
-    else if (arg == "--export") provider->Add(ParseExport(value()));
-    else if (arg == "--tls") {
+    if (arg == "--listen") {
+      listen.push_back(value());
+    } else if (arg == "--export") {
+      provider->Add(ParseExport(value()));
+    } else if (arg == "--tls") {
       auto mode = skerry::nbd::ParseTlsMode(value());
       if (!mode.ok()) Die(mode.status().ToString());
       options.tls.mode = *mode;
-    } else if (arg == "--tls-cert") options.tls.cert_file = value();
-    else if (arg == "--tls-key") options.tls.key_file = value();
-    else if (arg == "--tls-client-ca") options.tls.client_ca_file = value();
-    else if (arg == "--tls-psk") options.tls.psk_file = value();
-    else if (arg == "--workers") options.worker_threads = std::stoul(value());
-    else if (arg == "--ready-file") ready_file = value();
-    else if (arg == "--stats-file") stats_file = value();
-    else if (arg == "--verbose") spdlog::set_level(spdlog::level::debug);
-    else if (arg == "--quiet") spdlog::set_level(spdlog::level::warn);
-    else Die("unknown argument " + arg);
+    } else if (arg == "--tls-cert") {
+      options.tls.cert_file = value();
+    } else if (arg == "--tls-key") {
+      options.tls.key_file = value();
+    } else if (arg == "--tls-client-ca") {
+      options.tls.client_ca_file = value();
+    } else if (arg == "--tls-psk") {
+      options.tls.psk_file = value();
+    } else if (arg == "--workers") {
+      options.worker_threads = std::stoul(value());
+    } else if (arg == "--ready-file") {
+      ready_file = value();
+    } else if (arg == "--stats-file") {
+      stats_file = value();
+    } else if (arg == "--verbose") {
+      spdlog::set_level(spdlog::level::debug);
+    } else if (arg == "--quiet") {
+      spdlog::set_level(spdlog::level::warn);
+    } else {
+      Die("unknown argument " + arg);
+    }
   }
   if (listen.empty()) Die("nothing to listen on (--listen unix:PATH or tcp:HOST:PORT)");
 

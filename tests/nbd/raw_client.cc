@@ -193,7 +193,8 @@ std::optional<ReplyMessage> RawClient::ReadReply(uint32_t simple_read_length) {
   auto payload = Recv(len);
   if (!payload) return std::nullopt;
   m.payload = std::move(*payload);
-  if (m.type == kReplyTypeError || m.type == kReplyTypeErrorOffset) m.error = GetBe32(m.payload.data());
+  if (m.type == kReplyTypeError || m.type == kReplyTypeErrorOffset)
+    m.error = GetBe32(m.payload.data());
   return m;
 }
 

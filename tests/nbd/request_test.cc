@@ -106,8 +106,10 @@ TEST(ExtentsToRuns, MergesClipsAndFillsGaps) {
                 kStateHole | kStateZero, &runs);
   EXPECT_EQ(as_tuples(), (T{{50, 150, kStateHole | kStateZero}, {200, 200, 0}}));
   // A gap and a short answer count as data.
-  ExtentsToRuns({{0, 10, true, false}, {20, 10, false, true}}, 0, 50, kStateHole | kStateZero, &runs);
-  EXPECT_EQ(as_tuples(), (T{{0, 10, kStateHole | kStateZero}, {10, 10, 0}, {20, 10, kStateZero}, {30, 20, 0}}));
+  ExtentsToRuns({{0, 10, true, false}, {20, 10, false, true}}, 0, 50, kStateHole | kStateZero,
+                &runs);
+  EXPECT_EQ(as_tuples(),
+            (T{{0, 10, kStateHole | kStateZero}, {10, 10, 0}, {20, 10, kStateZero}, {30, 20, 0}}));
   // The read mask folds hole and zero together.
   ExtentsToRuns({{0, 10, true, true}, {10, 10, false, true}}, 0, 20, kStateZero, &runs);
   EXPECT_EQ(as_tuples(), (T{{0, 20, kStateZero}}));

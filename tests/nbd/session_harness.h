@@ -23,9 +23,9 @@ namespace skerry::nbd::testing {
 class SessionHarness {
  public:
   // Exports: "disk" (1 MiB, writable), "ro" (1 MiB, read-only, first half 0xab),
-  // "bad" (1 MiB, I/O at 64 KiB fails with EIO). `tls` may be null.
-  explicit SessionHarness(const TlsContext* tls = nullptr)
-      : pool_(4, 256) {
+  // "bad" (1 MiB, I/O at 64 KiB fails with EIO), "big" (4 GiB, empty). `tls` may
+  // be null.
+  explicit SessionHarness(const TlsContext* tls = nullptr) : pool_(4, 256) {
     provider_.Add(std::make_shared<MemVolume>("disk", 1 << 20));
     auto ro = std::make_shared<MemVolume>("ro", 1 << 20, 64 * 1024, /*read_only=*/true);
     ro->Fill(0, 512 * 1024, static_cast<char>(0xab));
@@ -33,6 +33,7 @@ class SessionHarness {
     auto bad = std::make_shared<MemVolume>("bad", 1 << 20);
     bad->InjectFault(64 * 1024, 4096, Status::IOError("injected"));
     provider_.Add(bad);
+    provider_.Add(std::make_shared<MemVolume>("big", 4ull << 30));
 
     context_.provider = &provider_;
     context_.tls = tls;

@@ -135,12 +135,13 @@ TEST(Transmission, RangeChecks) {
 
 TEST(Transmission, FlagAndCommandChecks) {
   Session s;
-  EXPECT_EQ(s.Do(42, 0, 0).error, kEinval);                              // unknown command
-  EXPECT_EQ(s.Do(kCmdRead, 0, 512, kCmdFlagNoHole).error, kEinval);      // flag of another command
-  EXPECT_EQ(s.Do(kCmdWrite, 0, 0, 0x8000).error, kEinval);               // unknown flag
-  EXPECT_EQ(s.Do(kCmdFlush, 4096, 0).error, kEinval);                    // FLUSH takes no range
-  EXPECT_EQ(s.Do(kCmdBlockStatus, 0, 0).error, kEinval);                 // zero-length status
-  EXPECT_EQ(s.Do(kCmdRead, 0, 4096, kCmdFlagFua).type, kReplyTypeOffsetData);  // FUA is fine anywhere
+  EXPECT_EQ(s.Do(42, 0, 0).error, kEinval);                          // unknown command
+  EXPECT_EQ(s.Do(kCmdRead, 0, 512, kCmdFlagNoHole).error, kEinval);  // flag of another command
+  EXPECT_EQ(s.Do(kCmdWrite, 0, 0, 0x8000).error, kEinval);           // unknown flag
+  EXPECT_EQ(s.Do(kCmdFlush, 4096, 0).error, kEinval);                // FLUSH takes no range
+  EXPECT_EQ(s.Do(kCmdBlockStatus, 0, 0).error, kEinval);             // zero-length status
+  EXPECT_EQ(s.Do(kCmdRead, 0, 4096, kCmdFlagFua).type,
+            kReplyTypeOffsetData);  // FUA is fine anywhere
   EXPECT_EQ(s.Read(0, kMaxPayload + 1).error, kEoverflow);
 }
 
@@ -174,13 +175,30 @@ TEST(Transmission, WriteZeroesTrimAndBlockStatus) {
   EXPECT_EQ(s.Do(kCmdWriteZeroes, 0, 64 * 1024, kCmdFlagNoHole).error, 0u);  // stays allocated
   EXPECT_EQ(s.Do(kCmdWriteZeroes, 64 * 1024, 64 * 1024, kCmdFlagFastZero).error, 0u);
   EXPECT_EQ(s.Do(kCmdTrim, 128 * 1024, 64 * 1024, kCmdFlagFua).error, 0u);
-  EXPECT_EQ(status(0, kDisk), (D{{64 * 1024, kStateZero},
-                                 {128 * 1024, kStateHole | kStateZero},
-                                 {kDisk - 192 * 1024, 0}}));
+  EXPECT_EQ(
+      status(0, kDisk),
+      (D{{64 * 1024, kStateZero}, {128 * 1024, kStateHole | kStateZero}, {kDisk - 192 * 1024, 0}}));
   EXPECT_EQ(status(0, kDisk, kCmdFlagReqOne), (D{{64 * 1024, kStateZero}}));
   EXPECT_EQ(status(4096, 4096, kCmdFlagReqOne), (D{{4096, kStateZero}}));
   EXPECT_EQ(s.Read(0, 192 * 1024).data, std::string(192 * 1024, '\0'));
   EXPECT_GE(v.flushes(), 1u);  // TRIM+FUA flushed
+}
+
+TEST(Transmission, BlockStatusLooksAtAGibibyteAtMost) {
+  Session s("big");
+  s.h.volume("big").Fill((1ull << 30) + 4096, 4096, 'x');  // beyond the first GiB
+  auto r = s.Do(kCmdBlockStatus, 0, 0xffffffffu);
+  ASSERT_EQ(r.type, kReplyTypeBlockStatus);
+  ASSERT_EQ(r.payload.size(), 4u + 8u);  // one descriptor: the first GiB is a hole
+  EXPECT_EQ(GetBe32(r.payload.data() + 4), 1u << 30);
+  EXPECT_EQ(GetBe32(r.payload.data() + 8), kStateHole | kStateZero);
+  // The client asks again from where the answer ended, and sees the data.
+  r = s.Do(kCmdBlockStatus, 1ull << 30, 128 * 1024);
+  ASSERT_EQ(r.payload.size(), 4u + 8u * 2);
+  EXPECT_EQ(GetBe32(r.payload.data() + 4), 64u * 1024);  // the block holding the data
+  EXPECT_EQ(GetBe32(r.payload.data() + 8), 0u);
+  EXPECT_EQ(GetBe32(r.payload.data() + 12), 64u * 1024);  // then a hole again
+  EXPECT_EQ(GetBe32(r.payload.data() + 16), kStateHole | kStateZero);
 }
 
 TEST(Transmission, BlockStatusNeedsAContext) {
@@ -221,8 +239,9 @@ TEST(Transmission, ManyRequestsInFlightAllAnswered) {
     for (int i = 0; i < kCount; ++i) {
       uint16_t type = i % 3 == 0 ? kCmdWrite : kCmdRead;
       uint16_t flags = i % 10 == 0 ? kCmdFlagFua : 0;  // FUA goes to workers: real reordering
-      ASSERT_TRUE(s.c().SendRequest(flags, type, 1000 + i, (i % 256) * 4096, 4096,
-                                    type == kCmdWrite ? std::string_view(block) : std::string_view()));
+      ASSERT_TRUE(
+          s.c().SendRequest(flags, type, 1000 + i, (i % 256) * 4096, 4096,
+                            type == kCmdWrite ? std::string_view(block) : std::string_view()));
     }
   });
   std::set<uint64_t> cookies;
@@ -272,8 +291,9 @@ TEST(Transmission, ClientVanishingMidWriteIsHarmless) {
 // Random bytes after the handshake or in place of it: the server must only ever
 // answer or hang up. Replays with NBD_FUZZ_SEED.
 TEST(Transmission, GarbageNeverCrashesTheServer) {
-  uint64_t seed = std::getenv("NBD_FUZZ_SEED") ? std::strtoull(std::getenv("NBD_FUZZ_SEED"), nullptr, 0)
-                                               : std::random_device{}();
+  uint64_t seed = std::getenv("NBD_FUZZ_SEED")
+                      ? std::strtoull(std::getenv("NBD_FUZZ_SEED"), nullptr, 0)
+                      : std::random_device{}();
   SCOPED_TRACE("NBD_FUZZ_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   for (int round = 0; round < 40; ++round) {
