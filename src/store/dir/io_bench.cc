@@ -8,6 +8,13 @@
 //   DirStore - the real store through the ObjectStore interface (64 objects of 4 MiB),
 //             to see what the fd cache, checks and callbacks add to the raw syscalls.
 // Usage: store_io_bench [DIR] [SECONDS_PER_CASE]. Not a test; built on demand.
+//
+// Two more measurements (docs/stores.md has the figures):
+//   store_io_bench sync DIR [N...] [--runs=R] [--modes=serial,default,uringD,threadsD]
+//       DirStore::Sync of N freshly written objects, one after the other or D in flight;
+//   store_io_bench rewrite DIR [SECONDS] [4k|1m|1m-dirty|1m-evicted|copy|sparse|fallocate...]
+//       random 4 KiB pwrite into a 256 MiB file filled in different ways (ext4's cost of
+//       small writes into large folios).
 #include <fcntl.h>
 #include <liburing.h>
 #include <sys/stat.h>
