@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# NBD data-path benchmark (issue 3): fio's nbd engine against skerryd (directory store),
+# qemu-nbd on a raw file (cache=none aio=native, and cache=writeback for reference),
+# qemu-nbd on a qcow2 overlay over a raw base, nbdkit's file plugin, and skerryd on a thin
+# clone before and after copy-up; all in one run on the same file system, over unix sockets.
+# Then skerryd's resident memory with 100 open exports of 100 GiB volumes.
+# Prints markdown tables for docs/benchmarks.md on stdout, progress on stderr.
+#
+# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~12 GiB free, ~8 minutes)
+# env:   BIN=build/bin  SIZE_MIB=2048 (data set per system)  RUNTIME=8  RAMP=1 (seconds per job)
+#        ROUNDS=1 (each adds ~7 minutes; the tables then show medians)
+#        KEEP_LOGS=1 keeps WORKDIR/logs and WORKDIR/results (they are kept anyway on failure)
+# shellcheck disable=SC2154  # PID_<server> variables are set by start() through eval
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(realpath "${BIN:-build/bin}")
+WORK=$(realpath -m "${1:-build/bench-nbd}")
+SIZE_MIB=${SIZE_MIB:-2048}
+RUNTIME=${RUNTIME:-8}
+RAMP=${RAMP:-1}
+ROUNDS=${ROUNDS:-1}
+PY=/usr/bin/python3   # Debian's python has python3-libnbd; a pyenv python3 on PATH may not
+HERE=$PWD/bench/nbd
+
+for tool in fio qemu-nbd qemu-img nbdkit; do
+  command -v "$tool" >/dev/null || { echo "bench/nbd.sh: $tool is not installed" >&2; exit 1; }
+done
+for b in skerry skerryd; do
+  [ -x "$BIN/$b" ] || { echo "bench/nbd.sh: $BIN/$b not found (set BIN)" >&2; exit 1; }
+done
+$PY -c 'import nbd' 2>/dev/null || { echo "bench/nbd.sh: $PY lacks the nbd module (python3-libnbd)" >&2; exit 1; }
+
+case "$WORK" in /|"$HOME"|"$PWD") echo "bench/nbd.sh: refusing WORKDIR $WORK" >&2; exit 2 ;; esac
+rm -rf "$WORK"
+mkdir -p "$WORK/logs" "$WORK/results"
+LOG=$WORK/logs
+RES=$WORK/results
+
+PIDS=()          # servers we started, stopped by the trap if still running
+ODD=()           # anomalies to print at the end
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
+    find "$WORK" -mindepth 1 -maxdepth 1 ! -name logs ! -name results -exec rm -rf {} +
+    echo "bench/nbd.sh: logs and fio results kept in $WORK (exit $rc)" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { echo "[$(date +%T)] $*" >&2; }
+odd() { say "ODD: $*"; ODD+=("$*"); }
+
+# start NAME SOCKET cmd...: runs a server in the background, waits for its socket.
+start() {
+  local name=$1 sock=$2; shift 2
+  rm -f "$sock"
+  "$@" >"$LOG/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  eval "PID_${name//-/_}=$pid"
+  for _ in $(seq 200); do
+    [ -S "$sock" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$LOG/$name.log" >&2; echo "bench/nbd.sh: $name died at start" >&2; exit 1; }
+    sleep 0.05
+  done
+  echo "bench/nbd.sh: $name did not create $sock" >&2; exit 1
+}
+
+# stop NAME: SIGTERM, wait up to 60 s; anything but a clean exit is noted.
+stop() {
+  local name=$1 var="PID_${1//-/_}" rc=0
+  local pid=${!var}
+  kill -0 "$pid" 2>/dev/null || { odd "$name had already exited before stop (log: $LOG/$name.log)"; wait "$pid" || true; return 0; }
+  kill -TERM "$pid"
+  for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    odd "$name did not exit within 60 s of SIGTERM; killed"
+    kill -KILL "$pid"
+  fi
+  wait "$pid" || rc=$?
+  # qemu-nbd and nbdkit exit 0 on SIGTERM; so must skerryd
+  [ "$rc" -eq 0 ] || odd "$name exited $rc after SIGTERM: $(tail -3 "$LOG/$name.log" | tr '\n' ' ')"
+}
+
+alive() {  # alive NAME: notes a server that died under load
+  local var="PID_${1//-/_}"
+  kill -0 "${!var}" 2>/dev/null && return 0
+  odd "$1 died during the run: $(tail -5 "$LOG/$1.log" | tr '\n' ' ')"
+  return 1
+}
+
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }  # utime + stime
+TICK=$(getconf CLK_TCK)
+
+# fio_job ROUND SYSTEM JOB URI PID: one fio job, results in $RES/ROUND/SYSTEM__JOB.json;
+# the server's CPU use (cores busy, all its threads, user + system) during the measured
+# window (after the ramp) in SYSTEM__JOB.cpu.
+fio_job() {
+  local round=$1 sys=$2 job=$3 uri=$4 pid=$5 rw bs qd
+  case $job in
+    randread32) rw=randread bs=4k qd=32 ;;
+    randwrite32) rw=randwrite bs=4k qd=32 ;;
+    read8) rw=read bs=1M qd=8 ;;
+    write8) rw=write bs=1M qd=8 ;;
+    randread1) rw=randread bs=4k qd=1 ;;
+    randwrite1) rw=randwrite bs=4k qd=1 ;;
+  esac
+  local out=$RES/$round/${sys}__${job}.json rc=0
+  fio --name="$sys-$job" --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd \
+    --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap --randrepeat=0 \
+    --lat_percentiles=1 --output-format=json --output="$out" >"$LOG/fio-$round-$sys-$job.log" 2>&1 &
+  local fio_pid=$! t1 c1 t2 c2
+  sleep "$(echo "$RAMP + 0.3" | bc -l)"
+  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid" 2>/dev/null || echo 0)
+  sleep "$(echo "$RUNTIME - 0.6" | bc -l)"
+  t2=$(date +%s.%N); c2=$(cpu_ticks "$pid" 2>/dev/null || echo 0)
+  echo "($c2 - $c1) / $TICK / ($t2 - $t1)" | bc -l >"$RES/$round/${sys}__${job}.cpu"
+  wait "$fio_pid" || rc=$?
+  [ "$rc" -eq 0 ] || odd "fio $sys $job exited $rc: $(tail -3 "$LOG/fio-$round-$sys-$job.log" | tr '\n' ' ')"
+  $PY - "$out" "$sys $job" "$(cat "$RES/$round/${sys}__${job}.cpu")" >&2 <<'PY' || true
+import json, sys
+t = open(sys.argv[1]).read(); j = json.loads(t[t.index("{"):])["jobs"][0]
+s = j["write"] if "write" in sys.argv[2] else j["read"]
+print(f"    {sys.argv[2]}: {s['iops']:.0f} IOPS, {s['bw_bytes']/1e6:.0f} MB/s, mean {s['lat_ns']['mean']/1000:.0f} us, "
+      f"server {float(sys.argv[3]):.2f} cores, error {j['error']}")
+PY
+}
+
+# fill URI NAME: one sequential 1M pass over the whole export (not timed).
+fill() {
+  local rc=0
+  fio --name="fill-$2" --ioengine=nbd --uri="$1" --rw=write --bs=1M --iodepth=8 \
+    --output-format=terse >"$LOG/fill-$2.log" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || { odd "fill of $2 failed ($rc): $(tail -3 "$LOG/fill-$2.log" | tr '\n' ' ')"; return 1; }
+}
+
+JOBS=(randread32 randwrite32 read8 write8 randread1 randwrite1)
+: >"$RES/systems.txt"
+system() { printf '%s\t%s\n' "$1" "$2" >>"$RES/systems.txt"; }
+
+T0=$(date +%s)
+# What is measured: the commit, and whether the binaries are older than the sources.
+REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || echo ' with uncommitted changes in the tree')"
+STALE=$(find src include -newer "$BIN/skerryd" -type f 2>/dev/null | head -3 | tr '\n' ' ')
+[ -z "$STALE" ] || odd "$BIN/skerryd is older than $STALE(rebuild?)"
+FSTYPE=$(df --output=fstype "$WORK" | tail -1)
+
+# ---------------------------------------------------------------- servers and data
+# Every data set is written the same way: one sequential 1M QD8 pass through the server
+# that will serve it (the page cache then holds what that write pattern leaves: large
+# folios, see docs/benchmarks.md), then sync.
+say "starting the servers; every file and volume is ${SIZE_MIB} MiB on $FSTYPE ($WORK)"
+STORE="dir:$WORK/store"
+"$BIN/skerry" --store "$STORE" create vol --size "${SIZE_MIB}M"
+"$BIN/skerry" --store "$STORE" create parent --size "${SIZE_MIB}M"
+for f in qemu base nbdkit wb; do truncate -s "${SIZE_MIB}M" "$WORK/$f.raw"; done
+
+start skerryd "$WORK/s.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/s.sock" --admin-socket "$WORK/s.admin"
+start qemu-raw "$WORK/q.sock" qemu-nbd -f raw --cache=none --aio=native -t -e 4 -k "$WORK/q.sock" "$WORK/qemu.raw"
+start qemu-base "$WORK/b.sock" qemu-nbd -f raw --cache=none --aio=native -t -k "$WORK/b.sock" "$WORK/base.raw"
+start nbdkit "$WORK/k.sock" nbdkit -f -U "$WORK/k.sock" --threads 16 file file="$WORK/nbdkit.raw"
+start qemu-raw-wb "$WORK/w.sock" qemu-nbd -f raw --cache=writeback --aio=threads -t -e 4 -k "$WORK/w.sock" "$WORK/wb.raw"
+SK() { echo "nbd+unix:///$1?socket=$WORK/s.sock"; }
+declare -A URI=(
+  [skerryd]="$(SK vol)"
+  [clone-after]="$(SK ca)"
+  [qemu-raw]="nbd+unix:///?socket=$WORK/q.sock"
+  [qemu-qcow2]="nbd+unix:///?socket=$WORK/o.sock"
+  [nbdkit]="nbd+unix:///?socket=$WORK/k.sock"
+  [qemu-raw-wb]="nbd+unix:///?socket=$WORK/w.sock"
+)
+say "filling"
+fill "$(SK vol)" skerryd-vol
+fill "$(SK parent)" skerryd-parent
+fill "${URI[qemu-raw]}" qemu-raw
+fill "nbd+unix:///?socket=$WORK/b.sock" qemu-base
+fill "${URI[nbdkit]}" nbdkit
+fill "${URI[qemu-raw-wb]}" qemu-raw-wb
+stop qemu-base
+qemu-img create -q -f qcow2 -b "$WORK/base.raw" -F raw "$WORK/overlay.qcow2"
+start qemu-qcow2 "$WORK/o.sock" qemu-nbd -f qcow2 --cache=none --aio=native -t -e 4 -k "$WORK/o.sock" "$WORK/overlay.qcow2"
+
+# The clones come from a snapshot of another volume, "parent", filled like vol (a snapshot
+# of vol itself would make vol's next write to every block a copy-up: vol would no longer
+# be a fresh volume). "before": a new clone per job, so every job starts with all blocks
+# shared with the parent (reads go to the parent's objects, the first write to a block
+# copies it up). "after": one clone overwritten once, every block its own.
+# The daemon closes parent (flush, unlock) as fio disconnects; the CLI then snapshots it
+# directly, or through the admin socket if the daemon still holds it.
+for try in 1 2 3 4 5; do
+  "$BIN/skerry" --store "$STORE" snap create parent@base 2>"$LOG/snap.err" && break
+  odd "snap create parent@base, try $try: $(cat "$LOG/snap.err")"
+  [ "$try" -lt 5 ] || exit 1
+  sleep 1
+done
+"$BIN/skerry" --store "$STORE" clone parent@base ca
+fill "$(SK ca)" clone-after
+sync
+say "nbdkit file plugin: $(nbdkit file --dump-plugin | grep '^thread_model='), 16 threads"
+
+system skerryd "skerryd, fresh volume (dir store)"
+system clone-before "skerryd, clone before copy-up"
+system clone-after "skerryd, clone after copy-up"
+system qemu-raw "qemu-nbd raw file, cache=none aio=native"
+system qemu-qcow2 "qemu-nbd qcow2 overlay on raw base, cache=none aio=native"
+system nbdkit "nbdkit file plugin (page cache)"
+system qemu-raw-wb "qemu-nbd raw file, cache=writeback aio=threads (reference)"
+SYSTEMS=(skerryd clone-before clone-after qemu-raw qemu-qcow2 nbdkit qemu-raw-wb)
+
+# ---------------------------------------------------------------- the jobs
+# Job by job, each on every system back to back, so that the load other processes put
+# on the machine drifts as little as possible between the figures that are compared.
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+for round in $(seq 1 "$ROUNDS"); do
+  mkdir -p "$RES/r$round"
+  for j in "${JOBS[@]}"; do
+    say "round $round/$ROUNDS, $j"
+    for sys in "${SYSTEMS[@]}"; do
+      if [ "$sys" = clone-before ]; then
+        "$BIN/skerry" --store "$STORE" clone parent@base "cb-$j-$round"
+        fio_job "r$round" clone-before "$j" "$(SK "cb-$j-$round")" "$PID_skerryd"
+      else
+        pidvar=PID_${sys//-/_}
+        [ "${sys#clone}" = "$sys" ] || pidvar=PID_skerryd
+        fio_job "r$round" "$sys" "$j" "${URI[$sys]}" "${!pidvar}"
+      fi
+    done
+  done
+done
+# The price of a copy-up itself: the jobs above run long enough that a clone's 512 blocks
+# are all copied up within its first few thousand writes. Here: one 4 KiB write into each
+# 4 MiB block of a new clone (each one a copy-up), against the same on the fresh volume.
+say "copy-up: one 4K write into each 4 MiB block, QD1"
+"$BIN/skerry" --store "$STORE" clone parent@base cu
+for target in clone:cu fresh:vol; do
+  fio --name="copyup-${target%%:*}" --ioengine=nbd --uri="$(SK "${target#*:}")" --rw=write:4092k --bs=4k --number_ios=$((SIZE_MIB / 4)) \
+    --iodepth=1 --lat_percentiles=1 --output-format=json --output="$RES/copyup__${target%%:*}.json" \
+    >"$LOG/fio-copyup-${target%%:*}.log" 2>&1 || odd "copy-up job on ${target#*:} failed: $(tail -3 "$LOG/fio-copyup-${target%%:*}.log" | tr '\n' ' ')"
+done
+for s in skerryd qemu-raw qemu-qcow2 nbdkit qemu-raw-wb; do alive "$s" && stop "$s"; done
+while read -r line; do odd "skerryd log: $line"; done < <(grep -E ' (warning|error|critical) ' "$LOG/skerryd.log" | head -5)
+du -sh "$WORK/store" >"$LOG/store-du.txt" 2>&1 || true
+rm -f "$WORK"/*.raw "$WORK"/*.qcow2
+rm -rf "$WORK/store"
+
+# ---------------------------------------------------------------- memory: 100 exports
+say "memory: 100 thin 100 GiB volumes, one open connection each"
+MSTORE="dir:$WORK/mstore"
+names=()
+for i in $(seq -w 1 100); do
+  "$BIN/skerry" --store "$MSTORE" create "m$i" --size 100G
+  names+=("m$i")
+done
+start skerryd-mem "$WORK/m.sock" "$BIN/skerryd" --store "$MSTORE" --listen "unix:$WORK/m.sock" --admin-socket "$WORK/m.admin"
+{
+  echo "Resident memory of the server with thin 100 GiB volumes (4 MiB blocks) open over NBD, one"
+  echo "connection each, 4 blocks read from each (from /proc/PID/status):"
+  echo
+  echo "| daemon | open exports | VmRSS | VmHWM | threads | open fds |"
+  echo "|---|---|---|---|---|---|"
+  $PY "$HERE/open_exports.py" "$WORK/m.sock" "$PID_skerryd_mem" "skerryd" "${names[@]}"
+} >"$RES/memory.txt" 2>"$LOG/open_exports.err" || odd "100-export memory test failed: $(tail -3 "$LOG/open_exports.err" | tr '\n' ' ')"
+alive skerryd-mem && stop skerryd-mem
+# For scale: qemu-nbd serves one image per process; one 100 GiB sparse raw file, one client.
+truncate -s 100G "$WORK/sparse.raw"
+start qemu-mem "$WORK/qm.sock" qemu-nbd -f raw --cache=none --aio=native -t -k "$WORK/qm.sock" "$WORK/sparse.raw"
+$PY "$HERE/open_exports.py" "$WORK/qm.sock" "$PID_qemu_mem" "one qemu-nbd process (per export)" "" \
+  >>"$RES/memory.txt" 2>>"$LOG/open_exports.err" || odd "qemu-nbd memory reference failed"
+alive qemu-mem && stop qemu-mem
+rm -rf "$WORK/mstore" "$WORK/sparse.raw"
+
+# ---------------------------------------------------------------- report
+T1=$(date +%s)
+echo "### fio $(fio --version | sed 's/fio-//'), $SIZE_MIB MiB per system, ${RUNTIME} s per job (+${RAMP} s ramp), $ROUNDS round(s)"
+echo
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM," \
+  "$FSTYPE on $(df --output=source "$WORK" | tail -1), kernel $(uname -r);" \
+  "$(qemu-nbd --version | head -1), nbdkit $(nbdkit --version | awk '{print $2}'), skerry $REV (binaries built $(date -r "$BIN/skerryd" '+%F %R'));" \
+  "load average (1/5/15 min) before the jobs: $LOAD0, after the run: $(cut -d' ' -f1-3 /proc/loadavg); total $((T1 - T0)) s."
+echo
+$PY "$HERE/report.py" "$RES"
+if [ "${#ODD[@]}" -gt 0 ]; then
+  echo
+  echo "Anomalies in this run:"
+  for o in "${ODD[@]}"; do echo "- $o"; done
+fi
