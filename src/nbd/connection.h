@@ -41,7 +41,6 @@ class Connection {
   // flight are answered, then the session ends as if the client had left.
   void Stop();
 
-  const std::string& peer() const { return peer_; }
 
  private:
   void Serve(int fd);

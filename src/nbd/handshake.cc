@@ -32,7 +32,11 @@ uint16_t TransmissionFlagsFor(bool read_only, bool structured_replies) {
 
 Handshake::Handshake(std::unique_ptr<Transport>& transport, int fd, const HandshakeConfig& config,
                      std::string peer)
-    : transport_(transport), fd_(fd), config_(config), peer_(std::move(peer)) {}
+    : transport_(transport),
+      fd_(fd),
+      config_(config),
+      peer_(std::move(peer)),
+      tls_required_(config.tls && config.tls->mode() == TlsMode::kRequired) {}
 
 Result<NegotiatedExport> Handshake::Run() {
   char greeting[18];
@@ -47,10 +51,8 @@ Result<NegotiatedExport> Handshake::Run() {
   if (flags & ~(kClientFlagFixedNewstyle | kClientFlagNoZeroes)) {
     return Status::InvalidArgument("unknown client flags " + std::to_string(flags));
   }
-  fixed_newstyle_ = flags & kClientFlagFixedNewstyle;
   no_zeroes_ = flags & kClientFlagNoZeroes;
-  bool tls_required = config_.tls && config_.tls->mode() == TlsMode::kRequired;
-  if (!fixed_newstyle_ && tls_required) {
+  if (!(flags & kClientFlagFixedNewstyle) && tls_required_) {
     // TLS needs fixed newstyle; such a client could only reach an export in clear.
     return Status::InvalidArgument("client does not speak fixed newstyle and TLS is required");
   }
@@ -84,8 +86,7 @@ Result<NegotiatedExport> Handshake::Run() {
 
 Result<Handshake::Next> Handshake::HandleOption(uint32_t option) {
   spdlog::debug("nbd: {}: option {} ({} bytes)", peer_, OptionName(option), data_.size());
-  bool tls_required = config_.tls && config_.tls->mode() == TlsMode::kRequired;
-  if (tls_required && !tls_active_ && option != kOptStartTls && option != kOptAbort) {
+  if (tls_required_ && !tls_active_ && option != kOptStartTls && option != kOptAbort) {
     if (option == kOptExportName) {
       // EXPORT_NAME cannot be answered with an error; the spec says hang up.
       return Status::InvalidArgument("NBD_OPT_EXPORT_NAME before STARTTLS and TLS is required");

@@ -83,9 +83,9 @@ class Handshake {
   int fd_;
   const HandshakeConfig& config_;
   std::string peer_;
+  const bool tls_required_;  // FORCEDTLS: options before STARTTLS are refused
 
   std::vector<char> data_;  // the current option's data
-  bool fixed_newstyle_ = false;
   bool no_zeroes_ = false;
   bool tls_active_ = false;
   bool structured_ = false;

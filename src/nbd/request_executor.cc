@@ -59,31 +59,32 @@ uint64_t RequestMemoryCost(const RequestHeader& h) {
 
 Status RequestExecutor::Execute(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
   bool fua = h.flags & kCmdFlagFua;
+  Status st;
   switch (h.type) {
     case kCmdRead: return Read(h, b, sink);
+    case kCmdBlockStatus: return BlockStatus(h, b, sink);
     case kCmdWrite:
-      return Finish(h, volume_.Write(h.offset, std::span<const char>(b.data.data(), h.length), fua),
-                    sink);
+      st = volume_.Write(h.offset, std::span<const char>(b.data.data(), h.length), fua);
+      break;
     case kCmdWriteZeroes:
       // NO_HOLE: the client wants the blocks to stay allocated. FAST_ZERO needs no
       // check: zeroing is a map operation, never slower than writing zeros.
-      return Finish(h, volume_.WriteZeroes(h.offset, h.length, !(h.flags & kCmdFlagNoHole), fua),
-                    sink);
-    case kCmdTrim: {
-      Status st = volume_.Trim(h.offset, h.length);
+      st = volume_.WriteZeroes(h.offset, h.length, !(h.flags & kCmdFlagNoHole), fua);
+      break;
+    case kCmdTrim:
+      st = volume_.Trim(h.offset, h.length);
       if (st.ok() && fua) st = volume_.Flush();  // Trim has no FUA of its own
-      return Finish(h, st, sink);
-    }
+      break;
     case kCmdFlush:
       // Nothing is ever written to a read-only export, so nothing needs flushing.
-      return Finish(h, (limits_.transmission_flags & kTxReadOnly) ? Status::OK() : volume_.Flush(),
-                    sink);
+      if (!(limits_.transmission_flags & kTxReadOnly)) st = volume_.Flush();
+      break;
     case kCmdCache:
-      // A hint only; the range was checked. Volumes keep no cache worth warming.
-      return sink.SendOk(h.cookie);
-    case kCmdBlockStatus: return BlockStatus(h, b, sink);
+      break;  // a hint only; the range was checked. Volumes keep no cache worth warming
+    default:
+      st = Status::InvalidArgument("unknown command");  // unreachable after validation
   }
-  return sink.SendError(h.cookie, kEinval, "unknown command");  // unreachable after validation
+  return Finish(h, st, sink);
 }
 
 Status RequestExecutor::Finish(const RequestHeader& h, const Status& result, ReplySink& sink) {

@@ -170,9 +170,4 @@ void Server::Shutdown() {
   spdlog::info("nbd: server stopped");
 }
 
-size_t Server::connection_count() const {
-  std::lock_guard lock(mu_);
-  return active_.size() - finished_.size();
-}
-
 }  // namespace skerry::nbd

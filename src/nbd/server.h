@@ -69,8 +69,6 @@ class Server {
   // and release its export, then returns. Blocks until all connections are gone.
   void Shutdown();
 
-  size_t connection_count() const;
-
  private:
   Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& options,
          std::shared_ptr<TlsContext> tls);

@@ -17,11 +17,12 @@
 //
 // Memory is bounded per connection: at most `max_inflight_requests` requests and
 // `max_inflight_bytes` of payload (and BLOCK_STATUS extent lists) are in flight;
-// past that the reader stops reading the socket until replies go out. Request objects and their
-// buffers are reused.
+// past that the reader stops reading the socket until replies go out. Request
+// objects and their buffers are reused.
 //
-// Thread-safety: Run is called once by the connection's thread; StopReading may
-// be called from any thread.
+// Thread-safety: Run is called once, by the connection's thread, and returns only
+// after the workers are done with this object. To stop it from elsewhere, shut the
+// socket's read side down (Connection::Stop).
 #pragma once
 
 #include <atomic>

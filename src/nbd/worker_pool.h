@@ -27,7 +27,6 @@ class WorkerPool {
   // Runs every queued task, then joins the threads.
   void Stop();
 
-  size_t threads() const { return threads_.size(); }
 
  private:
   void WorkerLoop();

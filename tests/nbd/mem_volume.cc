@@ -143,13 +143,4 @@ void MemVolume::InjectFault(uint64_t offset, uint64_t length, Status error) {
   fault_ = std::move(error);
 }
 
-uint64_t MemVolume::allocated_blocks() const {
-  uint64_t n = 0;
-  for (const Block& b : blocks_) {
-    std::lock_guard lock(const_cast<Block&>(b).mu);
-    if (b.data) ++n;
-  }
-  return n;
-}
-
 }  // namespace skerry::nbd::testing

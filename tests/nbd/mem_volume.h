@@ -49,7 +49,6 @@ class MemVolume final : public Volume {
   void InjectFault(uint64_t offset, uint64_t length, Status error);
   uint64_t flushes() const { return flushes_.load(); }
   uint64_t fua_writes() const { return fua_writes_.load(); }
-  uint64_t allocated_blocks() const;
 
  private:
   struct Block {

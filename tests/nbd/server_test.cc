@@ -152,6 +152,22 @@ TEST_F(ServerTest, SilentClientTimesOutInTheHandshake) {
   EXPECT_TRUE(client.WaitForEof());  // never sent its flags
 }
 
+TEST_F(ServerTest, ServesAConnectedSocket) {
+  auto server = Make();
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  server->ServeSocket(UniqueFd(fds[1]), "socketpair");
+  RawClient client(fds[0]);
+  ASSERT_TRUE(client.Negotiate("disk", true, false));
+  ASSERT_TRUE(client.SendRequest(0, kCmdWrite, 1, 0, 512, std::string(512, 'q')));
+  auto reply = client.ReadReply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->error, 0u);
+  server->Shutdown();
+  EXPECT_TRUE(client.WaitForEof());
+  EXPECT_EQ(provider_->releases(), 1u);
+}
+
 TEST_F(ServerTest, ShutdownWithoutStartAndTwice) {
   auto server = Make();
   ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
