@@ -27,9 +27,13 @@ import json, sys
 print(" ".join("%d+%d:%s%s" % (e["start"] >> 10, e["length"] >> 10, "D" if e["data"] else "-",
                              "Z" if e["zero"] else "-") for e in json.load(sys.stdin)))')
 # KiB: discarded hole, data, never written, zeroed but allocated (no -u), data,
-# unmapped by -z -u, data, never written.
-expect_eq "layout after zero/discard" "$layout" \
-  "0+512:-Z 512+512:D- 1024+1024:-Z 2048+64:DZ 2112+960:D- 3072+1024:-Z 4096+64:D- 4160+12224:-Z"
+# unmapped by -z -u, data, never written. How the zeroed-but-allocated range is
+# reported is the server's choice: nbd_test_server flags it data+zero; skerryd
+# stores a block of zeros and calls it data; qemu-nbd on ext4 lets it become a hole.
+expect_eq "layout after zero/discard" "$layout" "$(by_backend \
+  "0+512:-Z 512+512:D- 1024+1024:-Z 2048+64:DZ 2112+960:D- 3072+1024:-Z 4096+64:D- 4160+12224:-Z" \
+  "0+512:-Z 512+512:D- 1024+1024:-Z 2048+1024:D- 3072+1024:-Z 4096+64:D- 4160+12224:-Z" \
+  "0+512:-Z 512+512:D- 1024+1088:-Z 2112+960:D- 3072+1024:-Z 4096+64:D- 4160+12224:-Z")"
 
 # Writes to a read-only export fail, reads work.
 out=$(qio -r -c 'read -P 0 0 4M' "$(uri s ro)")
