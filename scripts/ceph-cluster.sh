@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # A throwaway Ceph cluster on this machine, for tests and benchmarks of the RADOS store.
 #
-#   scripts/ceph-cluster.sh start DIR [--size N] [--pool NAME]... [--osds N]
+#   scripts/ceph-cluster.sh start DIR [--size N] [--pool NAME[:SIZE]]... [--osds N]
 #   scripts/ceph-cluster.sh status DIR
 #   scripts/ceph-cluster.sh stop DIR
+#   scripts/ceph-cluster.sh kill-osd DIR ID | start-osd DIR ID
 #
 # start: installs Ceph 16 from Debian's packages if missing, then starts one monitor on
 #   127.0.0.1 (a free port), no authentication, and N (default 3) bluestore OSDs on 2 GiB
 #   sparse files under DIR, with no systemd: the daemons are started directly and their pids
 #   recorded in DIR/pids. Creates each --pool (default: one pool "skerry") with replication
-#   size --size (default 1, for speed; 3 for fault tests), waits until every pool answers a
+#   size --size (default 1, for speed; 3 for fault tests) or its own :SIZE (min_size is
+#   SIZE - SIZE/2, so a size-3 pool keeps serving with one OSD down), waits until every pool answers a
 #   `rados put`/`get` round trip, and prints the path of DIR/ceph.conf on stdout (progress
 #   goes to stderr). If anything fails it prints the tail of the daemons' logs, stops what it
 #   started and exits non-zero: it never pretends a cluster is there.
 # stop: kills exactly the pids recorded in DIR/pids (TERM, then KILL after 10 s) and removes DIR.
 # status: says whether each recorded daemon runs and what the monitor reports; non-zero when
 #   a daemon is missing or the monitor does not answer.
+# kill-osd: SIGKILL to osd.ID, the way a crashed disk or host looks to the cluster.
+# start-osd: starts osd.ID again (its pid is recorded) and waits until the monitor sees it up.
 #
 # Environment: CEPH_CLUSTER_OSD_SIZE (default 2G) for the OSD files.
 # Design notes and the timings measured here: docs/rados.md.
@@ -25,7 +29,7 @@ die() { echo "ceph-cluster: $*" >&2; exit 1; }
 say() { echo "ceph-cluster: $*" >&2; }
 
 usage() {
-  sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -260,11 +264,20 @@ EOF
   # Pools get size and min_size from "osd pool default size/min size" above.
   local pool
   pids=()
-  for pool in "${pools[@]}"; do
+  local spec pool_size names=()
+  for spec in "${pools[@]}"; do
+    pool=${spec%%:*}
+    names+=("$pool")
+    pool_size=$size
+    [[ "$spec" == *:* ]] && pool_size=${spec#*:}
+    [ "$pool_size" -ge 1 ] && [ "$pool_size" -le "$osds" ] || die "pool $pool: size $pool_size needs 1..$osds"
     (ceph_cmd osd pool create "$pool" 8 8 replicated >> "$DIR/log/pools.out" 2>&1 &&
+     ceph_cmd osd pool set "$pool" size "$pool_size" --yes-i-really-mean-it >> "$DIR/log/pools.out" 2>&1 &&
+     ceph_cmd osd pool set "$pool" min_size $((pool_size - pool_size / 2)) >> "$DIR/log/pools.out" 2>&1 &&
      ceph_cmd osd pool application enable "$pool" skerry >> "$DIR/log/pools.out" 2>&1) &
     pids+=($!)
   done
+  pools=("${names[@]}")
   for i in "${pids[@]}"; do wait "$i" || start_failed "creating the pools failed"; done
   # Usable = a write and a read come back (PGs peered and active).
   echo "skerry probe $fsid" > "$DIR/probe.in"
@@ -307,7 +320,41 @@ do_status() {
   return $bad
 }
 
+# The recorded pid of osd.ID, if it runs.
+osd_pid() {
+  local pid name found=
+  while read -r pid name; do
+    [ "$name" = "osd.$1" ] && ours "$pid" && found=$pid
+  done < "$PIDS"
+  echo "$found"
+}
+
+do_kill_osd() {
+  local id=${1:?usage: kill-osd DIR ID} pid
+  pid=$(osd_pid "$id")
+  [ -n "$pid" ] || die "osd.$id is not running"
+  kill -KILL "$pid"
+  say "killed osd.$id (pid $pid)"
+}
+
+do_start_osd() {
+  local id=${1:?usage: start-osd DIR ID}
+  [ -z "$(osd_pid "$id")" ] || die "osd.$id is already running"
+  start_daemon "osd.$id" ceph-osd -f -c "$CONF" -i "$id"
+  for _ in $(seq 240); do
+    if ceph_cmd osd dump -f json 2>/dev/null |
+         python3 -c 'import json,sys; sys.exit(0 if any(o["osd"] == int(sys.argv[1]) and o["up"] for o in json.load(sys.stdin)["osds"]) else 1)' "$id"; then
+      say "osd.$id is up again"
+      return 0
+    fi
+    sleep 0.5
+  done
+  die "osd.$id did not come up again (log: $DIR/log/osd.$id.out)"
+}
+
 case "$cmd" in
+  kill-osd) do_kill_osd "$@" ;;
+  start-osd) do_start_osd "$@" ;;
   start) do_start "$@" ;;
   stop) do_stop ;;
   status) do_status ;;
