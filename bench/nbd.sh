@@ -13,6 +13,7 @@
 # shellcheck disable=SC2154  # PID_<server> variables are set by start() through eval
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH=bench/nbd.sh
 BIN=$(realpath "${BIN:-build/bin}")
 WORK=$(realpath -m "${1:-build/bench-nbd}")
 SIZE_MIB=${SIZE_MIB:-2048}
@@ -58,92 +59,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say() { echo "[$(date +%T)] $*" >&2; }
-odd() { say "ODD: $*"; ODD+=("$*"); }
-
-# start NAME SOCKET cmd...: runs a server in the background, waits for its socket.
-start() {
-  local name=$1 sock=$2; shift 2
-  rm -f "$sock"
-  "$@" >"$LOG/$name.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  eval "PID_${name//-/_}=$pid"
-  for _ in $(seq 200); do
-    [ -S "$sock" ] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$LOG/$name.log" >&2; echo "bench/nbd.sh: $name died at start" >&2; exit 1; }
-    sleep 0.05
-  done
-  echo "bench/nbd.sh: $name did not create $sock" >&2; exit 1
-}
-
-# stop NAME: SIGTERM, wait up to 60 s; anything but a clean exit is noted.
-stop() {
-  local name=$1 var="PID_${1//-/_}" rc=0
-  local pid=${!var}
-  kill -0 "$pid" 2>/dev/null || { odd "$name had already exited before stop (log: $LOG/$name.log)"; wait "$pid" || true; return 0; }
-  kill -TERM "$pid"
-  for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    odd "$name did not exit within 60 s of SIGTERM; killed"
-    kill -KILL "$pid"
-  fi
-  wait "$pid" || rc=$?
-  # qemu-nbd and nbdkit exit 0 on SIGTERM; so must skerryd
-  [ "$rc" -eq 0 ] || odd "$name exited $rc after SIGTERM: $(tail -3 "$LOG/$name.log" | tr '\n' ' ')"
-}
-
-alive() {  # alive NAME: notes a server that died under load
-  local var="PID_${1//-/_}"
-  kill -0 "${!var}" 2>/dev/null && return 0
-  odd "$1 died during the run: $(tail -5 "$LOG/$1.log" | tr '\n' ' ')"
-  return 1
-}
-
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }  # utime + stime
-TICK=$(getconf CLK_TCK)
-
-# fio_job ROUND SYSTEM JOB URI PID: one fio job, results in $RES/ROUND/SYSTEM__JOB.json;
-# the server's CPU use (cores busy, all its threads, user + system) during the measured
-# window (after the ramp) in SYSTEM__JOB.cpu.
-fio_job() {
-  local round=$1 sys=$2 job=$3 uri=$4 pid=$5 rw bs qd
-  case $job in
-    randread32) rw=randread bs=4k qd=32 ;;
-    randwrite32) rw=randwrite bs=4k qd=32 ;;
-    read8) rw=read bs=1M qd=8 ;;
-    write8) rw=write bs=1M qd=8 ;;
-    randread1) rw=randread bs=4k qd=1 ;;
-    randwrite1) rw=randwrite bs=4k qd=1 ;;
-  esac
-  local out=$RES/$round/${sys}__${job}.json rc=0
-  fio --name="$sys-$job" --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd \
-    --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap --randrepeat=0 \
-    --lat_percentiles=1 --output-format=json --output="$out" >"$LOG/fio-$round-$sys-$job.log" 2>&1 &
-  local fio_pid=$! t1 c1 t2 c2
-  sleep "$(echo "$RAMP + 0.3" | bc -l)"
-  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid" 2>/dev/null || echo 0)
-  sleep "$(echo "$RUNTIME - 0.6" | bc -l)"
-  t2=$(date +%s.%N); c2=$(cpu_ticks "$pid" 2>/dev/null || echo 0)
-  echo "($c2 - $c1) / $TICK / ($t2 - $t1)" | bc -l >"$RES/$round/${sys}__${job}.cpu"
-  wait "$fio_pid" || rc=$?
-  [ "$rc" -eq 0 ] || odd "fio $sys $job exited $rc: $(tail -3 "$LOG/fio-$round-$sys-$job.log" | tr '\n' ' ')"
-  $PY - "$out" "$sys $job" "$(cat "$RES/$round/${sys}__${job}.cpu")" >&2 <<'PY' || true
-import json, sys
-t = open(sys.argv[1]).read(); j = json.loads(t[t.index("{"):])["jobs"][0]
-s = j["write"] if "write" in sys.argv[2] else j["read"]
-print(f"    {sys.argv[2]}: {s['iops']:.0f} IOPS, {s['bw_bytes']/1e6:.0f} MB/s, mean {s['lat_ns']['mean']/1000:.0f} us, "
-      f"server {float(sys.argv[3]):.2f} cores, error {j['error']}")
-PY
-}
-
-# fill URI NAME: one sequential 1M pass over the whole export (not timed).
-fill() {
-  local rc=0
-  fio --name="fill-$2" --ioengine=nbd --uri="$1" --rw=write --bs=1M --iodepth=8 \
-    --output-format=terse >"$LOG/fill-$2.log" 2>&1 || rc=$?
-  [ "$rc" -eq 0 ] || { odd "fill of $2 failed ($rc): $(tail -3 "$LOG/fill-$2.log" | tr '\n' ' ')"; return 1; }
-}
+source bench/lib.sh  # say/odd, start/stop/alive, fio_job, fill
 
 JOBS=(randread32 randwrite32 read8 write8 randread1 randwrite1)
 : >"$RES/systems.txt"

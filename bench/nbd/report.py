@@ -4,8 +4,9 @@
 usage: report.py RESULTS_DIR
 
 RESULTS_DIR holds rN/SYSTEM__JOB.json (fio --output-format=json) for rounds r1, r2, ...,
-systems.txt (one "key<TAB>label" per line, in table order) and optionally memory.txt
-(markdown lines, printed as they are). With several rounds each figure is the median over
+systems.txt (one "key<TAB>label" per line, in table order), optionally ratios.txt (one
+"numerator<TAB>denominator<TAB>label<TAB>target or -" per line; default: the NBD benchmark's
+ratios below) and memory.txt / extra.txt (markdown lines, printed as they are). With several rounds each figure is the median over
 the rounds (ratios: of the per-round ratios, with their range). Missing or failed results
 show as "FAILED" / "-".
 """
@@ -111,12 +112,20 @@ def main():
                 key, label = line.rstrip("\n").split("\t", 1)
                 systems.append((key, label))
     keys = {k for k, _ in systems}
+    ratios_rows = RATIOS
+    if os.path.exists(os.path.join(results, "ratios.txt")):
+        ratios_rows = []
+        with open(os.path.join(results, "ratios.txt")) as f:
+            for line in f:
+                if line.strip():
+                    num, den, label, target = line.rstrip("\n").split("\t")
+                    ratios_rows.append((num, den, label, None if target == "-" else float(target)))
     rounds = sorted(d for d in os.listdir(results) if d.startswith("r") and d[1:].isdigit())
     per_round = {(s, j): [load(os.path.join(results, r), s, j) for r in rounds]
                  for s, _ in systems for j, _, _ in JOBS}
     data = {key: combine(v) for key, v in per_round.items()}
 
-    print("| fio nbd engine | " + " | ".join(t for _, t, _ in JOBS) + " |")
+    print("| system \\ fio job | " + " | ".join(t for _, t, _ in JOBS) + " |")
     print("|---" * (len(JOBS) + 1) + "|")
     for key, label in systems:
         print(f"| {label} | " + " | ".join(cell(data[(key, j)], k) for j, _, k in JOBS) + " |")
@@ -126,7 +135,7 @@ def main():
     print("| ratio (higher is better for skerryd; QD1 rows compare mean latency) | target | "
           + " | ".join(t for _, t, _ in JOBS) + " |")
     print("|---|---" + "|---" * len(JOBS) + "|")
-    for num, den, label, target in RATIOS:
+    for num, den, label, target in ratios_rows:
         if num not in keys or den not in keys:
             continue
         cells = []
@@ -177,10 +186,11 @@ def main():
             else:
                 print(f"| {label} | {r['ios']} | {r['lat_mean']:.0f} µs | {r['lat_p99']:.0f} µs |")
         print()
-    mem = os.path.join(results, "memory.txt")
-    if os.path.exists(mem):
-        with open(mem) as f:
-            sys.stdout.write(f.read())
+    for extra in ("memory.txt", "extra.txt"):
+        path = os.path.join(results, extra)
+        if os.path.exists(path):
+            with open(path) as f:
+                sys.stdout.write(f.read())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# RADOS benchmark (issue 4). On one throwaway Ceph cluster (scripts/ceph-cluster.sh: one
+# monitor, 3 bluestore OSDs on files, loopback), in one run:
+#   librbd      fio's rbd engine on an RBD image (librbd inside fio: no NBD, no extra hop)
+#   skerryd     fio's nbd engine through skerryd on the RADOS store
+#   qemu-rbd    fio's nbd engine through qemu-nbd exporting an RBD image (cache=none)
+# with the jobs of bench/nbd.sh, each on its own image/volume filled once beforehand. Then
+# snapshot + clone of a filled image: `rbd snap create` + `rbd clone` against
+# `skerry snap create` + `skerry clone` (CLI to CLI, each command connecting to the cluster).
+# Prints markdown tables for docs/benchmarks.md on stdout, progress on stderr.
+#
+# usage: bench/rados.sh [WORKDIR]   (default build/bench-rados; ~6 minutes, ~8 GiB of disk)
+# env:   BIN=build/bin  SIZE_MIB=1024 (per image)  RUNTIME=8  RAMP=1  ROUNDS=1
+#        POOL_SIZE=1 (replicas; 3 is what production uses, and costs 3x the OSD work)
+#        SNAP_RUNS=5 (snapshot + clone repetitions; the table shows medians)
+# shellcheck disable=SC2154  # PID_<server> variables are set by start() through eval
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=bench/rados.sh
+BIN=$(realpath "${BIN:-build/bin}")
+WORK=$(realpath -m "${1:-build/bench-rados}")
+SIZE_MIB=${SIZE_MIB:-1024}
+RUNTIME=${RUNTIME:-8}
+RAMP=${RAMP:-1}
+ROUNDS=${ROUNDS:-1}
+POOL_SIZE=${POOL_SIZE:-1}
+SNAP_RUNS=${SNAP_RUNS:-5}
+PY=/usr/bin/python3
+
+for tool in fio qemu-nbd rbd; do
+  command -v "$tool" >/dev/null || { echo "$BENCH: $tool is not installed (scripts/install-deps.sh)" >&2; exit 1; }
+done
+fio --enghelp 2>/dev/null | grep -qw rbd || { echo "$BENCH: this fio has no rbd engine" >&2; exit 1; }
+for b in skerry skerryd; do
+  [ -x "$BIN/$b" ] || { echo "$BENCH: $BIN/$b not found (set BIN)" >&2; exit 1; }
+done
+case "$WORK" in /|"$HOME"|"$PWD") echo "$BENCH: refusing WORKDIR $WORK" >&2; exit 2 ;; esac
+rm -rf "$WORK"
+mkdir -p "$WORK/logs" "$WORK/results"
+LOG=$WORK/logs
+RES=$WORK/results
+CLUSTER=$WORK/cluster
+
+PIDS=()
+ODD=()
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  [ -d "$CLUSTER" ] && scripts/ceph-cluster.sh stop "$CLUSTER" 2>>"$LOG/cluster.log" || true
+  if [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
+    echo "$BENCH: logs and fio results kept in $WORK (exit $rc)" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+source bench/lib.sh  # say/odd, start/stop/alive, fio_job, fill
+
+T0=$(date +%s)
+REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || echo ' with uncommitted changes in the tree')"
+
+# ---------------------------------------------------------------- cluster, images, servers
+say "starting a Ceph cluster (pool size $POOL_SIZE)"
+CEPH_CLUSTER_OSD_SIZE=8G scripts/ceph-cluster.sh start "$CLUSTER" --size "$POOL_SIZE" \
+  --pool skerry-bench --pool rbd-bench >/dev/null 2>"$LOG/cluster.log" ||
+  { cat "$LOG/cluster.log" >&2; exit 1; }
+export CEPH_CONF=$CLUSTER/ceph.conf  # librados and librbd (fio, rbd, qemu) read it from here
+# No client-side write-back cache in librbd: skerryd acknowledges a write once the OSDs have
+# it, and so does qemu-nbd with cache=none; librbd's default cache (write-back after the
+# first flush) would compare acknowledgements of a different kind.
+printf '\n[client]\nrbd cache = false\n' >>"$CEPH_CONF"
+ceph osd set-require-min-compat-client mimic >/dev/null 2>&1 ||
+  odd "could not allow clone format 2 (rbd clone will need snap protect)"
+rbd pool init rbd-bench
+for img in img qimg parent; do rbd create --size "${SIZE_MIB}M" "rbd-bench/$img"; done
+STORE="rados:skerry-bench?conf=$CEPH_CONF"
+"$BIN/skerry" --store "$STORE" create vol --size "${SIZE_MIB}M"
+"$BIN/skerry" --store "$STORE" create parent --size "${SIZE_MIB}M"
+
+start skerryd "$WORK/s.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/s.sock" --admin-socket "$WORK/s.admin"
+start qemu-rbd "$WORK/q.sock" qemu-nbd -f raw --cache=none -t -e 4 -k "$WORK/q.sock" "rbd:rbd-bench/qimg:conf=$CEPH_CONF"
+declare -A TARGET=(
+  [librbd]="--ioengine=rbd --clientname=admin --pool=rbd-bench --rbdname=img"
+  [skerryd]="nbd+unix:///vol?socket=$WORK/s.sock"
+  [qemu-rbd]="nbd+unix:///?socket=$WORK/q.sock"
+)
+declare -A PID_OF=([librbd]=0 [skerryd]=$PID_skerryd [qemu-rbd]=$PID_qemu_rbd)
+
+say "filling (one sequential 1M pass over each image)"
+for sys in librbd skerryd qemu-rbd; do fill "${TARGET[$sys]}" "$sys"; done
+fill "--ioengine=rbd --clientname=admin --pool=rbd-bench --rbdname=parent" rbd-parent
+fill "nbd+unix:///parent?socket=$WORK/s.sock" skerry-parent
+
+: >"$RES/systems.txt"
+system() { printf '%s\t%s\n' "$1" "$2" >>"$RES/systems.txt"; }
+system librbd "librbd (fio rbd engine, in process)"
+system skerryd "skerryd on RADOS (fio nbd engine)"
+system qemu-rbd "qemu-nbd on the RBD image, cache=none (fio nbd engine)"
+printf '%s\t%s\t%s\t%s\n' skerryd librbd "skerryd / librbd direct" 1.0 \
+  skerryd qemu-rbd "skerryd / qemu-nbd on RBD" 3.0 >"$RES/ratios.txt"
+
+JOBS=(randread32 randwrite32 read8 write8 randread1 randwrite1)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+for round in $(seq 1 "$ROUNDS"); do
+  mkdir -p "$RES/r$round"
+  for j in "${JOBS[@]}"; do
+    say "round $round/$ROUNDS, $j"
+    for sys in librbd skerryd qemu-rbd; do
+      fio_job "r$round" "$sys" "$j" "${TARGET[$sys]}" "${PID_OF[$sys]}"
+    done
+  done
+done
+alive skerryd && stop skerryd
+alive qemu-rbd && stop qemu-rbd
+
+# ---------------------------------------------------------------- snapshot + clone
+say "snapshot + clone, $SNAP_RUNS times each"
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+rbd_ms=() sk_ms=()
+for i in $(seq 1 "$SNAP_RUNS"); do
+  t=$(date +%s%N)
+  rbd snap create "rbd-bench/parent@s$i" >/dev/null 2>>"$LOG/snap.log" &&
+    rbd clone "rbd-bench/parent@s$i" "rbd-bench/c$i" 2>>"$LOG/snap.log" || odd "rbd snap/clone $i failed"
+  rbd_ms+=("$(ms "$t")")
+  t=$(date +%s%N)
+  "$BIN/skerry" --store "$STORE" snap create "parent@s$i" >/dev/null 2>>"$LOG/snap.log" &&
+    "$BIN/skerry" --store "$STORE" clone "parent@s$i" "c$i" >/dev/null 2>>"$LOG/snap.log" ||
+    odd "skerry snap/clone $i failed"
+  sk_ms+=("$(ms "$t")")
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+# The CLIs' own start-up and cluster connection, for reference: a command that connects and lists.
+t=$(date +%s%N); rbd ls rbd-bench >/dev/null; rbd_ls=$(ms "$t")
+t=$(date +%s%N); "$BIN/skerry" --store "$STORE" ls >/dev/null; sk_ls=$(ms "$t")
+{
+  echo "Snapshot + clone of a filled ${SIZE_MIB} MiB image, two CLI commands each, wall time (median of $SNAP_RUNS;"
+  echo "all runs in ms in parentheses):"
+  echo
+  echo "| | snapshot + clone | one listing command (CLI start + cluster connection) |"
+  echo "|---|---|---|"
+  echo "| rbd snap create + rbd clone (clone format 2) | $(median "${rbd_ms[@]}") ms (${rbd_ms[*]}) | $rbd_ls ms |"
+  echo "| skerry snap create + skerry clone | $(median "${sk_ms[@]}") ms (${sk_ms[*]}) | $sk_ls ms |"
+  echo
+} >"$RES/extra.txt"
+
+T1=$(date +%s)
+echo "### fio $(fio --version | sed 's/fio-//'), $SIZE_MIB MiB per image, ${RUNTIME} s per job (+${RAMP} s ramp), $ROUNDS round(s)"
+echo
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r); Ceph $(ceph --version | awk '{print $3}')" \
+  "(1 monitor, 3 bluestore OSDs on files, pool size $POOL_SIZE, loopback); $(qemu-nbd --version | head -1);" \
+  "skerry $REV; load average before the jobs: $LOAD0, after: $(cut -d' ' -f1-3 /proc/loadavg); total $((T1 - T0)) s."
+echo
+$PY bench/nbd/report.py "$RES"
+if [ "${#ODD[@]}" -gt 0 ]; then
+  echo
+  echo "Anomalies in this run:"
+  for o in "${ODD[@]}"; do echo "- $o"; done
+fi
