@@ -43,6 +43,19 @@ void ExportRegistry::ReleaseExport(const std::string& name, const std::shared_pt
   open_.erase(it);
 }
 
+Result<nbd::ExportProvider::ExportInfo> ExportRegistry::DescribeExport(const std::string& name) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = open_.find(name);
+    if (it != open_.end()) return ExportInfo{it->second.volume->size(), it->second.volume->read_only()};
+  }
+  OpenOptions options;
+  options.read_only = true;
+  SKERRY_ASSIGN_OR_RETURN(auto v, catalog_->Open(name, options));
+  // The head of a volume is served read-write; a snapshot (NAME@SNAP) read-only.
+  return ExportInfo{v->size(), name.find('@') != std::string::npos};
+}
+
 Result<std::vector<std::string>> ExportRegistry::ListExports() {
   SKERRY_ASSIGN_OR_RETURN(auto volumes, catalog_->List(false));
   std::vector<std::string> names;

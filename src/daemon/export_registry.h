@@ -37,6 +37,9 @@ class ExportRegistry final : public nbd::ExportProvider {
 
   Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
   void ReleaseExport(const std::string& name, const std::shared_ptr<Volume>& volume) override;
+  // Answers from the open volume if this daemon has it, else from a read-only open,
+  // which takes no lock: describing a volume another daemon writes works too.
+  Result<ExportInfo> DescribeExport(const std::string& name) override;
   Result<std::vector<std::string>> ListExports() override;
 
   // Admin operations on a volume open here. NotFound if it is not open in this daemon.

@@ -18,7 +18,8 @@
 // Lifetime: every successful OpenExport is matched by exactly one ReleaseExport,
 // called after the last request of that connection has completed and, for writable
 // exports, after a flush. The daemon refcounts opens and closes a volume when its
-// last user releases it. NBD_OPT_INFO opens and releases at once.
+// last user releases it. NBD_OPT_INFO calls DescribeExport instead: a client asking
+// what an export is (nbdinfo --list asks about every one) must not take its write lock.
 //
 // Thread-safety: every method may be called concurrently from many connections.
 #pragma once
@@ -42,6 +43,19 @@ class ExportProvider {
 
   // The connection is done with a volume OpenExport returned for `name`.
   virtual void ReleaseExport(const std::string& name, const std::shared_ptr<Volume>& volume) = 0;
+
+  // What NBD_OPT_INFO reports about `name`, without keeping it open. The default opens
+  // and releases it; the daemon answers without taking the volume's write lock.
+  struct ExportInfo {
+    uint64_t size = 0;
+    bool read_only = false;
+  };
+  virtual Result<ExportInfo> DescribeExport(const std::string& name) {
+    SKERRY_ASSIGN_OR_RETURN(auto volume, OpenExport(name));
+    ExportInfo info{volume->size(), volume->read_only()};
+    ReleaseExport(name, volume);
+    return info;
+  }
 
   // Names for NBD_OPT_LIST (volumes, and snapshots as "NAME@SNAP" if wanted).
   virtual Result<std::vector<std::string>> ListExports() = 0;

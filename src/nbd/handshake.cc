@@ -172,20 +172,27 @@ Result<Handshake::Next> Handshake::HandleInfoOrGo(uint32_t option) {
   }
   std::string name(AsText(data_, 4, name_len));
 
+  if (option == kOptInfo) {
+    // INFO only describes: the export is not opened for this connection.
+    auto info = config_.provider->DescribeExport(name);
+    if (!info.ok()) {
+      spdlog::info("nbd: {}: export '{}' refused: {}", peer_, name, info.status().ToString());
+      SKERRY_RETURN_IF_ERROR(SendReply(option, kRepErrUnknown, info.status().ToString()));
+      return Next::kContinue;
+    }
+    SKERRY_RETURN_IF_ERROR(SendExportInfo(option, name, info->size,
+                                          TransmissionFlagsFor(info->read_only, structured_), want_name));
+    return Next::kContinue;
+  }
   Status st = OpenExport(name);
   if (!st.ok()) {
     spdlog::info("nbd: {}: export '{}' refused: {}", peer_, name, st.ToString());
     SKERRY_RETURN_IF_ERROR(SendReply(option, kRepErrUnknown, st.ToString()));
     return Next::kContinue;
   }
-  if (option == kOptInfo) {
-    // Size and flags are copied: INFO holds the export no longer than needed.
-    config_.provider->ReleaseExport(result_.name, result_.volume);
-    result_.volume.reset();
-  }
   SKERRY_RETURN_IF_ERROR(
       SendExportInfo(option, name, result_.size, result_.transmission_flags, want_name));
-  return option == kOptGo ? Next::kTransmission : Next::kContinue;
+  return Next::kTransmission;
 }
 
 Status Handshake::SendExportInfo(uint32_t option, const std::string& name, uint64_t size,

@@ -70,6 +70,15 @@ try:
     g2.connect_uri(f"nbd+unix:///disk@live?socket={s2}")  # reading a snapshot is fine
     assert g2.pread(4, 0) == b"AAAA"
     g2.shutdown()
+    # Asking what the held volume is (NBD_OPT_INFO, as nbdinfo --list does for every export)
+    # works on the second daemon: describing takes no lock.
+    out = subprocess.run(["nbdinfo", "--json", "--list", f"nbd+unix:///?socket={s2}"],
+                         capture_output=True, text=True, check=True).stdout
+    import json
+    exports = {e["export-name"]: e for e in json.loads(out)["exports"]}
+    assert exports["disk"]["is_read_only"] is False and exports["disk"]["export-size"] > 0, exports
+    assert exports["disk@live"]["is_read_only"] is True, exports
+    assert "export disk: opened read-write" not in open(f"{work}/d2.log").read()
 finally:
     d2.terminate()
     assert d2.wait(timeout=30) == 0, "second daemon did not stop cleanly"
