@@ -28,10 +28,15 @@ int Die(const std::string& what) {
   return 1;
 }
 
-Status ApplyLogLevel(const std::string& level) {
+Result<spdlog::level::level_enum> ParseLogLevel(const std::string& level) {
   auto parsed = spdlog::level::from_str(level);
   if (parsed == spdlog::level::off && level != "off")
     return Status::InvalidArgument(fmt::format("unknown log level '{}' (trace, debug, info, warn, error)", level));
+  return parsed;
+}
+
+Status ApplyLogLevel(const std::string& level) {
+  SKERRY_ASSIGN_OR_RETURN(auto parsed, ParseLogLevel(level));
   spdlog::set_level(parsed);
   return Status::OK();
 }
@@ -71,27 +76,28 @@ int Run(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
+  // The config file, then the flags over it: at start and again on SIGHUP, so that a
+  // reload never undoes what the command line said.
+  auto load_config = [&](DaemonConfig* c) -> Status {
+    if (!config_path.empty()) SKERRY_RETURN_IF_ERROR(LoadConfigFile(config_path, c));
+    if (!store.empty()) c->store = store;
+    if (!listen.empty()) c->listen = listen;
+    if (c->listen.empty()) c->listen = {kDefaultTcpListen, kDefaultUnixListen};
+    if (!admin_socket.empty()) c->admin_socket = admin_socket;
+    if (c->admin_socket.empty()) c->admin_socket = kDefaultAdminSocket;
+    if (!log_level.empty()) c->log_level = log_level;
+    if (workers > 0) c->server.worker_threads = static_cast<size_t>(workers);
+    if (!tls_mode.empty()) {
+      SKERRY_ASSIGN_OR_RETURN(c->server.tls.mode, nbd::ParseTlsMode(tls_mode));
+    }
+    if (!tls_cert.empty()) c->server.tls.cert_file = tls_cert;
+    if (!tls_key.empty()) c->server.tls.key_file = tls_key;
+    if (!tls_ca.empty()) c->server.tls.client_ca_file = tls_ca;
+    if (!tls_psk.empty()) c->server.tls.psk_file = tls_psk;
+    return Status::OK();
+  };
   DaemonConfig config;
-  if (!config_path.empty()) {
-    Status st = LoadConfigFile(config_path, &config);
-    if (!st.ok()) return Die(st.message());
-  }
-  if (!store.empty()) config.store = store;
-  if (!listen.empty()) config.listen = listen;
-  if (config.listen.empty()) config.listen = {kDefaultTcpListen, kDefaultUnixListen};
-  if (!admin_socket.empty()) config.admin_socket = admin_socket;
-  if (config.admin_socket.empty()) config.admin_socket = kDefaultAdminSocket;
-  if (!log_level.empty()) config.log_level = log_level;
-  if (workers > 0) config.server.worker_threads = static_cast<size_t>(workers);
-  if (!tls_mode.empty()) {
-    auto mode = nbd::ParseTlsMode(tls_mode);
-    if (!mode.ok()) return Die(mode.status().message());
-    config.server.tls.mode = *mode;
-  }
-  if (!tls_cert.empty()) config.server.tls.cert_file = tls_cert;
-  if (!tls_key.empty()) config.server.tls.key_file = tls_key;
-  if (!tls_ca.empty()) config.server.tls.client_ca_file = tls_ca;
-  if (!tls_psk.empty()) config.server.tls.psk_file = tls_psk;
+  if (Status st = load_config(&config); !st.ok()) return Die(st.message());
   if (Status st = ApplyLogLevel(config.log_level); !st.ok()) return Die(st.message());
   if (config.store.empty()) return Die("no store: give --store URI or store = \"...\" in the config file");
 
@@ -123,20 +129,24 @@ int Run(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      if (config_path.empty()) {
-        spdlog::info("SIGHUP: no config file to reload");
-        continue;
-      }
+      // Reloads the log level and the TLS setup (certificates, keys, PSK file, mode: for
+      // connections from now on; connected clients keep theirs). All or nothing.
       DaemonConfig fresh;
-      Status st = LoadConfigFile(config_path, &fresh);
-      if (st.ok()) st = ApplyLogLevel(log_level.empty() ? fresh.log_level : log_level);
+      Status st = load_config(&fresh);
+      if (st.ok()) st = ParseLogLevel(fresh.log_level).status();  // check before changing anything
+      if (st.ok()) st = (*server)->ReloadTls(fresh.server.tls);
+      if (st.ok()) st = ApplyLogLevel(fresh.log_level);
       if (!st.ok()) {
-        spdlog::error("SIGHUP: config not reloaded: {}", st.message());
+        spdlog::error("SIGHUP: not reloaded, the running configuration stays: {}", st.message());
         continue;
       }
-      if (fresh.store != config.store || fresh.listen != config.listen)
-        spdlog::warn("SIGHUP: store and listen addresses change only on restart");
-      spdlog::info("SIGHUP: reloaded {} (log level {})", config_path, spdlog::level::to_string_view(spdlog::get_level()));
+      if (fresh.store != config.store || fresh.listen != config.listen ||
+          fresh.admin_socket != config.admin_socket || fresh.lock_lease_ms != config.lock_lease_ms ||
+          fresh.server.worker_threads != config.server.worker_threads)
+        spdlog::warn("SIGHUP: store, listen addresses, admin socket, workers and lease change only on restart");
+      spdlog::info("SIGHUP: reloaded {}: log level {}, TLS {}",
+                   config_path.empty() ? "the command line's files" : config_path,
+                   spdlog::level::to_string_view(spdlog::get_level()), nbd::TlsModeName(fresh.server.tls.mode));
       continue;
     }
     spdlog::info("{}: stopping: finishing in-flight requests, flushing, closing volumes",

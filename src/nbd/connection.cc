@@ -41,7 +41,10 @@ void Connection::Serve(int fd) {
   spdlog::info("nbd: {}: connected", peer_);
   SetReceiveTimeout(fd, context_.handshake_timeout);
   std::unique_ptr<Transport> transport = std::make_unique<SocketTransport>(fd);
-  HandshakeConfig config{context_.provider, context_.tls, context_.handshake_timeout};
+  // The TLS setup current now, kept for the whole session even if SIGHUP replaces it.
+  std::shared_ptr<const TlsContext> tls = context_.tls ? context_.tls->Get() : nullptr;
+  HandshakeConfig config{context_.provider, tls && tls->mode() != TlsMode::kOff ? tls.get() : nullptr,
+                         context_.handshake_timeout};
   Handshake handshake(transport, fd, config, peer_);
   Result<NegotiatedExport> negotiated = handshake.Run();
   if (!negotiated.ok()) {

@@ -22,10 +22,28 @@
 
 namespace skerry::nbd {
 
+// The server's TLS setup, replaceable while it runs (SIGHUP after a certificate was renewed):
+// each connection takes the one current when it connects and keeps it to its end.
+class TlsSlot {
+ public:
+  std::shared_ptr<const TlsContext> Get() const {
+    std::lock_guard lock(mu_);
+    return tls_;
+  }
+  void Set(std::shared_ptr<const TlsContext> tls) {
+    std::lock_guard lock(mu_);
+    tls_ = std::move(tls);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const TlsContext> tls_;
+};
+
 // What every connection of a server shares.
 struct ConnectionContext {
   ExportProvider* provider = nullptr;
-  const TlsContext* tls = nullptr;  // null: TLS off
+  const TlsSlot* tls = nullptr;  // null, or holding null or a kOff context: TLS off
   WorkerPool* pool = nullptr;
   std::chrono::milliseconds handshake_timeout{30'000};
   TransmissionLimits limits;

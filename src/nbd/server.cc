@@ -29,10 +29,10 @@ Server::Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& op
                std::shared_ptr<TlsContext> tls)
     : provider_(std::move(provider)),
       options_(options),
-      tls_(std::move(tls)),
       pool_(options.worker_threads, options.worker_threads * kQueuePerWorker) {
+  tls_.Set(std::move(tls));
   context_.provider = provider_.get();
-  context_.tls = tls_->mode() == TlsMode::kOff ? nullptr : tls_.get();
+  context_.tls = &tls_;
   context_.pool = &pool_;
   context_.handshake_timeout = options.handshake_timeout;
   context_.limits = options.limits;
@@ -43,9 +43,16 @@ Server::~Server() { Shutdown(); }
 Status Server::Listen(std::string_view address) {
   SKERRY_ASSIGN_OR_RETURN(std::vector<Listener> bound, Listener::Bind(address));
   for (Listener& l : bound) {
-    spdlog::info("nbd: listening on {} (TLS {})", l.address(), TlsModeName(tls_->mode()));
+    spdlog::info("nbd: listening on {} (TLS {})", l.address(), TlsModeName(tls_.Get()->mode()));
     listeners_.push_back(std::move(l));
   }
+  return Status::OK();
+}
+
+Status Server::ReloadTls(const TlsOptions& options) {
+  SKERRY_ASSIGN_OR_RETURN(std::shared_ptr<TlsContext> tls, TlsContext::Create(options));
+  spdlog::info("nbd: TLS {} for new connections", TlsModeName(tls->mode()));
+  tls_.Set(std::move(tls));
   return Status::OK();
 }
 

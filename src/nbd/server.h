@@ -63,6 +63,9 @@ class Server {
   std::vector<std::string> addresses() const;
   // Starts accepting clients.
   Status Start();
+  // Replaces the TLS setup for connections that arrive from now on (certificates and keys
+  // are read again; the mode may change too). On error the current setup stays.
+  Status ReloadTls(const TlsOptions& tls);
   // Serves an already connected stream socket (socket activation; tests).
   void ServeSocket(UniqueFd fd, std::string peer);
   // Stops accepting, lets every connection answer its in-flight requests, flush
@@ -84,7 +87,7 @@ class Server {
 
   const std::shared_ptr<ExportProvider> provider_;
   const ServerOptions options_;
-  const std::shared_ptr<TlsContext> tls_;
+  TlsSlot tls_;
   WorkerPool pool_;
   ConnectionContext context_;
 

@@ -36,7 +36,8 @@ class SessionHarness {
     provider_.Add(std::make_shared<MemVolume>("big", 4ull << 30));
 
     context_.provider = &provider_;
-    context_.tls = tls;
+    tls_.Set(std::shared_ptr<const TlsContext>(tls, [](const TlsContext*) {}));  // not owned
+    context_.tls = &tls_;
     context_.pool = &pool_;
     context_.handshake_timeout = std::chrono::seconds(10);
     int fds[2];
@@ -62,6 +63,7 @@ class SessionHarness {
  private:
   MemExportProvider provider_;
   WorkerPool pool_;
+  TlsSlot tls_;
   ConnectionContext context_;
   std::unique_ptr<RawClient> client_;
   std::unique_ptr<Connection> connection_;

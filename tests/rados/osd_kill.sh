@@ -37,7 +37,7 @@ grep -q 'verify: bad' "$WORK/fio.out" && fail "fio verify: $(cat "$WORK/fio.out"
 written=$(grep -oE 'WRITE: bw=[^,]*, [^,]*, io=[^ ]*' "$WORK/fio.out" | sed 's/.*io=//')
 read_back=$(grep -oE 'READ: bw=[^,]*, [^,]*, io=[^ ]*' "$WORK/fio.out" | sed 's/.*io=//')
 [ -n "$written" ] && [ -n "$read_back" ] || fail "fio did not report both phases: $(cat "$WORK/fio.out")"
-grep -q '\[error\]' "$WORK/d.log" && fail "skerryd logged errors: $(grep '\[error\]' "$WORK/d.log")"
+grep -qE '^[0-9T:.-]+ (error|critical) ' "$WORK/d.log" && fail "skerryd logged errors: $(grep -E ' (error|critical) ' "$WORK/d.log")"
 
 # Everything once more from a fresh daemon, now that the OSD is back (and recovering).
 stop_daemon d

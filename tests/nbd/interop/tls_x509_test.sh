@@ -66,6 +66,36 @@ qemu-img info --object "tls-creds-x509,id=tls0,dir=$pki/client,endpoint=client" 
   >/dev/null || fail "qemu-img with a client certificate"
 stop_server mtls
 
+# --- skerryd re-reads its TLS setup on SIGHUP, for connections from then on; a broken
+# setup is refused and the running one stays.
+if [ $BACKEND = skerryd ]; then
+  printf 'log_level = "info"\n' >"$TMP/hup.toml"
+  start_server hup --listen tcp:127.0.0.1:0 --config "$TMP/hup.toml" --export disk:4M
+  port=$(tcp_port hup)
+  hup() {  # hup LOG-LINE: SIGHUP, then wait for the daemon's answer in its log
+    local before
+    before=$(grep -c "$1" "$TMP/hup.log" || true)
+    kill -HUP "$(eval echo "\$PID_hup")"
+    for _ in $(seq 100); do
+      [ "$(grep -c "$1" "$TMP/hup.log" || true)" -gt "$before" ] && return 0
+      sleep 0.05
+    done
+    fail "no '$1' in the log after SIGHUP"
+  }
+  nbdinfo "nbd://localhost:$port/disk" >/dev/null || fail "plain client before the reload"
+  printf 'log_level = "info"\n[tls]\nmode = "required"\ncert = "%s"\nkey = "%s"\n' \
+    "$pki/server-cert.pem" "$pki/server-key.pem" >"$TMP/hup.toml"
+  hup 'SIGHUP: reloaded'
+  nbdinfo "nbd://localhost:$port/disk" >/dev/null 2>&1 && fail "plain client accepted after TLS was required"
+  nbdinfo "nbds://localhost:$port/disk?tls-certificates=$pki/anon" >/dev/null || fail "TLS client after the reload"
+  # A key file that is not there: refused, TLS as it was.
+  printf '[tls]\nmode = "required"\ncert = "%s"\nkey = "%s/missing.pem"\n' "$pki/server-cert.pem" "$pki" >"$TMP/hup.toml"
+  hup 'SIGHUP: not reloaded'
+  nbdinfo "nbds://localhost:$port/disk?tls-certificates=$pki/anon" >/dev/null || fail "TLS client after a refused reload"
+  nbdinfo "nbd://localhost:$port/disk" >/dev/null 2>&1 && fail "plain client accepted after a refused reload"
+  EXPECTED_ERRORS='SIGHUP: not reloaded' stop_server hup
+fi
+
 # --- TLS off: a client insisting on TLS is refused.
 start_server off --listen tcp:127.0.0.1:0 --export disk:4M
 nbdinfo "nbds://localhost:$(tcp_port off)/disk?tls-certificates=$pki/anon" >/dev/null 2>&1 &&
