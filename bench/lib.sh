@@ -57,19 +57,25 @@ target_args() {
   esac
 }
 
-# fio_job ROUND SYSTEM JOB TARGET PID: one fio job, results in $RES/ROUND/SYSTEM__JOB.json;
-# the server's CPU use (PID 0: not measured) (cores busy, all its threads, user + system) during the measured
-# window (after the ramp) in SYSTEM__JOB.cpu.
-fio_job() {
-  local round=$1 sys=$2 job=$3 uri=$4 pid=$5 rw bs qd
-  case $job in
+# job_params JOB: sets rw, bs and qd of one of the benchmark jobs (the caller's locals).
+job_params() {
+  case $1 in
     randread32) rw=randread bs=4k qd=32 ;;
     randwrite32) rw=randwrite bs=4k qd=32 ;;
     read8) rw=read bs=1M qd=8 ;;
     write8) rw=write bs=1M qd=8 ;;
     randread1) rw=randread bs=4k qd=1 ;;
     randwrite1) rw=randwrite bs=4k qd=1 ;;
+    *) echo "unknown job $1" >&2; return 1 ;;
   esac
+}
+
+# fio_job ROUND SYSTEM JOB TARGET PID: one fio job, results in $RES/ROUND/SYSTEM__JOB.json;
+# the server's CPU use (PID 0: not measured) (cores busy, all its threads, user + system) during the measured
+# window (after the ramp) in SYSTEM__JOB.cpu.
+fio_job() {
+  local round=$1 sys=$2 job=$3 uri=$4 pid=$5 rw bs qd
+  job_params "$job" || return 1
   local out=$RES/$round/${sys}__${job}.json rc=0
   # shellcheck disable=SC2046  # target_args splits an engine's arguments on purpose
   fio --name="$sys-$job" $(target_args "$uri") --rw=$rw --bs=$bs --iodepth=$qd \

@@ -19,15 +19,8 @@ WORK=$(realpath -m "${2:-build/bench-nbd-profile}")
 SIZE_MIB=${SIZE_MIB:-2048}
 RUNTIME=${RUNTIME:-8}
 PERF_ARGS=${PERF_ARGS:---call-graph fp}
-case $JOB in
-  randread32) rw=randread bs=4k qd=32 ;;
-  randwrite32) rw=randwrite bs=4k qd=32 ;;
-  read8) rw=read bs=1M qd=8 ;;
-  write8) rw=write bs=1M qd=8 ;;
-  randread1) rw=randread bs=4k qd=1 ;;
-  randwrite1) rw=randwrite bs=4k qd=1 ;;
-  *) echo "unknown job $JOB" >&2; exit 2 ;;
-esac
+source bench/lib.sh  # job_params
+job_params "$JOB" || exit 2
 case "$WORK" in /|"$HOME"|"$PWD") echo "refusing WORKDIR $WORK" >&2; exit 2 ;; esac
 rm -rf "$WORK"; mkdir -p "$WORK"
 PID=
