@@ -5,6 +5,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace skerry {
 
@@ -288,13 +290,61 @@ void OnAioComplete(librados::completion_t, void* arg) {
 
 // ---------------------------------------------------------------- open / close
 
+namespace {
+
+// Closes stores whose last reference was dropped on a librados thread, each on a thread of
+// its own, and joins those threads: as each new one starts (the finished ones), and at exit.
+// Joining at exit matters: a detached closer still shutting librados down while the process
+// runs its static destructors crashes it. Being a function-local static made on first use,
+// it is destroyed before librados's own statics, which exist from load time.
+class DeferredCloser {
+ public:
+  static DeferredCloser& Get() {
+    static DeferredCloser closer;
+    return closer;
+  }
+
+  // `close` drops the store's state (shutting its librados client down).
+  void Close(std::function<void()> close) {
+    std::lock_guard lock(mu_);
+    std::erase_if(closing_, [](Closing& c) {
+      if (!c.done->load()) return false;
+      c.thread.join();
+      return true;
+    });
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([close = std::move(close), done]() mutable {
+      close();
+      close = nullptr;
+      done->store(true);
+    });
+    closing_.push_back(Closing{std::move(t), std::move(done)});
+  }
+
+  ~DeferredCloser() {
+    std::lock_guard lock(mu_);
+    for (Closing& c : closing_) c.thread.join();
+  }
+
+ private:
+  struct Closing {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex mu_;
+  std::vector<Closing> closing_;
+};
+
+}  // namespace
+
 RadosStore::RadosStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 RadosStore::~RadosStore() {
   // Closing waits for operations in flight and shuts librados down, which joins librados's
   // threads: never do that on one of them (a callback dropped the last reference).
   if (t_in_completion) {
-    std::thread([impl = std::move(impl_)]() mutable { impl.reset(); }).detach();
+    // Moved all the way: the closer thread must hold the only reference.
+    DeferredCloser::Get().Close([impl = std::shared_ptr<Impl>(std::move(impl_))]() mutable { impl.reset(); });
   }
 }
 
