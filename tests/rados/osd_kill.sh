@@ -25,6 +25,8 @@ fio --name=osdkill --ioengine=nbd --uri="$(nbd_uri d disk)" --rw=randwrite --bsr
 fio_pid=$!
 sleep 3
 kill -0 "$fio_pid" 2>/dev/null || fail "fio ended before the OSD was killed: $(cat "$WORK/fio.out")"
+ceph -c "$SKERRY_CEPH_DIR/ceph.conf" osd stat 2>&1 | grep -q '3 up' ||
+  fail "an OSD was already down before the test: $(ceph -c "$SKERRY_CEPH_DIR/ceph.conf" osd stat 2>&1); $(tail -n 5 "$SKERRY_CEPH_DIR"/log/osd.*.log)"
 "$CLUSTER" kill-osd "$SKERRY_CEPH_DIR" "$victim"
 sleep 8  # writes go on degraded (min_size 2)
 "$CLUSTER" start-osd "$SKERRY_CEPH_DIR" "$victim"
