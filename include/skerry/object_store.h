@@ -111,6 +111,11 @@ class ObjectStore {
   virtual Result<ObjectInfo> Stat(const std::string& name) = 0;
   // Durable delete. NotFound when absent.
   virtual Status Delete(const std::string& name) = 0;
+  // Deletes every named object; absent ones are fine. Durable when it returns, but not
+  // atomic as a whole: after a crash any subset may remain (callers use it only for objects
+  // nothing references any more). Stores batch it (one directory sync per shard, requests
+  // in flight together); the default deletes one by one, so decorators see each Delete.
+  virtual Status DeleteMany(const std::vector<std::string>& names);
   // Names starting with `prefix`, sorted.
   virtual Result<std::vector<std::string>> List(std::string_view prefix) = 0;
 

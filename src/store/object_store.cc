@@ -41,6 +41,14 @@ Status ObjectStore::CopySync(const std::string& src, const std::string& dst) {
   return Await<Status>([&](Done done) { Copy(src, dst, std::move(done)); });
 }
 
+Status ObjectStore::DeleteMany(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    Status st = Delete(name);
+    if (!st.ok() && !st.IsNotFound()) return st;
+  }
+  return Status::OK();
+}
+
 Status ObjectStore::SyncSync(std::vector<std::string> names) {
   return Await<Status>([&](Done done) { Sync(std::move(names), std::move(done)); });
 }

@@ -339,6 +339,25 @@ TEST_P(StoreContractTest, DeleteTwiceIsNotFound) {
   EXPECT_TRUE(s.Create("d", "again").ok());
 }
 
+TEST_P(StoreContractTest, DeleteManyRemovesExactlyTheNamedObjects) {
+  ObjectStore& s = *store_;
+  std::vector<std::string> doomed;
+  for (int i = 0; i < 150; i++) {  // more than one batch, spread over many shards
+    std::string name = "dm.gone." + std::to_string(i);
+    ASSERT_TRUE(Write(s, name, 0, "x").ok());
+    doomed.push_back(name);
+  }
+  ASSERT_TRUE(s.Put("dm.kept", "k").ok());
+  doomed.push_back("dm.never-existed");  // absent names are fine
+  ASSERT_TRUE(s.DeleteMany(doomed).ok());
+  ASSERT_TRUE(s.DeleteMany({}).ok());
+  auto left = s.List("dm.");
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(*left, std::vector<std::string>{"dm.kept"});
+  EXPECT_TRUE(s.ReadSync("dm.gone.7", 0, std::span<char>()).status().IsNotFound());
+  EXPECT_EQ(s.DeleteMany({"dm.kept", "../bad"}).code(), Code::kInvalidArgument);
+}
+
 TEST_P(StoreContractTest, ListByPrefixIsSorted) {
   ObjectStore& s = *store_;
   for (const char* n : {"vol.b", "vol.a", "vol.c.0001", "volume", "other", "vol.", "Vol.x"}) {

@@ -115,11 +115,8 @@ class StoreCatalog final : public Catalog {
     // Invisible now; free its objects. Everything it owns is named "v.<id>.".
     SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> objects, store_->List(volume::VolumePrefix(id)));
     std::string header = volume::HeaderObject(id), lock = volume::LockObject(id);
-    for (const std::string& o : objects) {
-      if (o == header || o == lock) continue;
-      Status d = store_->Delete(o);
-      if (!d.ok() && !d.IsNotFound()) return d;
-    }
+    std::erase_if(objects, [&](const std::string& o) { return o == header || o == lock; });
+    SKERRY_RETURN_IF_ERROR(store_->DeleteMany(objects));
     if (!h.parent_id.IsZero()) {
       Status p = volume::UpdateHeader(*store_, h.parent_id, [&](Header& parent) -> Status {
         for (SnapshotEntry& s : parent.snapshots) std::erase(s.children, id);

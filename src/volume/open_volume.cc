@@ -456,10 +456,7 @@ Status OpenVolume::RemoveSnapshot(
     return Status::OK();
   }));
   // The snapshot is gone from the header; what follows only frees space.
-  for (const std::string& n : candidates) {
-    Status st = store_->Delete(n);
-    if (!st.ok() && !st.IsNotFound()) return st;
-  }
+  SKERRY_RETURN_IF_ERROR(store_->DeleteMany(std::vector<std::string>(candidates.begin(), candidates.end())));
   Status st = store_->Delete(SnapshotObject(id_, snap_id));
   return st.IsNotFound() ? Status::OK() : st;
 }
@@ -493,11 +490,7 @@ Status OpenVolume::Rollback(const std::string& snap) {
   size_.store(rec.size);
   map_ = std::make_unique<VolumeMap>(*store_, id_, new_epoch, (rec.size + block_size_ - 1) / block_size_,
                                      per_chunk_, rec.chunks);
-  for (const std::string& n : garbage) {
-    Status st = store_->Delete(n);
-    if (!st.ok() && !st.IsNotFound()) return st;
-  }
-  return Status::OK();
+  return store_->DeleteMany(garbage);
 }
 
 Status OpenVolume::Close() {

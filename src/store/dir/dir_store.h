@@ -90,6 +90,7 @@ class DirStore final : public ObjectStore {
   Status Truncate(const std::string& name, uint64_t size) override;
   Result<ObjectInfo> Stat(const std::string& name) override;
   Status Delete(const std::string& name) override;
+  Status DeleteMany(const std::vector<std::string>& names) override;
   Result<std::vector<std::string>> List(std::string_view prefix) override;
 
   // The default lease lock, plus: taking a lock not held before drops the fd cache.

@@ -619,6 +619,38 @@ Status RadosStore::Delete(const std::string& name) {
   return r < 0 ? RadosError(r, "rados remove " + Quote(name)) : Status::OK();
 }
 
+Status RadosStore::DeleteMany(const std::vector<std::string>& names) {
+  // Up to kWindow removes in flight instead of one round trip each.
+  constexpr size_t kWindow = 64;
+  for (const std::string& name : names)
+    if (!IsValidObjectName(name)) return InvalidName(name);
+  Status first;
+  std::vector<std::pair<librados::AioCompletion*, const std::string*>> inflight;
+  auto reap = [&](size_t keep) {
+    while (inflight.size() > keep) {
+      auto [c, name] = inflight.front();
+      inflight.erase(inflight.begin());
+      c->wait_for_complete();
+      int r = c->get_return_value();
+      c->release();
+      if (r < 0 && r != -ENOENT && first.ok()) first = RadosError(r, "rados remove " + Quote(*name));
+    }
+  };
+  for (const std::string& name : names) {
+    librados::AioCompletion* c = librados::Rados::aio_create_completion();
+    int r = impl_->For(name).aio_remove(name, c);
+    if (r < 0) {
+      c->release();
+      if (first.ok()) first = RadosError(r, "rados remove " + Quote(name));
+      break;
+    }
+    inflight.emplace_back(c, &name);
+    reap(kWindow - 1);
+  }
+  reap(0);
+  return first;
+}
+
 Result<std::vector<std::string>> RadosStore::List(std::string_view prefix) {
   std::vector<std::string> names;
   auto list_pool = [&](librados::IoCtx& io, const std::string& pool) -> Status {

@@ -78,6 +78,7 @@ class RadosStore final : public ObjectStore {
   Status Truncate(const std::string& name, uint64_t size) override;
   Result<ObjectInfo> Stat(const std::string& name) override;
   Status Delete(const std::string& name) override;
+  Status DeleteMany(const std::vector<std::string>& names) override;
   Result<std::vector<std::string>> List(std::string_view prefix) override;
 
   Status Lock(const std::string& name, const std::string& owner, int64_t lease_ms) override;
