@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <toml++/toml.h>
 
 namespace skerry::daemon {
@@ -24,6 +25,12 @@ template <class T>
 Status Get(const std::string& path, const toml::table& t, const char* key, T* out) {
   const toml::node* n = t.get(key);
   if (!n) return Status::OK();
+  // Integers only from integers: toml++ would convert a float such as 1e84 to int64_t
+  // unchecked (undefined behaviour; config_fuzz found it).
+  if constexpr (std::is_integral_v<T>) {
+    if (!n->is_integer())
+      return Status::InvalidArgument(fmt::format("{}: '{}' must be a whole number", path, key));
+  }
   auto v = n->value<T>();
   if (!v) return Status::InvalidArgument(fmt::format("{}: '{}' has the wrong type", path, key));
   *out = *v;

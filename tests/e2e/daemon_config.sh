@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# skerryd's config file and flags: each kind of mistake stops the daemon at start with exit
+# status 1 and one line that names the file and the problem; nothing is served or opened.
+source "$(dirname "$0")/lib.sh"
+
+"$SKERRY" create -s 16M disk >/dev/null
+# expect_daemon_fail "message fragment" CONFIG-TEXT [flags...]
+expect_daemon_fail() {
+  local want=$1 text=$2
+  shift 2
+  printf '%s\n' "$text" >"$WORK/bad.toml"
+  local out rc=0
+  out=$(timeout 20 "$SKERRYD" --config "$WORK/bad.toml" --listen "unix:$WORK/x.sock" \
+        --admin-socket "$WORK/x.admin" "$@" 2>&1) || rc=$?
+  [ "$rc" = 1 ] || fail "config '$text': exit $rc, expected 1: $out"
+  [ "$(printf '%s\n' "$out" | wc -l)" -le 2 ] || fail "config '$text': more than one line: $out"
+  printf '%s' "$out" | grep -qF -- "$want" || fail "config '$text': no '$want' in: $out"
+  [ -e "$WORK/x.sock" ] && fail "config '$text': a socket was left behind"
+  return 0
+}
+store="store = \"$SKERRY_STORE\""
+expect_daemon_fail "unknown setting 'wokers'" "$store
+wokers = 4"
+expect_daemon_fail "unknown setting 'tls.cert_file'" "$store
+[tls]
+cert_file = \"x\""
+expect_daemon_fail "'workers' must be a whole number" "$store
+workers = \"many\""
+expect_daemon_fail "'store' has the wrong type" "store = 5"
+expect_daemon_fail "'workers' must be a whole number" "$store
+workers = 1e84"        # a float: once undefined behaviour in the conversion (config_fuzz)
+expect_daemon_fail "'lock_lease_seconds' must be a whole number" "$store
+lock_lease_seconds = 2.5"
+expect_daemon_fail "lock_lease_seconds must be 3..3600" "$store
+lock_lease_seconds = 1"
+expect_daemon_fail "'listen' must be a list" "$store
+listen = \"unix:/x\""
+expect_daemon_fail "bad.toml:2:" "$store
+workers = = 3"        # TOML syntax: the file, line and column
+expect_daemon_fail "no store" "workers = 4"
+expect_daemon_fail "cannot open store" "store = \"nosuch:xyz\""
+expect_daemon_fail "opry" "$store
+[tls]
+mode = \"opry\""
+expect_daemon_fail "unknown log level" "$store
+log_level = \"loud\""
+out=$("$SKERRYD" --config "$WORK/missing.toml" 2>&1) && fail "a missing config file was accepted"
+echo "$out" | grep -qF "missing.toml" || fail "missing config file: $out"
+
+# A good file starts.
+printf '%s\nworkers = 4\nlock_lease_seconds = 10\n' "$store" >"$WORK/good.toml"
+start_daemon good --config "$WORK/good.toml"
+stop_daemon good
+echo "daemon_config: ok"
