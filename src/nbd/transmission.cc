@@ -18,6 +18,9 @@ constexpr size_t kAlwaysRetained = 64 * 1024;
 // average service time stays below roughly the cost of a thread handoff.
 constexpr uint32_t kInlineMaxLength = 64 * 1024;
 constexpr uint64_t kInlineMaxServiceNs = 20'000;
+// ... and for a request that is alone on its connection (nothing in flight or buffered):
+// bounded so that a client whose next request is already on its way waits at most this.
+constexpr uint64_t kInlineAloneMaxServiceNs = 100'000;
 // A batch of inline replies is sent at the latest at this size, so the client
 // sees its first replies early in a long burst.
 constexpr size_t kMaxBatchBytes = 256 * 1024;
@@ -122,7 +125,9 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
       return st;
     }
   }
-  if (ShouldRunInline(h)) {
+  // Alone: the only request in flight (ours is counted) and nothing more read ahead.
+  bool alone = reader.available() == 0 && batched_.empty() && InflightCount() == 1;
+  if (ShouldRunInline(h, alone)) {
     Execute(req, batch_);
     batched_.push_back(req);
     if (batch_.bytes() >= kMaxBatchBytes || batched_.size() >= kMaxBatchRequests) FlushBatch();
@@ -142,10 +147,16 @@ void Transmission::FlushBatch() {
   batched_.clear();
 }
 
-bool Transmission::ShouldRunInline(const RequestHeader& h) const {
-  return (h.type == kCmdRead || h.type == kCmdWrite) && h.length <= kInlineMaxLength &&
-         !(h.flags & kCmdFlagFua) &&
-         service_ns_.load(std::memory_order_relaxed) < kInlineMaxServiceNs;
+bool Transmission::ShouldRunInline(const RequestHeader& h, bool alone) const {
+  if (!(h.type == kCmdRead || h.type == kCmdWrite) || h.length > kInlineMaxLength || (h.flags & kCmdFlagFua))
+    return false;
+  uint64_t service = service_ns_.load(std::memory_order_relaxed);
+  return service < kInlineMaxServiceNs || (alone && service < kInlineAloneMaxServiceNs);
+}
+
+size_t Transmission::InflightCount() {
+  std::lock_guard lock(mu_);
+  return inflight_;
 }
 
 void Transmission::Execute(Request* req, ReplySink& sink) {
