@@ -3,6 +3,18 @@
 # RUNTIME and RAMP (seconds), PY (a python3 with the nbd module), PIDS=() and ODD=().
 # shellcheck shell=bash
 
+# stop_all_servers: for the exit trap: every server in PIDS still running gets SIGTERM,
+# SIGKILL after 5 s.
+stop_all_servers() {
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+
 say() { echo "[$(date +%T)] $*" >&2; }
 odd() { say "ODD: $*"; ODD+=("$*"); }
 

@@ -41,13 +41,7 @@ PIDS=()          # servers we started, stopped by the trap if still running
 ODD=()           # anomalies to print at the end
 cleanup() {
   local rc=$?
-  for pid in "${PIDS[@]}"; do
-    kill -0 "$pid" 2>/dev/null || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
+  stop_all_servers
   if [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
     find "$WORK" -mindepth 1 -maxdepth 1 ! -name logs ! -name results -exec rm -rf {} +
     echo "bench/nbd.sh: logs and fio results kept in $WORK (exit $rc)" >&2

@@ -45,13 +45,7 @@ PIDS=()
 ODD=()
 cleanup() {
   local rc=$?
-  for pid in "${PIDS[@]}"; do
-    kill -0 "$pid" 2>/dev/null || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
+  stop_all_servers
   [ -d "$CLUSTER" ] && scripts/ceph-cluster.sh stop "$CLUSTER" 2>>"$LOG/cluster.log" || true
   if [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
     echo "$BENCH: logs and fio results kept in $WORK (exit $rc)" >&2
