@@ -53,7 +53,9 @@ Result<nbd::ExportProvider::ExportInfo> ExportRegistry::DescribeExport(const std
   options.read_only = true;
   SKERRY_ASSIGN_OR_RETURN(auto v, catalog_->Open(name, options));
   // The head of a volume is served read-write; a snapshot (NAME@SNAP) read-only.
-  return ExportInfo{v->size(), name.find('@') != std::string::npos};
+  std::string volume, snap;
+  SKERRY_RETURN_IF_ERROR(SplitSpec(name, &volume, &snap));
+  return ExportInfo{v->size(), !snap.empty()};
 }
 
 Result<std::vector<std::string>> ExportRegistry::ListExports() {

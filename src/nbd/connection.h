@@ -59,7 +59,6 @@ class Connection {
   // flight are answered, then the session ends as if the client had left.
   void Stop();
 
-
  private:
   void Serve(int fd);
   void SetReceiveTimeout(int fd, std::chrono::milliseconds timeout);

@@ -172,24 +172,20 @@ Result<Handshake::Next> Handshake::HandleInfoOrGo(uint32_t option) {
   }
   std::string name(AsText(data_, 4, name_len));
 
+  auto refuse = [&](const Status& st) -> Result<Next> {
+    spdlog::info("nbd: {}: export '{}' refused: {}", peer_, name, st.ToString());
+    SKERRY_RETURN_IF_ERROR(SendReply(option, kRepErrUnknown, st.ToString()));
+    return Next::kContinue;
+  };
   if (option == kOptInfo) {
     // INFO only describes: the export is not opened for this connection.
     auto info = config_.provider->DescribeExport(name);
-    if (!info.ok()) {
-      spdlog::info("nbd: {}: export '{}' refused: {}", peer_, name, info.status().ToString());
-      SKERRY_RETURN_IF_ERROR(SendReply(option, kRepErrUnknown, info.status().ToString()));
-      return Next::kContinue;
-    }
+    if (!info.ok()) return refuse(info.status());
     SKERRY_RETURN_IF_ERROR(SendExportInfo(option, name, info->size,
                                           TransmissionFlagsFor(info->read_only, structured_), want_name));
     return Next::kContinue;
   }
-  Status st = OpenExport(name);
-  if (!st.ok()) {
-    spdlog::info("nbd: {}: export '{}' refused: {}", peer_, name, st.ToString());
-    SKERRY_RETURN_IF_ERROR(SendReply(option, kRepErrUnknown, st.ToString()));
-    return Next::kContinue;
-  }
+  if (Status st = OpenExport(name); !st.ok()) return refuse(st);
   SKERRY_RETURN_IF_ERROR(
       SendExportInfo(option, name, result_.size, result_.transmission_flags, want_name));
   return Next::kTransmission;

@@ -125,9 +125,7 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
       return st;
     }
   }
-  // Alone: the only request in flight (ours is counted) and nothing more read ahead.
-  bool alone = reader.available() == 0 && batched_.empty() && InflightCount() == 1;
-  if (ShouldRunInline(h, alone)) {
+  if (ShouldRunInline(h, reader)) {
     Execute(req, batch_);
     batched_.push_back(req);
     if (batch_.bytes() >= kMaxBatchBytes || batched_.size() >= kMaxBatchRequests) FlushBatch();
@@ -147,16 +145,15 @@ void Transmission::FlushBatch() {
   batched_.clear();
 }
 
-bool Transmission::ShouldRunInline(const RequestHeader& h, bool alone) const {
+bool Transmission::ShouldRunInline(const RequestHeader& h, const BufferedReader& reader) {
   if (!(h.type == kCmdRead || h.type == kCmdWrite) || h.length > kInlineMaxLength || (h.flags & kCmdFlagFua))
     return false;
   uint64_t service = service_ns_.load(std::memory_order_relaxed);
-  return service < kInlineMaxServiceNs || (alone && service < kInlineAloneMaxServiceNs);
-}
-
-size_t Transmission::InflightCount() {
+  if (service < kInlineMaxServiceNs) return true;
+  if (service >= kInlineAloneMaxServiceNs || reader.available() != 0 || !batched_.empty()) return false;
+  // Alone: the only request in flight (ours is counted) and nothing more read ahead.
   std::lock_guard lock(mu_);
-  return inflight_;
+  return inflight_ == 1;
 }
 
 void Transmission::Execute(Request* req, ReplySink& sink) {

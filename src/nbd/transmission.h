@@ -102,8 +102,7 @@ class Transmission {
   // reply is sent.
   void Execute(Request* req, ReplySink& sink);
   // Whether the reader should run `h` itself rather than hand it to a worker.
-  bool ShouldRunInline(const RequestHeader& h, bool alone) const;
-  size_t InflightCount();
+  bool ShouldRunInline(const RequestHeader& h, const BufferedReader& reader);
   void WaitIdle();
   // A reply could not be sent: stop the reader, the connection is finished.
   void Break();

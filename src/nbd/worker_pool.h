@@ -27,7 +27,6 @@ class WorkerPool {
   // Runs every queued task, then joins the threads.
   void Stop();
 
-
  private:
   void WorkerLoop();
 

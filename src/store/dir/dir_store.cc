@@ -386,17 +386,23 @@ Status DirStore::Delete(const std::string& name) {
   SKERRY_RETURN_IF_ERROR(CheckName(name));
   const uint32_t shard = DirLayout::ShardOf(name);
   SKERRY_ASSIGN_OR_RETURN(auto guard, shard_locks_->Lock(shard));
+  SKERRY_RETURN_IF_ERROR(UnlinkLocked(name));
+  return dirstore::SyncDir(layout_.ShardDir(shard));
+}
+
+Status DirStore::UnlinkLocked(const std::string& name) {
   const std::string path = layout_.ObjectPath(name);
   fds_.Invalidate(name);  // close ours first: on NFS an open file is silly-renamed
   if (unlink(path.c_str()) != 0) return Status::FromErrno(errno, "delete " + path);
   fds_.Invalidate(name);  // and drop any file a racing lookup opened meanwhile
-  TakeUnsyncedEntry(name);  // the directory fsync below covers it
-  return dirstore::SyncDir(layout_.ShardDir(shard));
+  TakeUnsyncedEntry(name);  // the caller's directory fsync covers it
+  return Status::OK();
 }
 
 Status DirStore::DeleteMany(const std::vector<std::string>& names) {
   // Shard by shard: unlink each, then one fsync of the shard's directory for all of them
-  // (Delete pays that fsync per object: 25600 of them took 40 s on ext4).
+  // (Delete pays that fsync per object: 25600 of them took 3.4 s against 1.7 s quiet, and
+  // tens of seconds when the disk was busy).
   std::map<uint32_t, std::vector<const std::string*>> by_shard;
   for (const std::string& name : names) {
     SKERRY_RETURN_IF_ERROR(CheckName(name));
@@ -405,11 +411,8 @@ Status DirStore::DeleteMany(const std::vector<std::string>& names) {
   for (const auto& [shard, shard_names] : by_shard) {
     SKERRY_ASSIGN_OR_RETURN(auto guard, shard_locks_->Lock(shard));
     for (const std::string* name : shard_names) {
-      const std::string path = layout_.ObjectPath(*name);
-      fds_.Invalidate(*name);
-      if (unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "delete " + path);
-      fds_.Invalidate(*name);
-      TakeUnsyncedEntry(*name);
+      Status st = UnlinkLocked(*name);
+      if (!st.ok() && !st.IsNotFound()) return st;
     }
     SKERRY_RETURN_IF_ERROR(dirstore::SyncDir(layout_.ShardDir(shard)));
   }

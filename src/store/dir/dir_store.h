@@ -137,6 +137,9 @@ class DirStore final : public ObjectStore {
   // when their shard directory is fsynced; Sync does that for the names recorded here.
   void NoteUnsyncedEntry(const std::string& name);
   bool TakeUnsyncedEntry(const std::string& name);
+  // Unlinks an object's file (NotFound when absent), holding its shard's lock; the caller
+  // fsyncs the shard's directory.
+  Status UnlinkLocked(const std::string& name);
   // For Sync: whether the shard directory of `name` needs an fsync, because its entry
   // is unsynced or another Sync of it is still under way (so this one must not return
   // before the entry is durable either). A claim is ended by ReleaseEntry, which marks

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <list>
@@ -315,7 +316,6 @@ class DeferredCloser {
     auto done = std::make_shared<std::atomic<bool>>(false);
     std::thread t([close = std::move(close), done]() mutable {
       close();
-      close = nullptr;
       done->store(true);
     });
     closing_.push_back(Closing{std::move(t), std::move(done)});
@@ -625,11 +625,11 @@ Status RadosStore::DeleteMany(const std::vector<std::string>& names) {
   for (const std::string& name : names)
     if (!IsValidObjectName(name)) return InvalidName(name);
   Status first;
-  std::vector<std::pair<librados::AioCompletion*, const std::string*>> inflight;
+  std::deque<std::pair<librados::AioCompletion*, const std::string*>> inflight;
   auto reap = [&](size_t keep) {
     while (inflight.size() > keep) {
       auto [c, name] = inflight.front();
-      inflight.erase(inflight.begin());
+      inflight.pop_front();
       c->wait_for_complete();
       int r = c->get_return_value();
       c->release();
