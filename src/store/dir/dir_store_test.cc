@@ -255,6 +255,35 @@ TEST(DirStoreTest, CapabilitiesAreHonest) {
   EXPECT_EQ(caps.cheap_copy, dirstore::ReflinkWorks(tmp.path() + "/tmp"));
 }
 
+// Writes are cut into aligned pieces (ext4 sizes folios by the write); whatever the piece
+// size and alignment, every byte lands where it was written.
+TEST(DirStoreTest, WritesInPiecesLandWhereTheyShould) {
+  TestTempDir tmp;
+  for (size_t piece : {size_t{0}, size_t{4096}, size_t{65536}, size_t{1000}}) {
+    DirStoreOptions options;
+    options.write_piece = piece;
+    auto store = OpenOrDie(tmp.path() + "/p" + std::to_string(piece), options);
+    ASSERT_EQ(store->write_piece(), piece);
+    std::string data(300'001, '\0');
+    for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>('a' + (i * 7 + i / 4093) % 26);
+    ASSERT_TRUE(store->WriteSync("obj", 5003, data).ok());
+    std::string back(5003 + data.size() + 100, 'x');
+    ASSERT_TRUE(store->ReadSync("obj", 0, back).ok());
+    EXPECT_EQ(back.substr(0, 5003), std::string(5003, '\0')) << piece;
+    EXPECT_EQ(back.substr(5003, data.size()), data) << piece;
+    EXPECT_EQ(back.substr(5003 + data.size()), std::string(100, '\0')) << piece;
+  }
+}
+
+// By default the pieces are 64 KiB on ext4 and whole writes elsewhere.
+TEST(DirStoreTest, WritePieceFollowsTheFileSystem) {
+  TestTempDir tmp;
+  auto store = OpenOrDie(tmp.path());
+  auto dir = dirstore::OpenFile(tmp.path() + "/tmp", O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(dir.ok());
+  EXPECT_EQ(store->write_piece(), dirstore::IsExt4(dir->get()) ? 64u * 1024 : 0u);
+}
+
 TEST(DirStoreTest, TheFileCacheIsBounded) {
   TestTempDir tmp;
   DirStoreOptions options;

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,10 +101,13 @@ Result<size_t> ReadAt(int fd, uint64_t offset, std::span<char> out, std::string_
   return done;
 }
 
-Status WriteAt(int fd, uint64_t offset, std::span<const char> data, std::string_view what) {
+Status WriteAt(int fd, uint64_t offset, std::span<const char> data, std::string_view what,
+               size_t max_piece) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    size_t want = data.size() - done;
+    if (max_piece > 0) want = std::min<uint64_t>(want, max_piece - (offset + done) % max_piece);
+    ssize_t n = pwrite(fd, data.data() + done, want, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return Errno("write", what);
@@ -110,6 +115,11 @@ Status WriteAt(int fd, uint64_t offset, std::span<const char> data, std::string_
     done += static_cast<size_t>(n);
   }
   return Status::OK();
+}
+
+bool IsExt4(int fd) {
+  struct statfs fs;
+  return fstatfs(fd, &fs) == 0 && fs.f_type == EXT4_SUPER_MAGIC;
 }
 
 Result<uint64_t> FileSize(int fd, std::string_view what) {

@@ -41,8 +41,13 @@ Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode = 0644);
 // Reads up to out.size() bytes at `offset`, stopping early only at end of file.
 // Returns the number of bytes read.
 Result<size_t> ReadAt(int fd, uint64_t offset, std::span<char> out, std::string_view what);
-// Writes all of `data` at `offset` (retrying short writes).
-Status WriteAt(int fd, uint64_t offset, std::span<const char> data, std::string_view what);
+// Writes all of `data` at `offset` (retrying short writes). With `max_piece` > 0, in
+// pwrite calls of at most that many bytes, each ending on a multiple of it: the page
+// cache sizes a folio by the write that creates it (see DirStoreOptions::write_piece).
+Status WriteAt(int fd, uint64_t offset, std::span<const char> data, std::string_view what,
+               size_t max_piece = 0);
+// Whether the file system holding `fd` is ext4 (false when unknown).
+bool IsExt4(int fd);
 // The whole file from offset 0.
 Result<std::string> ReadWhole(int fd, std::string_view what);
 // Size from fstat.
