@@ -82,6 +82,13 @@ class Volume {
   // I/O at any byte offset and length. REQUIRES: offset + length <= size(); the NBD
   // layer and CLI check ranges before calling (InvalidArgument here otherwise).
   virtual Status Read(uint64_t offset, std::span<char> out) = 0;
+  // Read that does not block the caller while the store works, where the store is
+  // natively asynchronous (async_reads()): `done` runs exactly once, inline or on a store
+  // thread, and `out` must stay valid until then. `done` must not block on this volume's
+  // store. Elsewhere it is Read, run inline.
+  virtual void ReadAsync(uint64_t offset, std::span<char> out, Done done) { done(Read(offset, out)); }
+  // Whether ReadAsync can return before its data is read.
+  virtual bool async_reads() const { return false; }
   // With `fua`, the data is durable when Write returns.
   virtual Status Write(uint64_t offset, std::span<const char> data, bool fua = false) = 0;
   // Discards the range: whole blocks become holes; partial blocks are zeroed.

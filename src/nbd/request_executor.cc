@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 
 #include "nbd/errors.h"
 #include "nbd/protocol.h"
@@ -25,6 +27,11 @@ void AddRun(std::vector<StatusRun>* runs, uint64_t offset, uint64_t length, uint
     }
   }
   runs->push_back({offset, length, state});
+}
+
+// Where a run's data goes in the request's buffer.
+std::span<char> RunData(const RequestHeader& h, RequestBuffers& b, const StatusRun& run) {
+  return std::span<char>(b.data.data() + (run.offset - h.offset), run.length);
 }
 
 }  // namespace
@@ -94,44 +101,79 @@ Status RequestExecutor::Finish(const RequestHeader& h, const Status& result, Rep
   return sink.SendError(h.cookie, NbdErrorFromStatus(result), result.ToString());
 }
 
-Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
-  if (sink.structured()) return ReadStructured(h, b, sink);
-  b.data.Resize(h.length);
-  if (h.length > 0) {
-    Status st = volume_.Read(h.offset, b.data.span());
-    if (!st.ok()) return Finish(h, st, sink);
+void RequestExecutor::PlanRead(const RequestHeader& h, RequestBuffers& b, bool structured) {
+  b.runs.clear();
+  if (h.length == 0) return;
+  // DF asks for a single content chunk, so holes are sent as explicit zeros.
+  if (structured && !(h.flags & kCmdFlagDf) && h.length >= kSparseReadMinimum) {
+    auto extents = volume_.Extents(h.offset, h.length);
+    // Without extents every byte is simply read: sparseness is an optimisation.
+    if (extents.ok()) ExtentsToRuns(*extents, h.offset, h.offset + h.length, kStateZero, &b.runs);
   }
-  char header[kSimpleReplyHeaderSize];
-  EncodeSimpleReply(header, h.cookie, 0);
-  iovec iov[2] = {{header, sizeof header}, {b.data.data(), h.length}};
-  return sink.Send(iov, h.length ? 2 : 1);
+  if (b.runs.empty()) b.runs.push_back({h.offset, h.length, 0});
+  b.data.Resize(h.length);
 }
 
-Status RequestExecutor::ReadStructured(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+  PlanRead(h, b, sink.structured());
+  for (const StatusRun& run : b.runs) {
+    if (run.state & kStateZero) continue;
+    Status st = volume_.Read(run.offset, RunData(h, b, run));
+    if (!st.ok()) return Finish(h, st, sink);  // nothing sent yet: one error reply says it all
+  }
+  return SendRead(h, b, sink);
+}
+
+void RequestExecutor::StartRead(const RequestHeader& h, RequestBuffers& b, bool structured, Done done) {
+  PlanRead(h, b, structured);
+  // The reads of the data runs complete independently; the last one (or this call, which
+  // holds one count until all are started) runs `done` with the first error.
+  struct Pending {
+    explicit Pending(Done d) : done(std::move(d)) {}
+    Done done;
+    std::atomic<size_t> count{1};
+    std::mutex mu;
+    Status error;  // GUARDED_BY(mu)
+    void Finish(Status st) {
+      if (!st.ok()) {
+        std::lock_guard lock(mu);
+        if (error.ok()) error = std::move(st);
+      }
+      if (count.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+      Done d = std::move(done);
+      Status result = std::move(error);
+      delete this;
+      d(std::move(result));
+    }
+  };
+  auto* pending = new Pending(std::move(done));
+  for (const StatusRun& run : b.runs) {
+    if (run.state & kStateZero) continue;
+    pending->count.fetch_add(1, std::memory_order_relaxed);
+    volume_.ReadAsync(run.offset, RunData(h, b, run), [pending](Status st) { pending->Finish(std::move(st)); });
+  }
+  pending->Finish(Status::OK());
+}
+
+Status RequestExecutor::FinishRead(const RequestHeader& h, RequestBuffers& b, const Status& result,
+                                   ReplySink& sink) {
+  if (!result.ok()) return Finish(h, result, sink);
+  return SendRead(h, b, sink);
+}
+
+Status RequestExecutor::SendRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+  if (!sink.structured()) {
+    char header[kSimpleReplyHeaderSize];
+    EncodeSimpleReply(header, h.cookie, 0);
+    iovec iov[2] = {{header, sizeof header}, {b.data.data(), h.length}};
+    return sink.Send(iov, h.length ? 2 : 1);
+  }
   if (h.length == 0) {  // a content chunk must describe at least one byte
     char header[kChunkHeaderSize];
     EncodeChunkHeader(header, kReplyFlagDone, kReplyTypeNone, h.cookie, 0);
     iovec iov{header, sizeof header};
     return sink.Send(&iov, 1);
   }
-  uint64_t end = h.offset + h.length;
-  b.runs.clear();
-  // DF asks for a single content chunk, so holes are sent as explicit zeros.
-  if (!(h.flags & kCmdFlagDf) && h.length >= kSparseReadMinimum) {
-    auto extents = volume_.Extents(h.offset, h.length);
-    // Without extents every byte is simply read: sparseness is an optimisation.
-    if (extents.ok()) ExtentsToRuns(*extents, h.offset, end, kStateZero, &b.runs);
-  }
-  if (b.runs.empty()) b.runs.push_back({h.offset, h.length, 0});
-
-  b.data.Resize(h.length);
-  for (const StatusRun& run : b.runs) {
-    if (run.state & kStateZero) continue;
-    Status st = volume_.Read(run.offset,
-                             std::span<char>(b.data.data() + (run.offset - h.offset), run.length));
-    if (!st.ok()) return Finish(h, st, sink);  // nothing sent yet: one ERROR chunk says it all
-  }
-
   // Per run: chunk header (20) + offset (8) [+ hole size (4)].
   constexpr size_t kSlot = kChunkHeaderSize + 12;
   b.meta.resize(b.runs.size() * kSlot);

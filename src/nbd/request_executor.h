@@ -73,9 +73,22 @@ class RequestExecutor {
   // reply could not be sent.
   Status Execute(const RequestHeader& header, RequestBuffers& buffers, ReplySink& sink);
 
+  // READ in two halves, for volumes that read asynchronously (Volume::async_reads):
+  // StartRead plans the reply and starts the volume's reads without waiting for them;
+  // `done` runs once they have all completed, on whatever thread completed the last (it
+  // must not block); FinishRead then sends the reply from any thread. `buffers` must stay
+  // untouched in between. REQUIRES: header is a valid READ.
+  bool async_reads() const { return volume_.async_reads(); }
+  void StartRead(const RequestHeader& h, RequestBuffers& b, bool structured, Done done);
+  Status FinishRead(const RequestHeader& h, RequestBuffers& b, const Status& result, ReplySink& sink);
+
  private:
   Status Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
-  Status ReadStructured(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
+  // The runs a READ's reply describes, in b.runs (holes as zero runs only for structured
+  // replies), with b.data sized for the data.
+  void PlanRead(const RequestHeader& h, RequestBuffers& b, bool structured);
+  // The reply of a READ whose data runs have been read into b.data.
+  Status SendRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
   Status BlockStatus(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
   // Sends success, or the error for a failed volume call.
   Status Finish(const RequestHeader& h, const Status& result, ReplySink& sink);

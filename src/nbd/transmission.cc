@@ -125,7 +125,9 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
       return st;
     }
   }
-  if (ShouldRunInline(h, reader)) {
+  if (h.type == kCmdRead && executor_.async_reads()) {
+    StartAsyncRead(req);
+  } else if (ShouldRunInline(h, reader)) {
     Execute(req, batch_);
     batched_.push_back(req);
     if (batch_.bytes() >= kMaxBatchBytes || batched_.size() >= kMaxBatchRequests) FlushBatch();
@@ -136,6 +138,17 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
     });
   }
   return Status::OK();
+}
+
+void Transmission::StartAsyncRead(Request* req) {
+  executor_.StartRead(req->header, req->buffers, writer_.structured(), [this, req](Status st) {
+    // On the store's completion thread, which must not block: a worker sends the reply
+    // (the send may wait for a slow client).
+    pool_.Post([this, req, st = std::move(st)] {
+      if (!executor_.FinishRead(req->header, req->buffers, st, writer_).ok()) Break();
+      ReleaseRequest(req);
+    });
+  });
 }
 
 void Transmission::FlushBatch() {

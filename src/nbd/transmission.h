@@ -12,6 +12,10 @@
 // (a moving average of service times), and dispatches everything else: flushes,
 // FUA, big requests, and all requests while the volume is slow (e.g. cold reads
 // from the store), so a blocking call never holds up the connection for long.
+// On a volume whose store is natively asynchronous (RADOS), the reader starts every
+// READ itself (a map lookup and the store's submission) and no thread waits for it: the
+// store's completion hands the finished read to a worker, which sends the reply. That
+// saves the hand-off to a worker and the worker's sleep on the store per read.
 // One more case runs on the reader: a small READ or WRITE that is the only request
 // of the connection (none in flight, none buffered behind it) while the volume
 // answers within ~100 µs. A client at queue depth 1 waits for this reply before it
@@ -101,6 +105,9 @@ class Transmission {
   // Runs a request and puts its reply in `sink`; the caller releases it after the
   // reply is sent.
   void Execute(Request* req, ReplySink& sink);
+  // A READ of a volume that reads asynchronously: started here on the reader, finished
+  // by a worker once the store has completed it.
+  void StartAsyncRead(Request* req);
   // Whether the reader should run `h` itself rather than hand it to a worker.
   bool ShouldRunInline(const RequestHeader& h, const BufferedReader& reader);
   void WaitIdle();

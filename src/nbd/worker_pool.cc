@@ -26,6 +26,14 @@ void WorkerPool::Submit(std::function<void()> task) {
   if (wake) not_empty_.notify_one();
 }
 
+void WorkerPool::Post(std::function<void()> task) {
+  std::unique_lock lock(mu_);
+  posted_.push_back(std::move(task));
+  bool wake = idle_ > 0;
+  lock.unlock();
+  if (wake) not_empty_.notify_one();
+}
+
 void WorkerPool::Stop() {
   {
     std::lock_guard lock(mu_);
@@ -39,16 +47,24 @@ void WorkerPool::Stop() {
 void WorkerPool::WorkerLoop() {
   std::unique_lock lock(mu_);
   for (;;) {
-    while (count_ == 0 && !stopping_) {
+    while (count_ == 0 && posted_.empty() && !stopping_) {
       ++idle_;
       not_empty_.wait(lock);
       --idle_;
     }
-    if (count_ == 0) return;  // stopping and drained
-    std::function<void()> task = std::move(ring_[head_]);
-    head_ = (head_ + 1) % ring_.size();
-    --count_;
-    bool wake_submitter = full_waiters_ > 0;
+    std::function<void()> task;
+    bool wake_submitter = false;
+    if (!posted_.empty()) {  // finishing requests first frees their room
+      task = std::move(posted_.front());
+      posted_.pop_front();
+    } else if (count_ > 0) {
+      task = std::move(ring_[head_]);
+      head_ = (head_ + 1) % ring_.size();
+      --count_;
+      wake_submitter = full_waiters_ > 0;
+    } else {
+      return;  // stopping and drained
+    }
     lock.unlock();
     if (wake_submitter) not_full_.notify_one();
     task();

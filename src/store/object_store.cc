@@ -1,11 +1,12 @@
 // The blocking wrappers over the asynchronous data path of every ObjectStore.
 //
-// Each wrapper hands the store a completion that fulfils a promise and waits on its
-// future, so it works whether `done` runs inline before the call returns or later on
-// a store thread. The promise is shared with the completion because the store may
-// destroy its copy of `done` only after the waiter has already woken and returned.
-#include <future>
-#include <memory>
+// Each wrapper hands the store a completion that records the result in a waiter on the
+// caller's stack and waits for it, so it works whether `done` runs inline before the
+// call returns (the directory store, on every request: no allocation then, no
+// std::promise with its call_once) or later on a store thread.
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 #include "skerry/object_store.h"
@@ -16,10 +17,22 @@ namespace {
 // Runs `start(done)` and blocks until `done` is called; returns what it was given.
 template <class T, class Start>
 T Await(Start&& start) {
-  auto promise = std::make_shared<std::promise<T>>();
-  std::future<T> future = promise->get_future();
-  start([promise](T value) { promise->set_value(std::move(value)); });
-  return future.get();
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<T> value;
+  } w;
+  // The completion holds only a pointer. It notifies while holding the mutex, and the
+  // waiter can return (destroying `w`) only after taking the mutex, so `w` outlives every
+  // use; the store may destroy its copy of `done` whenever it likes.
+  start([&w](T value) {
+    std::lock_guard lock(w.mu);
+    w.value.emplace(std::move(value));
+    w.cv.notify_one();
+  });
+  std::unique_lock lock(w.mu);
+  w.cv.wait(lock, [&] { return w.value.has_value(); });
+  return std::move(*w.value);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, Vol
       block_size_(block_size),
       per_chunk_(per_chunk),
       read_only_(read_only),
+      async_reads_(store_->capabilities().native_async),
       size_(size),
       epoch_(epoch) {
   uint64_t blocks = (size + block_size - 1) / block_size;
@@ -127,15 +128,88 @@ Status OpenVolume::ReadBlock(uint64_t block, uint64_t off, std::span<char> out) 
 }
 
 Status OpenVolume::Read(uint64_t offset, std::span<char> out) {
-  std::shared_lock gate(gate_);
+  SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckRange(offset, out.size()));
   return ForEachBlock(offset, out.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
     return ReadBlock(b, off, out.subspan(at, n));
   });
 }
 
+// The state of one ReadAsync: its blocks' reads complete independently; the last to
+// finish (or the issuing call, which holds one count until it has issued them all)
+// leaves the gate and runs `done`.
+struct OpenVolume::AsyncRead {
+  AsyncRead(OpenVolume* v, Done d) : volume(v), done(std::move(d)) {}
+  OpenVolume* volume;
+  Done done;
+  std::atomic<uint32_t> pending{1};
+  std::mutex mu;
+  Status error;  // GUARDED_BY(mu): the first failure
+
+  void Fail(Status st) {
+    std::lock_guard lock(mu);
+    if (error.ok()) error = std::move(st);
+  }
+  void Finish() {
+    if (pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    Done d = std::move(done);
+    Status st = std::move(error);  // every other count is gone: no one else touches it
+    IoGate& gate = volume->gate_;
+    delete this;
+    // Leave first: once `d` runs, its caller may close or destroy the volume.
+    gate.LeaveShared();
+    d(std::move(st));
+  }
+};
+
+void OpenVolume::ReadBlockAsync(AsyncRead* op, uint64_t block, uint64_t off, std::span<char> out, int attempt) {
+  Result<Entry> e = map_->Get(block);
+  if (!e.ok()) {
+    op->Fail(e.status());
+    return op->Finish();
+  }
+  if (e->is_hole()) {
+    std::memset(out.data(), 0, out.size());
+    return op->Finish();
+  }
+  std::string object = EntryObject(*e, block);
+  Entry seen = *e;
+  store_->Read(object, off, out, [this, op, block, off, out, attempt, seen, object](Result<size_t> n) {
+    if (n.ok()) return op->Finish();
+    if (!n.status().IsNotFound()) {
+      op->Fail(n.status().Prefixed(name_));
+      return op->Finish();
+    }
+    // A concurrent trim may have released the object after we looked: look again. The
+    // map's chunk is loaded (we just read it), so this does not wait for the store.
+    Result<Entry> again = map_->Get(block);
+    if (!again.ok() || *again == seen || attempt > 3) {
+      op->Fail(again.ok() ? Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object))
+                          : again.status());
+      return op->Finish();
+    }
+    ReadBlockAsync(op, block, off, out, attempt + 1);
+  });
+}
+
+void OpenVolume::ReadAsync(uint64_t offset, std::span<char> out, Done done) {
+  if (!async_reads_) return done(Read(offset, out));
+  gate_.EnterShared();
+  auto* op = new AsyncRead(this, std::move(done));
+  Status st = CheckRange(offset, out.size());
+  if (st.ok()) {
+    st = ForEachBlock(offset, out.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
+      op->pending.fetch_add(1, std::memory_order_relaxed);
+      ReadBlockAsync(op, b, off, out.subspan(at, n), 0);
+      return Status::OK();
+    });
+  }
+  if (!st.ok()) op->Fail(std::move(st));
+  op->Finish();  // the issuing count
+}
+
 Result<std::vector<Extent>> OpenVolume::Extents(uint64_t offset, uint64_t length) {
-  std::shared_lock gate(gate_);
+  SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
   std::vector<Extent> out;
   Status st = ForEachBlock(offset, length, [&](uint64_t b, uint64_t, uint64_t n, uint64_t at) -> Status {
@@ -196,7 +270,7 @@ Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char
 }
 
 Status OpenVolume::Write(uint64_t offset, std::span<const char> data, bool fua) {
-  std::shared_lock gate(gate_);
+  SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   SKERRY_RETURN_IF_ERROR(CheckRange(offset, data.size()));
   SKERRY_RETURN_IF_ERROR(ForEachBlock(offset, data.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
@@ -230,14 +304,14 @@ Status OpenVolume::ZeroRange(uint64_t offset, uint64_t length, bool may_trim) {
 }
 
 Status OpenVolume::Trim(uint64_t offset, uint64_t length) {
-  std::shared_lock gate(gate_);
+  SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
   return ZeroRange(offset, length, /*may_trim=*/true);
 }
 
 Status OpenVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) {
-  std::shared_lock gate(gate_);
+  SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
   SKERRY_RETURN_IF_ERROR(ZeroRange(offset, length, may_trim));
@@ -312,7 +386,7 @@ Status OpenVolume::FlushLocked(bool force_header) {
 }
 
 Status OpenVolume::Flush() {
-  std::shared_lock gate(gate_);
+  SharedGate gate(gate_);
   if (read_only_) return Status::OK();
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   return FlushLocked(false);
@@ -322,7 +396,7 @@ Status OpenVolume::Flush() {
 
 Status OpenVolume::CreateSnapshot(const std::string& snap) {
   SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot name"));
-  std::unique_lock gate(gate_);
+  ExclusiveGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   SKERRY_RETURN_IF_ERROR(FlushLocked(false));
   SKERRY_ASSIGN_OR_RETURN(Header h, ReadHeader(*store_, id_));
@@ -365,7 +439,7 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
 
 Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
   SKERRY_RETURN_IF_ERROR(ValidateVolumeSize(new_size));
-  std::unique_lock gate(gate_);
+  ExclusiveGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   uint64_t old_size = size_.load();
   if (new_size == old_size) return Status::OK();
@@ -401,7 +475,7 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
 Status OpenVolume::RemoveSnapshot(
     const std::string& snap,
     const std::function<Result<std::vector<std::string>>(const SnapshotEntry&)>& live_children) {
-  std::unique_lock gate(gate_);
+  ExclusiveGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   SKERRY_RETURN_IF_ERROR(FlushLocked(false));
   SKERRY_ASSIGN_OR_RETURN(Header h, ReadHeader(*store_, id_));
@@ -462,7 +536,7 @@ Status OpenVolume::RemoveSnapshot(
 }
 
 Status OpenVolume::Rollback(const std::string& snap) {
-  std::unique_lock gate(gate_);
+  ExclusiveGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   SKERRY_RETURN_IF_ERROR(FlushLocked(false));
   SKERRY_ASSIGN_OR_RETURN(Header h, ReadHeader(*store_, id_));
@@ -494,7 +568,7 @@ Status OpenVolume::Rollback(const std::string& snap) {
 }
 
 Status OpenVolume::Close() {
-  std::unique_lock gate(gate_);
+  ExclusiveGate gate(gate_);
   if (closed_) return Status::OK();
   // Without a valid lease nothing may be written, not even the final flush: report it.
   Status st = read_only_ ? Status::OK() : CheckWritable();

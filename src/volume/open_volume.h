@@ -5,7 +5,8 @@
 // a snapshot or a parent copies the shared object server-side first (copy-on-write).
 // Map changes are persisted by Flush (see docs/crash-contract.md for the order of steps).
 //
-// Concurrency: every I/O holds `gate_` shared; management operations (snapshot, resize,
+// Concurrency: every I/O holds `gate_` shared (an asynchronous read from start to
+// completion, across threads: IoGate); management operations (snapshot, resize,
 // rollback, close) hold it exclusively, which drains in-flight I/O and holds new I/O
 // until they finish. Writes to one block are serialized by a striped block lock so a
 // copy-up happens once.
@@ -17,7 +18,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -25,6 +25,7 @@
 
 #include "skerry/volume.h"
 #include "volume/format.h"
+#include "volume/io_gate.h"
 #include "volume/volume_map.h"
 
 namespace skerry::volume {
@@ -47,6 +48,8 @@ class OpenVolume final : public Volume {
   bool read_only() const override { return read_only_; }
 
   Status Read(uint64_t offset, std::span<char> out) override;
+  void ReadAsync(uint64_t offset, std::span<char> out, Done done) override;
+  bool async_reads() const override { return async_reads_; }
   Status Write(uint64_t offset, std::span<const char> data, bool fua) override;
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
@@ -78,6 +81,10 @@ class OpenVolume final : public Volume {
   std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
 
   Status ReadBlock(uint64_t block, uint64_t off, std::span<char> out);
+  struct AsyncRead;
+  // One block's part of an asynchronous read; `attempt` counts looks at the map after a
+  // concurrent trim released the object (as in ReadBlock).
+  void ReadBlockAsync(AsyncRead* op, uint64_t block, uint64_t off, std::span<char> out, int attempt);
   Status WriteBlock(uint64_t block, uint64_t off, std::span<const char> data);
   Status ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim);
   Status ZeroRange(uint64_t offset, uint64_t length, bool may_trim);
@@ -102,11 +109,12 @@ class OpenVolume final : public Volume {
   const uint32_t block_size_;
   const uint32_t per_chunk_;
   const bool read_only_;
+  const bool async_reads_;  // the store's data path is natively asynchronous
   std::atomic<uint64_t> size_;
   std::atomic<uint64_t> epoch_;
   std::unique_ptr<VolumeMap> map_;
 
-  std::shared_mutex gate_;
+  IoGate gate_;
   std::array<std::mutex, 256> block_locks_;
   std::mutex flush_mu_;
   // The persisted header lags the chunk table or size: a flush changed them but failed

@@ -11,30 +11,70 @@ Result<DelayOptions> ParseDelayOptions(std::string_view spec) {
   SKERRY_ASSIGN_OR_RETURN(auto opts, SplitOptions(spec, "delay '" + std::string(spec) + "'"));
   bool have_ms = false;
   for (auto& [key, value] : opts) {
-    if (key == "ms" || key == "jitter" || key == "seed") {
+    if (key == "ms" || key == "jitter" || key == "seed" || key == "async") {
       auto v = ParseUnsignedOption(key, value);
       if (!v.ok()) return bad(v.status());
-      (key == "ms" ? o.ms : key == "jitter" ? o.jitter : o.seed) = *v;
+      (key == "ms" ? o.ms : key == "jitter" ? o.jitter : key == "seed" ? o.seed : o.async) = *v;
       have_ms |= key == "ms";
     } else if (key == "ops") {
       auto ops = ParseStoreOps(value);
       if (!ops.ok()) return bad(ops.status());
       o.ops = *ops;
     } else {
-      return bad(Status::InvalidArgument("unknown key '" + key + "' (use ms, jitter, ops, seed)"));
+      return bad(Status::InvalidArgument("unknown key '" + key + "' (use ms, jitter, ops, seed, async)"));
     }
   }
   if (!have_ms) return bad(Status::InvalidArgument("needs ms=N (milliseconds per call)"));
+  if (o.async > 64) return bad(Status::InvalidArgument("async=N allows at most 64 threads"));
   return o;
 }
 
 DelayStore::DelayStore(std::shared_ptr<ObjectStore> inner, DelayOptions options, std::string spec)
-    : ForwardingStore(std::move(inner)), options_(options), spec_(std::move(spec)), rng_(options.seed) {}
+    : ForwardingStore(std::move(inner)), options_(options), spec_(std::move(spec)), rng_(options.seed) {
+  for (uint64_t i = 0; i < options_.async; i++) threads_.emplace_back([this] { AsyncLoop(); });
+}
+
+DelayStore::~DelayStore() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
 
 StoreCapabilities DelayStore::capabilities() const {
   StoreCapabilities caps = ForwardingStore::capabilities();
-  caps.native_async = false;
+  caps.native_async = options_.async > 0;
   return caps;
+}
+
+void DelayStore::Run(StoreOp op, std::function<void()> call) {
+  if (options_.async == 0) {
+    Pause(op);
+    return call();
+  }
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back([this, op, call = std::move(call)] {
+      Pause(op);
+      call();
+    });
+  }
+  queue_cv_.notify_one();
+}
+
+void DelayStore::AsyncLoop() {
+  std::unique_lock lock(queue_mu_);
+  for (;;) {
+    queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and every queued call has run
+    std::function<void()> call = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    call();
+    lock.lock();
+  }
 }
 
 std::string DelayStore::uri() const { return "delay:" + spec_ + "+" + ForwardingStore::uri(); }
@@ -49,25 +89,31 @@ void DelayStore::Pause(StoreOp op) {
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
+// Data path: names are copied into the call, which may run after the caller's strings are gone.
 void DelayStore::Read(const std::string& name, uint64_t offset, std::span<char> out, ReadDone done) {
-  Pause(StoreOp::kRead);
-  ForwardingStore::Read(name, offset, out, std::move(done));
+  Run(StoreOp::kRead, [this, name, offset, out, done = std::move(done)]() mutable {
+    ForwardingStore::Read(name, offset, out, std::move(done));
+  });
 }
 void DelayStore::Write(const std::string& name, uint64_t offset, std::span<const char> data, bool fresh, Done done) {
-  Pause(StoreOp::kWrite);
-  ForwardingStore::Write(name, offset, data, fresh, std::move(done));
+  Run(StoreOp::kWrite, [this, name, offset, data, fresh, done = std::move(done)]() mutable {
+    ForwardingStore::Write(name, offset, data, fresh, std::move(done));
+  });
 }
 void DelayStore::Zero(const std::string& name, uint64_t offset, uint64_t length, Done done) {
-  Pause(StoreOp::kZero);
-  ForwardingStore::Zero(name, offset, length, std::move(done));
+  Run(StoreOp::kZero, [this, name, offset, length, done = std::move(done)]() mutable {
+    ForwardingStore::Zero(name, offset, length, std::move(done));
+  });
 }
 void DelayStore::Copy(const std::string& src, const std::string& dst, Done done) {
-  Pause(StoreOp::kCopy);
-  ForwardingStore::Copy(src, dst, std::move(done));
+  Run(StoreOp::kCopy, [this, src, dst, done = std::move(done)]() mutable {
+    ForwardingStore::Copy(src, dst, std::move(done));
+  });
 }
 void DelayStore::Sync(std::vector<std::string> names, Done done) {
-  Pause(StoreOp::kSync);
-  ForwardingStore::Sync(std::move(names), std::move(done));
+  Run(StoreOp::kSync, [this, names = std::move(names), done = std::move(done)]() mutable {
+    ForwardingStore::Sync(std::move(names), std::move(done));
+  });
 }
 Result<std::string> DelayStore::Get(const std::string& name) {
   Pause(StoreOp::kGet);

@@ -3,17 +3,25 @@
 // above against a slow store: timeouts, queueing, many requests in flight.
 //
 // The sleep happens on the caller's thread before the call is passed on, so the store
-// reports native_async = false.
+// reports native_async = false. With async=N, data-path calls (read, write, zero, copy,
+// sync) instead return at once and run, sleep included, on one of N threads of the store,
+// which then complete them: a natively asynchronous store (like RADOS) without a cluster,
+// for testing the asynchronous paths above. Control-path calls still sleep inline.
 //
 // Thread-safety: all methods may be called concurrently (the jitter PRNG has a mutex).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "store/fault/forwarding_store.h"
 #include "store/fault/store_ops.h"
@@ -25,6 +33,7 @@ struct DelayOptions {
   uint64_t jitter = 0;  // plus a uniform 0..jitter ms more
   uint32_t ops = kAllStoreOps;
   uint64_t seed = 1;    // of the jitter PRNG
+  uint64_t async = 0;   // completion threads for the data path; 0 = run on the caller's
 };
 
 // Parses "ms=N&jitter=N&ops=...&seed=N" (ms required). InvalidArgument naming the bad part.
@@ -33,6 +42,7 @@ Result<DelayOptions> ParseDelayOptions(std::string_view spec);
 class DelayStore final : public ForwardingStore {
  public:
   DelayStore(std::shared_ptr<ObjectStore> inner, DelayOptions options, std::string spec = "");
+  ~DelayStore() override;  // runs the queued calls, then joins the threads
 
   StoreCapabilities capabilities() const override;
   std::string uri() const override;
@@ -59,11 +69,20 @@ class DelayStore final : public ForwardingStore {
 
  private:
   void Pause(StoreOp op);
+  // Runs `call` after the pause for `op`: inline, or queued for the async threads.
+  void Run(StoreOp op, std::function<void()> call);
+  void AsyncLoop();
 
   const DelayOptions options_;
   const std::string spec_;
   std::mutex mu_;
   std::mt19937_64 rng_;  // GUARDED_BY(mu_)
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::function<void()>> queue_;  // GUARDED_BY(queue_mu_)
+  bool stopping_ = false;                    // GUARDED_BY(queue_mu_)
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace skerry

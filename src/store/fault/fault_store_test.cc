@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -53,6 +56,8 @@ INSTANTIATE_TEST_SUITE_P(
                            [] { return Opened("fault:error=eio&trigger=/nonexistent/skerry-trigger,"
                                               "error=enospc&rate=0+mem:"); }},
         StoreContractParam{"delay", [] { return Opened("delay:ms=0&jitter=1&ops=write|sync+mem:"); }},
+        // Completions on the store's own threads, as with RADOS.
+        StoreContractParam{"delay_async", [] { return Opened("delay:ms=0&jitter=1&async=3+mem:"); }},
         StoreContractParam{"nondurable_mem", [] { return Opened("nondurable:+mem:"); }},
         StoreContractParam{"nondurable_dir", MakeNonDurableDir},
         StoreContractParam{"stacked", [] { return Opened("fault:error=eio&rate=0+delay:ms=0+nondurable:+mem:"); }}),
@@ -257,6 +262,32 @@ TEST(DelayStoreTest, JitterAddsUpToItsBound) {
   EXPECT_LT(took, std::chrono::milliseconds(10 * 25 + 2000));  // generous: shared machines
 }
 
+TEST(DelayStoreTest, AsyncReturnsAtOnceAndCompletesOnItsOwnThread) {
+  auto s = Opened("delay:ms=300&ops=read&async=1+mem:");
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->capabilities().native_async);
+  ASSERT_TRUE(Write(*s, "a", 0, "xyz").ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  std::thread::id completed_on;
+  char buf[3];
+  auto start = std::chrono::steady_clock::now();
+  s->Read("a", 0, std::span<char>(buf, 3), [&](Result<size_t> n) {
+    EXPECT_TRUE(n.ok());
+    std::lock_guard lock(mu);
+    completed_on = std::this_thread::get_id();
+    finished = true;
+    cv.notify_one();
+  });
+  std::unique_lock lock(mu);
+  EXPECT_FALSE(finished);  // the 300 ms sleep is not on this thread
+  cv.wait(lock, [&] { return finished; });
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+  EXPECT_NE(completed_on, std::this_thread::get_id());
+  EXPECT_EQ(std::string(buf, 3), "xyz");
+}
+
 // ---------------------------------------------------------------- URIs
 
 TEST(DecoratorUriTest, OpensStacksAndReportsItsUri) {
@@ -307,6 +338,7 @@ TEST(DecoratorUriTest, BadUrisNameTheBadPart) {
       {"delay:ms=-1+mem:", "ms=-1 is not a whole number"},
       {"delay:ms=1&ops=reed+mem:", "unknown operation 'reed'"},
       {"delay:ms=1&speed=2+mem:", "unknown key 'speed'"},
+      {"delay:ms=1&async=65+mem:", "at most 64 threads"},
       {"nondurable:mode=melt+mem:", "unknown mode 'melt'"},
       {"nondurable:foo=1+mem:", "unknown key 'foo'"},
       {"nondurable:", "needs an inner store after '+'"},

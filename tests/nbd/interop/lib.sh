@@ -72,7 +72,9 @@ start_server() {
       launch "$name" "$SERVER_BIN" --listen "unix:$TMP/$name.sock" --ready-file "$TMP/$name.ready" \
         --stats-file "$TMP/$name.stats" "${export_args[@]}" "${args[@]}" ;;
     skerryd)
-      local store=${SKERRY_NBD_STORE:-dir:$TMP/$name.store}
+      # SKERRY_NBD_STORE_WRAP: decorators put before the directory store (e.g. an
+      # asynchronous delay: store, to run skerryd's asynchronous read path without Ceph).
+      local store=${SKERRY_NBD_STORE:-${SKERRY_NBD_STORE_WRAP:-}dir:$TMP/$name.store}
       # A RADOS pool is shared by every test: a namespace per server keeps them apart.
       [[ $store == rados:* ]] && store="$store&namespace=interop-$name-$$-$RANDOM"
       eval "STORE_$name='$store'"
