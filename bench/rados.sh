@@ -13,11 +13,15 @@
 # env:   BIN=build/bin  SIZE_MIB=1024 (per image)  RUNTIME=8  RAMP=1  ROUNDS=1
 #        POOL_SIZE=1 (replicas; 3 is what production uses, and costs 3x the OSD work)
 #        SNAP_RUNS=5 (snapshot + clone repetitions; the table shows medians)
+#        JOBS="randread32 ..." (a subset of the jobs, in this order)
+#        OLD_BIN=DIR  also runs DIR/skerryd (e.g. a build of an earlier commit) as one more
+#                     system on a volume of its own: an A/B of a change in the same run
 # shellcheck disable=SC2154  # PID_<server> variables are set by start() through eval
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=bench/rados.sh
 BIN=$(realpath "${BIN:-build/bin}")
+OLD_BIN=${OLD_BIN:+$(realpath "$OLD_BIN")}
 WORK=$(realpath -m "${1:-build/bench-rados}")
 SIZE_MIB=${SIZE_MIB:-1024}
 RUNTIME=${RUNTIME:-8}
@@ -87,9 +91,17 @@ declare -A TARGET=(
   [qemu-rbd]="nbd+unix:///?socket=$WORK/q.sock"
 )
 declare -A PID_OF=([librbd]=0 [skerryd]=$PID_skerryd [qemu-rbd]=$PID_qemu_rbd)
+SYSTEMS=(librbd skerryd qemu-rbd)
+if [ -n "$OLD_BIN" ]; then
+  "$BIN/skerry" --store "$STORE" create vol-old --size "${SIZE_MIB}M"
+  start skerryd-old "$WORK/o.sock" "$OLD_BIN/skerryd" --store "$STORE" --listen "unix:$WORK/o.sock" --admin-socket "$WORK/o.admin"
+  TARGET[skerryd-old]="nbd+unix:///vol-old?socket=$WORK/o.sock"
+  PID_OF[skerryd-old]=$PID_skerryd_old
+  SYSTEMS+=(skerryd-old)
+fi
 
 say "filling (one sequential 1M pass over each image)"
-for sys in librbd skerryd qemu-rbd; do fill "${TARGET[$sys]}" "$sys"; done
+for sys in "${SYSTEMS[@]}"; do fill "${TARGET[$sys]}" "$sys"; done
 fill "--ioengine=rbd --clientname=admin --pool=rbd-bench --rbdname=parent" rbd-parent
 fill "nbd+unix:///parent?socket=$WORK/s.sock" skerry-parent
 
@@ -100,20 +112,26 @@ system skerryd "skerryd on RADOS (fio nbd engine)"
 system qemu-rbd "qemu-nbd on the RBD image, cache=none (fio nbd engine)"
 printf '%s\t%s\t%s\t%s\n' skerryd librbd "skerryd / librbd direct" 1.0 \
   skerryd qemu-rbd "skerryd / qemu-nbd on RBD" 3.0 >"$RES/ratios.txt"
+if [ -n "$OLD_BIN" ]; then
+  system skerryd-old "skerryd on RADOS, the binaries in OLD_BIN (A/B)"
+  printf '%s\t%s\t%s\t%s\n' skerryd skerryd-old "skerryd / the same at OLD_BIN, no target" - \
+    skerryd-old librbd "skerryd at OLD_BIN / librbd direct" - >>"$RES/ratios.txt"
+fi
 
-JOBS=(randread32 randwrite32 read8 write8 randread1 randwrite1)
+read -r -a JOBS <<<"${JOBS:-randread32 randwrite32 read8 write8 randread1 randwrite1}"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$ROUNDS"); do
   mkdir -p "$RES/r$round"
   for j in "${JOBS[@]}"; do
     say "round $round/$ROUNDS, $j"
-    for sys in librbd skerryd qemu-rbd; do
+    for sys in "${SYSTEMS[@]}"; do
       fio_job "r$round" "$sys" "$j" "${TARGET[$sys]}" "${PID_OF[$sys]}"
     done
   done
 done
 alive skerryd && stop skerryd
 alive qemu-rbd && stop qemu-rbd
+if [ -n "$OLD_BIN" ]; then alive skerryd-old && stop skerryd-old; fi
 
 # ---------------------------------------------------------------- snapshot + clone
 say "snapshot + clone, $SNAP_RUNS times each"

@@ -1,10 +1,16 @@
 // The blocking wrappers over the asynchronous data path of every ObjectStore.
 //
-// Each wrapper hands the store a completion that records the result in a waiter on the
-// caller's stack and waits for it, so it works whether `done` runs inline before the
-// call returns (the directory store, on every request: no allocation then, no
-// std::promise with its call_once) or later on a store thread.
+// Each wrapper hands the store a completion and waits until it has run. Two ways, by the
+// store's capabilities:
+//  * a store that completes inline (native_async false: directory, memory) gets a
+//    completion that writes into a waiter on the caller's stack: no allocation, no
+//    std::promise with its call_once, on the directory store's every request;
+//  * a natively asynchronous store (RADOS) completes on its own thread while the caller
+//    sleeps. Its completion shares a heap waiter with the caller and wakes it after
+//    releasing the mutex: woken while the completion still held it, the caller would
+//    sleep once more on the mutex, two thread switches instead of one per call.
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -14,44 +20,62 @@
 namespace skerry {
 namespace {
 
+template <class T>
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<T> value;
+
+  T Wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return value.has_value(); });
+    return std::move(*value);
+  }
+};
+
 // Runs `start(done)` and blocks until `done` is called; returns what it was given.
 template <class T, class Start>
-T Await(Start&& start) {
-  struct Waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<T> value;
-  } w;
-  // The completion holds only a pointer. It notifies while holding the mutex, and the
-  // waiter can return (destroying `w`) only after taking the mutex, so `w` outlives every
-  // use; the store may destroy its copy of `done` whenever it likes.
-  start([&w](T value) {
-    std::lock_guard lock(w.mu);
-    w.value.emplace(std::move(value));
-    w.cv.notify_one();
+T Await(const ObjectStore& store, Start&& start) {
+  if (!store.capabilities().native_async) {
+    // Correct even if `done` came later after all: it notifies while holding the mutex,
+    // and the waiter returns (destroying `w`) only after taking it, so `w` outlives it.
+    Waiter<T> w;
+    start([&w](T value) {
+      std::lock_guard lock(w.mu);
+      w.value.emplace(std::move(value));
+      w.cv.notify_one();
+    });
+    return w.Wait();
+  }
+  // Shared, so the completion may notify after unlocking even if the waiter has returned.
+  auto w = std::make_shared<Waiter<T>>();
+  start([w](T value) {
+    {
+      std::lock_guard lock(w->mu);
+      w->value.emplace(std::move(value));
+    }
+    w->cv.notify_one();
   });
-  std::unique_lock lock(w.mu);
-  w.cv.wait(lock, [&] { return w.value.has_value(); });
-  return std::move(*w.value);
+  return w->Wait();
 }
 
 }  // namespace
 
 Result<size_t> ObjectStore::ReadSync(const std::string& name, uint64_t offset, std::span<char> out) {
-  return Await<Result<size_t>>([&](ReadDone done) { Read(name, offset, out, std::move(done)); });
+  return Await<Result<size_t>>(*this, [&](ReadDone done) { Read(name, offset, out, std::move(done)); });
 }
 
 Status ObjectStore::WriteSync(const std::string& name, uint64_t offset, std::span<const char> data,
                               bool fresh) {
-  return Await<Status>([&](Done done) { Write(name, offset, data, fresh, std::move(done)); });
+  return Await<Status>(*this, [&](Done done) { Write(name, offset, data, fresh, std::move(done)); });
 }
 
 Status ObjectStore::ZeroSync(const std::string& name, uint64_t offset, uint64_t length) {
-  return Await<Status>([&](Done done) { Zero(name, offset, length, std::move(done)); });
+  return Await<Status>(*this, [&](Done done) { Zero(name, offset, length, std::move(done)); });
 }
 
 Status ObjectStore::CopySync(const std::string& src, const std::string& dst) {
-  return Await<Status>([&](Done done) { Copy(src, dst, std::move(done)); });
+  return Await<Status>(*this, [&](Done done) { Copy(src, dst, std::move(done)); });
 }
 
 Status ObjectStore::DeleteMany(const std::vector<std::string>& names) {
@@ -63,7 +87,7 @@ Status ObjectStore::DeleteMany(const std::vector<std::string>& names) {
 }
 
 Status ObjectStore::SyncSync(std::vector<std::string> names) {
-  return Await<Status>([&](Done done) { Sync(std::move(names), std::move(done)); });
+  return Await<Status>(*this, [&](Done done) { Sync(std::move(names), std::move(done)); });
 }
 
 }  // namespace skerry
