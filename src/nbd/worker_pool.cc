@@ -27,11 +27,12 @@ void WorkerPool::Submit(std::function<void()> task) {
 }
 
 void WorkerPool::Post(std::function<void()> task) {
-  std::unique_lock lock(mu_);
+  // Notify before unlocking: the poster (a store's thread) is not one whose end the server
+  // waits for, and once the task is queued a worker may finish the last request, letting
+  // the server stop and destroy this pool, condition variable included.
+  std::lock_guard lock(mu_);
   posted_.push_back(std::move(task));
-  bool wake = idle_ > 0;
-  lock.unlock();
-  if (wake) not_empty_.notify_one();
+  if (idle_ > 0) not_empty_.notify_one();
 }
 
 void WorkerPool::Stop() {

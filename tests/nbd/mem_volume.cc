@@ -1,6 +1,7 @@
 #include "mem_volume.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 namespace skerry::nbd::testing {
@@ -11,6 +12,44 @@ MemVolume::MemVolume(std::string name, uint64_t size, uint32_t block_size, bool 
       block_size_(block_size),
       read_only_(read_only),
       blocks_((size + block_size - 1) / block_size) {}
+
+MemVolume::~MemVolume() {
+  if (!async_thread_.joinable()) return;
+  {
+    std::lock_guard lock(async_mu_);
+    async_stop_ = true;
+  }
+  async_cv_.notify_all();
+  async_thread_.join();
+}
+
+void MemVolume::EnableAsyncReads() {
+  async_thread_ = std::thread([this] {
+    std::unique_lock lock(async_mu_);
+    for (;;) {
+      async_cv_.wait(lock, [&] { return async_stop_ || !async_queue_.empty(); });
+      if (async_queue_.empty()) return;
+      // A little wait lets reads pile up, so they complete newest first.
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      lock.lock();
+      std::vector<PendingRead> batch;
+      batch.swap(async_queue_);
+      lock.unlock();
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) it->done(Read(it->offset, it->out));
+      lock.lock();
+    }
+  });
+}
+
+void MemVolume::ReadAsync(uint64_t offset, std::span<char> out, Done done) {
+  if (!async_thread_.joinable()) return done(Read(offset, out));
+  {
+    std::lock_guard lock(async_mu_);
+    async_queue_.push_back({offset, out, std::move(done)});
+  }
+  async_cv_.notify_one();
+}
 
 template <class Fn>
 void MemVolume::ForEachBlock(uint64_t offset, uint64_t length, Fn fn) {

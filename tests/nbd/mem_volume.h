@@ -11,11 +11,13 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "skerry/volume.h"
@@ -26,6 +28,7 @@ class MemVolume final : public Volume {
  public:
   MemVolume(std::string name, uint64_t size, uint32_t block_size = 64 * 1024,
             bool read_only = false);
+  ~MemVolume() override;  // completes queued asynchronous reads, joins their thread
 
   const std::string& name() const override { return name_; }
   uint64_t size() const override { return size_; }
@@ -33,6 +36,10 @@ class MemVolume final : public Volume {
   bool read_only() const override { return read_only_; }
 
   Status Read(uint64_t offset, std::span<char> out) override;
+  // With EnableAsyncReads, reads complete on a thread of the volume, newest first (so
+  // replies go out of order), as on a natively asynchronous store.
+  void ReadAsync(uint64_t offset, std::span<char> out, Done done) override;
+  bool async_reads() const override { return async_thread_.joinable(); }
   Status Write(uint64_t offset, std::span<const char> data, bool fua = false) override;
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua = false) override;
@@ -49,6 +56,8 @@ class MemVolume final : public Volume {
   void InjectFault(uint64_t offset, uint64_t length, Status error);
   uint64_t flushes() const { return flushes_.load(); }
   uint64_t fua_writes() const { return fua_writes_.load(); }
+  // Call before the volume is shared.
+  void EnableAsyncReads();
 
  private:
   struct Block {
@@ -72,6 +81,17 @@ class MemVolume final : public Volume {
   mutable std::mutex fault_mu_;
   std::optional<std::pair<uint64_t, uint64_t>> fault_range_;
   Status fault_;
+
+  struct PendingRead {
+    uint64_t offset;
+    std::span<char> out;
+    Done done;
+  };
+  std::mutex async_mu_;
+  std::condition_variable async_cv_;
+  std::vector<PendingRead> async_queue_;  // GUARDED_BY(async_mu_)
+  bool async_stop_ = false;               // GUARDED_BY(async_mu_)
+  std::thread async_thread_;
 };
 
 }  // namespace skerry::nbd::testing
