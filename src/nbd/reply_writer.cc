@@ -52,6 +52,25 @@ Status ReplyWriter::Send(const iovec* iov, int iovcnt) {
   return st;
 }
 
+bool ReplyWriter::TrySendNow(const iovec* iov, int iovcnt, Status* status) {
+  std::unique_lock lock(send_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  if (broken()) {
+    *status = PeerClosed();
+    return true;
+  }
+  if (!transport_.TryWriteVNow(iov, iovcnt, status)) return false;
+  if (!status->ok()) broken_.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+Status NonBlockingReplySink::Send(const iovec* iov, int iovcnt) {
+  Status st;
+  if (!writer_.TrySendNow(iov, iovcnt, &st)) return Status::Busy("reply cannot be sent without waiting");
+  sent_ = true;
+  return st;
+}
+
 void ReplyWriter::Bye() {
   std::lock_guard lock(send_mu_);
   if (!broken()) transport_.Bye();

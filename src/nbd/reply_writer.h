@@ -68,6 +68,10 @@ class ReplyWriter final : public ReplySink {
       : ReplySink(structured_replies), transport_(transport) {}
 
   Status Send(const iovec* iov, int iovcnt) override;
+  // Sends the reply only if that cannot block (the send mutex is free and the socket has
+  // room: Transport::TryWriteVNow); false when nothing was sent. For threads that must
+  // never wait, such as a store's completion thread.
+  bool TrySendNow(const iovec* iov, int iovcnt, Status* status);
   bool broken() const { return broken_.load(std::memory_order_relaxed); }
   // TLS close_notify once no more replies will be sent.
   void Bye();
@@ -76,6 +80,19 @@ class ReplyWriter final : public ReplySink {
   Transport& transport_;
   std::mutex send_mu_;
   std::atomic<bool> broken_{false};
+};
+
+// A ReplySink over ReplyWriter::TrySendNow: Send returns Busy, sending nothing, when
+// the reply cannot go out at once. One reply per sink.
+class NonBlockingReplySink final : public ReplySink {
+ public:
+  explicit NonBlockingReplySink(ReplyWriter& writer) : ReplySink(writer.structured()), writer_(writer) {}
+  Status Send(const iovec* iov, int iovcnt) override;
+  bool sent() const { return sent_; }
+
+ private:
+  ReplyWriter& writer_;
+  bool sent_ = false;
 };
 
 class ReplyBatch final : public ReplySink {

@@ -21,6 +21,10 @@ constexpr uint64_t kInlineMaxServiceNs = 20'000;
 // ... and for a request that is alone on its connection (nothing in flight or buffered):
 // bounded so that a client whose next request is already on its way waits at most this.
 constexpr uint64_t kInlineAloneMaxServiceNs = 100'000;
+// An asynchronous read's completion sends its reply itself while at most this many
+// requests of the connection are in flight (measured on RADOS: QD1 reads 1.11-1.29x
+// faster than through a worker, QD32 0.93-0.95x).
+constexpr size_t kDirectReplyMaxInflight = 4;
 // A batch of inline replies is sent at the latest at this size, so the client
 // sees its first replies early in a long burst.
 constexpr size_t kMaxBatchBytes = 256 * 1024;
@@ -142,13 +146,31 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
 
 void Transmission::StartAsyncRead(Request* req) {
   executor_.StartRead(req->header, req->buffers, writer_.structured(), [this, req](Status st) {
-    // On the store's completion thread, which must not block: a worker sends the reply
-    // (the send may wait for a slow client).
+    // On the store's completion thread, which must not block. At a low queue depth the
+    // reply of a successful read goes out from here when the socket takes it at once: the
+    // client waits for it, and a hand-off would add a thread switch to its latency.
+    // Otherwise, and for errors (logged by FinishRead, once), a worker sends it: that send
+    // may wait for a slow client, and at high depths workers send in parallel while the
+    // store's thread goes on completing.
+    if (st.ok() && FewInFlight()) {
+      NonBlockingReplySink now(writer_);
+      Status sent = executor_.FinishRead(req->header, req->buffers, st, now);
+      if (now.sent()) {
+        if (!sent.ok()) Break();
+        ReleaseRequest(req);  // last touch of this Transmission on this thread
+        return;
+      }
+    }
     pool_.Post([this, req, st = std::move(st)] {
       if (!executor_.FinishRead(req->header, req->buffers, st, writer_).ok()) Break();
       ReleaseRequest(req);
     });
   });
+}
+
+bool Transmission::FewInFlight() {
+  std::lock_guard lock(mu_);
+  return inflight_ <= kDirectReplyMaxInflight;
 }
 
 void Transmission::FlushBatch() {

@@ -14,8 +14,9 @@
 // from the store), so a blocking call never holds up the connection for long.
 // On a volume whose store is natively asynchronous (RADOS), the reader starts every
 // READ itself (a map lookup and the store's submission) and no thread waits for it: the
-// store's completion hands the finished read to a worker, which sends the reply. That
-// saves the hand-off to a worker and the worker's sleep on the store per read.
+// store's completion sends the reply when few requests are in flight and the socket
+// takes it without waiting, else hands it to a worker. That saves the hand-offs to and from a worker sleeping on the
+// store for every read.
 // One more case runs on the reader: a small READ or WRITE that is the only request
 // of the connection (none in flight, none buffered behind it) while the volume
 // answers within ~100 µs. A client at queue depth 1 waits for this reply before it
@@ -108,6 +109,7 @@ class Transmission {
   // A READ of a volume that reads asynchronously: started here on the reader, finished
   // by a worker once the store has completed it.
   void StartAsyncRead(Request* req);
+  bool FewInFlight();
   // Whether the reader should run `h` itself rather than hand it to a worker.
   bool ShouldRunInline(const RequestHeader& h, const BufferedReader& reader);
   void WaitIdle();

@@ -1,6 +1,8 @@
 #include "nbd/transport.h"
 
 #include <limits.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -85,6 +87,46 @@ Status SocketTransport::WriteV(const iovec* iov_in, int iovcnt) {
     AdvanceIovec(iov, iovcnt, static_cast<size_t>(n));
   }
   return Status::OK();
+}
+
+bool SocketTransport::TryWriteVNow(const iovec* iov, int iovcnt, Status* status) {
+  size_t total = 0;
+  for (int i = 0; i < iovcnt; ++i) total += iov[i].iov_len;
+  if (sndbuf_ < 0) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    sndbuf_ = ::getsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &v, &len) == 0 ? v : 0;
+  }
+  // Room for twice the reply (the kernel counts buffer overhead too) in what is queued
+  // and unsent: then one non-blocking sendmsg takes all of it.
+  int queued = 0;
+  if (iovcnt > IOV_MAX || sndbuf_ <= 0 || ::ioctl(fd_, SIOCOUTQ, &queued) != 0 ||
+      static_cast<size_t>(sndbuf_) < static_cast<size_t>(queued) + 2 * total + 4096)
+    return false;
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = iovcnt;
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;  // nothing written
+    *status = errno == EPIPE || errno == ECONNRESET ? PeerClosed() : Status::FromErrno(errno, "sendmsg");
+    return true;
+  }
+  if (static_cast<size_t>(n) == total) {
+    *status = Status::OK();
+    return true;
+  }
+  // Part went out despite the room (should not happen): the rest must follow before any
+  // other reply, so finish it blocking.
+  std::vector<iovec> rest(iov, iov + iovcnt);
+  iovec* p = rest.data();
+  int cnt = iovcnt;
+  AdvanceIovec(p, cnt, static_cast<size_t>(n));
+  *status = WriteV(p, cnt);
+  return true;
 }
 
 }  // namespace skerry::nbd

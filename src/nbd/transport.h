@@ -28,6 +28,10 @@ class Transport {
   virtual Result<size_t> ReadSome(char* buf, size_t len) = 0;
   // Writes every byte described by iov (any iovcnt; partial writes are resumed).
   virtual Status WriteV(const iovec* iov, int iovcnt) = 0;
+  // Writes all of iov now if that cannot block: false, with nothing written, when the
+  // send buffer has not clearly room for it, or the transport cannot tell (TLS).
+  // `status` reports a failed write (which counts as done). Same threading as WriteV.
+  virtual bool TryWriteVNow(const iovec* iov, int iovcnt, Status* status) { return false; }
   // Orderly end of our sending side (TLS close_notify); no-op on a plain socket.
   // REQUIRES: no concurrent WriteV.
   virtual void Bye() {}
@@ -53,10 +57,12 @@ class SocketTransport final : public Transport {
   explicit SocketTransport(int fd) : fd_(fd) {}
   Result<size_t> ReadSome(char* buf, size_t len) override;
   Status WriteV(const iovec* iov, int iovcnt) override;
+  bool TryWriteVNow(const iovec* iov, int iovcnt, Status* status) override;
   bool is_tls() const override { return false; }
 
  private:
   int fd_;
+  int sndbuf_ = -1;  // SO_SNDBUF, read on first use (-1: not yet, 0: unknown)
 };
 
 // Advances (iov, iovcnt) past `done` bytes, editing the first remaining entry in

@@ -313,6 +313,14 @@ TEST(Transmission, AsynchronousReadsAnswerEveryRequestWithItsData) {
       EXPECT_FALSE(failed.count(cookie)) << "read " << i;
       EXPECT_EQ(data[cookie], big(i) ? big_expect : slot(i % 64)) << "read " << i << (structured ? " structured" : " simple");
     }
+    // One at a time (queue depth 1): the completion sends the reply itself.
+    for (int i = 0; i < 20; ++i) {
+      if (structured) {
+        EXPECT_EQ(s.Read(i * 4096, 4096).data, slot(i)) << "sequential read " << i;
+      } else {
+        EXPECT_EQ(s.Do(kCmdRead, i * 4096, 4096, 0, {}, 4096).payload, slot(i)) << "sequential read " << i;
+      }
+    }
   }
 }
 
