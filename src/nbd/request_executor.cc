@@ -3,11 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
-#include <mutex>
 
 #include "nbd/errors.h"
 #include "nbd/protocol.h"
+#include "util/fan_in.h"
 
 namespace skerry::nbd {
 namespace {
@@ -126,33 +125,14 @@ Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySin
 
 void RequestExecutor::StartRead(const RequestHeader& h, RequestBuffers& b, bool structured, Done done) {
   PlanRead(h, b, structured);
-  // The reads of the data runs complete independently; the last one (or this call, which
-  // holds one count until all are started) runs `done` with the first error.
-  struct Pending {
-    explicit Pending(Done d) : done(std::move(d)) {}
-    Done done;
-    std::atomic<size_t> count{1};
-    std::mutex mu;
-    Status error;  // GUARDED_BY(mu)
-    void Finish(Status st) {
-      if (!st.ok()) {
-        std::lock_guard lock(mu);
-        if (error.ok()) error = std::move(st);
-      }
-      if (count.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-      Done d = std::move(done);
-      Status result = std::move(error);
-      delete this;
-      d(std::move(result));
-    }
-  };
-  auto* pending = new Pending(std::move(done));
+  // The data runs are read independently; `done` runs once all have completed.
+  FanIn* reads = FanIn::Start(std::move(done));
   for (const StatusRun& run : b.runs) {
     if (run.state & kStateZero) continue;
-    pending->count.fetch_add(1, std::memory_order_relaxed);
-    volume_.ReadAsync(run.offset, RunData(h, b, run), [pending](Status st) { pending->Finish(std::move(st)); });
+    reads->Add();
+    volume_.ReadAsync(run.offset, RunData(h, b, run), [reads](Status st) { reads->Finish(std::move(st)); });
   }
-  pending->Finish(Status::OK());
+  reads->Finish(Status::OK());
 }
 
 Status RequestExecutor::FinishRead(const RequestHeader& h, RequestBuffers& b, const Status& result,

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <set>
 
+#include "util/fan_in.h"
 #include "volume/metadata.h"
 
 namespace skerry::volume {
@@ -135,59 +136,26 @@ Status OpenVolume::Read(uint64_t offset, std::span<char> out) {
   });
 }
 
-// The state of one ReadAsync: its blocks' reads complete independently; the last to
-// finish (or the issuing call, which holds one count until it has issued them all)
-// leaves the gate and runs `done`.
-struct OpenVolume::AsyncRead {
-  AsyncRead(OpenVolume* v, Done d) : volume(v), done(std::move(d)) {}
-  OpenVolume* volume;
-  Done done;
-  std::atomic<uint32_t> pending{1};
-  std::mutex mu;
-  Status error;  // GUARDED_BY(mu): the first failure
-
-  void Fail(Status st) {
-    std::lock_guard lock(mu);
-    if (error.ok()) error = std::move(st);
-  }
-  void Finish() {
-    if (pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    Done d = std::move(done);
-    Status st = std::move(error);  // every other count is gone: no one else touches it
-    IoGate& gate = volume->gate_;
-    delete this;
-    // Leave first: once `d` runs, its caller may close or destroy the volume.
-    gate.LeaveShared();
-    d(std::move(st));
-  }
-};
-
-void OpenVolume::ReadBlockAsync(AsyncRead* op, uint64_t block, uint64_t off, std::span<char> out, int attempt) {
+void OpenVolume::ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::span<char> out, int attempt) {
   Result<Entry> e = map_->Get(block);
   if (!e.ok()) {
-    op->Fail(e.status());
-    return op->Finish();
+    return op->Finish(e.status());
   }
   if (e->is_hole()) {
     std::memset(out.data(), 0, out.size());
-    return op->Finish();
+    return op->Finish(Status::OK());
   }
   std::string object = EntryObject(*e, block);
   Entry seen = *e;
   store_->Read(object, off, out, [this, op, block, off, out, attempt, seen, object](Result<size_t> n) {
-    if (n.ok()) return op->Finish();
-    if (!n.status().IsNotFound()) {
-      op->Fail(n.status().Prefixed(name_));
-      return op->Finish();
-    }
+    if (n.ok()) return op->Finish(Status::OK());
+    if (!n.status().IsNotFound()) return op->Finish(n.status().Prefixed(name_));
     // A concurrent trim may have released the object after we looked: look again. The
     // map's chunk is loaded (we just read it), so this does not wait for the store.
     Result<Entry> again = map_->Get(block);
-    if (!again.ok() || *again == seen || attempt > 3) {
-      op->Fail(again.ok() ? Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object))
-                          : again.status());
-      return op->Finish();
-    }
+    if (!again.ok() || *again == seen || attempt > 3)
+      return op->Finish(again.ok() ? Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object))
+                                   : again.status());
     ReadBlockAsync(op, block, off, out, attempt + 1);
   });
 }
@@ -195,17 +163,20 @@ void OpenVolume::ReadBlockAsync(AsyncRead* op, uint64_t block, uint64_t off, std
 void OpenVolume::ReadAsync(uint64_t offset, std::span<char> out, Done done) {
   if (!async_reads_) return done(Read(offset, out));
   gate_.EnterShared();
-  auto* op = new AsyncRead(this, std::move(done));
+  // Leave the gate before `done` runs: its caller may then close or destroy the volume.
+  FanIn* op = FanIn::Start([gate = &gate_, done = std::move(done)](Status st) {
+    gate->LeaveShared();
+    done(std::move(st));
+  });
   Status st = CheckRange(offset, out.size());
   if (st.ok()) {
     st = ForEachBlock(offset, out.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
-      op->pending.fetch_add(1, std::memory_order_relaxed);
+      op->Add();
       ReadBlockAsync(op, b, off, out.subspan(at, n), 0);
       return Status::OK();
     });
   }
-  if (!st.ok()) op->Fail(std::move(st));
-  op->Finish();  // the issuing count
+  op->Finish(std::move(st));  // the starter's count
 }
 
 Result<std::vector<Extent>> OpenVolume::Extents(uint64_t offset, uint64_t length) {

@@ -28,6 +28,10 @@
 #include "volume/io_gate.h"
 #include "volume/volume_map.h"
 
+namespace skerry {
+class FanIn;
+}
+
 namespace skerry::volume {
 
 class OpenVolume final : public Volume {
@@ -81,10 +85,9 @@ class OpenVolume final : public Volume {
   std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
 
   Status ReadBlock(uint64_t block, uint64_t off, std::span<char> out);
-  struct AsyncRead;
-  // One block's part of an asynchronous read; `attempt` counts looks at the map after a
-  // concurrent trim released the object (as in ReadBlock).
-  void ReadBlockAsync(AsyncRead* op, uint64_t block, uint64_t off, std::span<char> out, int attempt);
+  // One block's part of an asynchronous read, finishing one count of `op`; `attempt`
+  // counts looks at the map after a concurrent trim released the object (as in ReadBlock).
+  void ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::span<char> out, int attempt);
   Status WriteBlock(uint64_t block, uint64_t off, std::span<const char> data);
   Status ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim);
   Status ZeroRange(uint64_t offset, uint64_t length, bool may_trim);
