@@ -506,26 +506,38 @@ TEST_P(VolumeTest, ReadAsyncReadsWhatReadReads) {
   EXPECT_EQ(bad.code(), Code::kInvalidArgument);
 }
 
+// A new volume of `blocks` blocks in a catalog over the store at `uri`, opened read-write
+// (the catalog stays alive in *cat). Null after a test failure.
+std::unique_ptr<Volume> NewVolume(const std::string& uri, uint64_t blocks, std::unique_ptr<Catalog>* cat) {
+  auto store = OpenStore(uri);
+  EXPECT_TRUE(store.ok()) << uri;
+  if (!store.ok()) return nullptr;
+  auto opened = Catalog::Open(*store);
+  EXPECT_TRUE(opened.ok());
+  if (!opened.ok()) return nullptr;
+  *cat = std::move(*opened);
+  EXPECT_TRUE((*cat)->Create("v", blocks * kBs, kBs).ok());
+  auto v = (*cat)->Open("v");
+  EXPECT_TRUE(v.ok());
+  return v.ok() ? std::move(*v) : nullptr;
+}
+
 // A snapshot drains asynchronous reads in flight before it proceeds, and reads started
 // against a snapshot's objects still find them.
 TEST(VolumeAsyncTest, SnapshotAndCloseWaitForAsyncReadsInFlight) {
-  auto store = OpenStore("delay:ms=150&ops=read&async=2+mem:");
-  ASSERT_TRUE(store.ok());
-  auto cat = Catalog::Open(*store);
-  ASSERT_TRUE(cat.ok());
-  ASSERT_TRUE((*cat)->Create("d", 4 * kBs, kBs).ok());
-  auto v = (*cat)->Open("d");
-  ASSERT_TRUE(v.ok());
+  std::unique_ptr<Catalog> cat;
+  auto v = NewVolume("delay:ms=150&ops=read&async=2+mem:", 4, &cat);
+  ASSERT_TRUE(v);
   std::string data = Pattern(4 * kBs, 3);
-  ASSERT_TRUE((*v)->Write(0, std::span<const char>(data.data(), data.size())).ok());
+  ASSERT_TRUE(v->Write(0, std::span<const char>(data.data(), data.size())).ok());
   std::string got(4 * kBs, 'x');
   std::atomic<bool> read_done{false};
-  (*v)->ReadAsync(0, std::span<char>(got.data(), got.size()), [&](Status st) {
+  v->ReadAsync(0, std::span<char>(got.data(), got.size()), [&](Status st) {
     EXPECT_TRUE(st.ok()) << st.ToString();
     read_done = true;
   });
   EXPECT_FALSE(read_done.load());  // 150 ms per object read, on the store's threads
-  ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
+  ASSERT_TRUE(v->CreateSnapshot("s").ok());
   // The snapshot needed the gate alone: the read's blocks had all completed by then
   // (`done` itself may still be finishing).
   for (int i = 0; i < 1000 && !read_done; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -533,11 +545,11 @@ TEST(VolumeAsyncTest, SnapshotAndCloseWaitForAsyncReadsInFlight) {
   EXPECT_EQ(got, data);
   std::string again(4 * kBs, 'x');
   std::atomic<bool> again_done{false};
-  (*v)->ReadAsync(0, std::span<char>(again.data(), again.size()), [&](Status st) {
+  v->ReadAsync(0, std::span<char>(again.data(), again.size()), [&](Status st) {
     EXPECT_TRUE(st.ok()) << st.ToString();
     again_done = true;
   });
-  ASSERT_TRUE((*v)->Close().ok());
+  ASSERT_TRUE(v->Close().ok());
   for (int i = 0; i < 1000 && !again_done; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_TRUE(again_done.load());
   EXPECT_EQ(again, data);
@@ -546,21 +558,17 @@ TEST(VolumeAsyncTest, SnapshotAndCloseWaitForAsyncReadsInFlight) {
 // Reads racing trims of the same blocks on an asynchronous store: each read sees old data
 // or zeros per block, never an error (a trimmed object may vanish under a read in flight).
 TEST(VolumeAsyncTest, AsyncReadsRacingTrimsNeverFail) {
-  auto store = OpenStore("delay:ms=0&jitter=1&ops=read&async=3+mem:");
-  ASSERT_TRUE(store.ok());
-  auto cat = Catalog::Open(*store);
-  ASSERT_TRUE(cat.ok());
-  ASSERT_TRUE((*cat)->Create("t", 16 * kBs, kBs).ok());
-  auto v = (*cat)->Open("t");
-  ASSERT_TRUE(v.ok());
+  std::unique_ptr<Catalog> cat;
+  auto v = NewVolume("delay:ms=0&jitter=1&ops=read&async=3+mem:", 16, &cat);
+  ASSERT_TRUE(v);
   std::string block = Pattern(kBs, 4);
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (int i = 0; i < 300; i++) {
       uint64_t b = i % 16;
-      ASSERT_TRUE((*v)->Write(b * kBs, std::span<const char>(block.data(), block.size())).ok());
-      ASSERT_TRUE((*v)->Trim(b * kBs, kBs).ok());
-      if (i % 20 == 0) ASSERT_TRUE((*v)->Flush().ok());  // deletes trimmed objects
+      ASSERT_TRUE(v->Write(b * kBs, std::span<const char>(block.data(), block.size())).ok());
+      ASSERT_TRUE(v->Trim(b * kBs, kBs).ok());
+      if (i % 20 == 0) ASSERT_TRUE(v->Flush().ok());  // deletes trimmed objects
     }
     stop = true;
   });
@@ -570,7 +578,7 @@ TEST(VolumeAsyncTest, AsyncReadsRacingTrimsNeverFail) {
     for (auto& buf : bufs) {
       inflight++;
       uint64_t b = reads++ % 16;
-      (*v)->ReadAsync(b * kBs, std::span<char>(buf.data(), buf.size()), [&, b](Status st) {
+      v->ReadAsync(b * kBs, std::span<char>(buf.data(), buf.size()), [&, b](Status st) {
         if (!st.ok()) {
           failures++;
           ADD_FAILURE() << "block " << b << ": " << st.ToString();
