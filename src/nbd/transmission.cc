@@ -152,7 +152,7 @@ void Transmission::StartAsyncRead(Request* req) {
     // Otherwise, and for errors (logged by FinishRead, once), a worker sends it: that send
     // may wait for a slow client, and at high depths workers send in parallel while the
     // store's thread goes on completing.
-    if (st.ok() && FewInFlight()) {
+    if (st.ok() && InFlight() <= kDirectReplyMaxInflight) {
       NonBlockingReplySink now(writer_);
       Status sent = executor_.FinishRead(req->header, req->buffers, st, now);
       if (now.sent()) {
@@ -168,9 +168,9 @@ void Transmission::StartAsyncRead(Request* req) {
   });
 }
 
-bool Transmission::FewInFlight() {
+size_t Transmission::InFlight() {
   std::lock_guard lock(mu_);
-  return inflight_ <= kDirectReplyMaxInflight;
+  return inflight_;
 }
 
 void Transmission::FlushBatch() {
@@ -187,8 +187,7 @@ bool Transmission::ShouldRunInline(const RequestHeader& h, const BufferedReader&
   if (service < kInlineMaxServiceNs) return true;
   if (service >= kInlineAloneMaxServiceNs || reader.available() != 0 || !batched_.empty()) return false;
   // Alone: the only request in flight (ours is counted) and nothing more read ahead.
-  std::lock_guard lock(mu_);
-  return inflight_ == 1;
+  return InFlight() == 1;
 }
 
 void Transmission::Execute(Request* req, ReplySink& sink) {

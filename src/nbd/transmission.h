@@ -15,8 +15,8 @@
 // On a volume whose store is natively asynchronous (RADOS), the reader starts every
 // READ itself (a map lookup and the store's submission) and no thread waits for it: the
 // store's completion sends the reply when few requests are in flight and the socket
-// takes it without waiting, else hands it to a worker. That saves the hand-offs to and from a worker sleeping on the
-// store for every read.
+// takes it without waiting, else hands it to a worker. That saves the hand-offs to and
+// from a worker sleeping on the store for every read.
 // One more case runs on the reader: a small READ or WRITE that is the only request
 // of the connection (none in flight, none buffered behind it) while the volume
 // answers within ~100 µs. A client at queue depth 1 waits for this reply before it
@@ -106,10 +106,11 @@ class Transmission {
   // Runs a request and puts its reply in `sink`; the caller releases it after the
   // reply is sent.
   void Execute(Request* req, ReplySink& sink);
-  // A READ of a volume that reads asynchronously: started here on the reader, finished
-  // by a worker once the store has completed it.
+  // A READ of a volume that reads asynchronously: started here on the reader, its reply
+  // sent by the store's completion (few in flight) or by a worker.
   void StartAsyncRead(Request* req);
-  bool FewInFlight();
+  // Requests of this connection in flight now (taken and not yet released).
+  size_t InFlight();
   // Whether the reader should run `h` itself rather than hand it to a worker.
   bool ShouldRunInline(const RequestHeader& h, const BufferedReader& reader);
   void WaitIdle();

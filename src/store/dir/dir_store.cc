@@ -28,8 +28,9 @@ namespace {
 constexpr std::string_view kNfsSillyPrefix = ".nfs";
 // The write piece on ext4 (DirStoreOptions::write_piece): 4 KiB rewrites of a block filled
 // in 64 KiB pieces ran 280-340 K/s against 52-81 K/s after 1 MiB pieces and 440-550 K/s
-// after 16 KiB ones, while the sequential fill lost about a quarter of its speed at 64 KiB
-// and more below (store_io_bench rewrite).
+// after 16 KiB ones (store_io_bench rewrite). 64 KiB left page-cache writes of 1 MiB and
+// their fdatasync as fast as whole writes; smaller pieces cost more syscalls per MiB
+// (docs/stores.md).
 constexpr size_t kExt4WritePiece = 64 * 1024;
 
 Status CheckName(const std::string& name) {
