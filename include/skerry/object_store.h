@@ -47,6 +47,7 @@ struct StoreCapabilities {
   bool native_async = false;      // data-path calls do not block the caller
   bool persistent = true;         // survives the process (false for mem:)
   bool durable_writes = false;    // every completed write is already durable (Sync is free)
+  bool pipe_reads = false;        // ReadToPipe works: objects are files the kernel can splice
 };
 
 struct ObjectInfo {
@@ -93,6 +94,14 @@ class ObjectStore {
 
   // Makes every completed Write/Zero/Copy/Truncate of `names` durable.
   virtual void Sync(std::vector<std::string> names, Done done) = 0;
+
+  // Zero-copy read, synchronous (capabilities().pipe_reads; else NotSupported): puts
+  // `length` bytes of `name` at `offset` into the pipe `pipe_fd` without copying them
+  // through this process; bytes past the end of the object go in as zeros. The caller
+  // promises the pipe room for them (a full pipe is an error, Busy, never a wait).
+  // NotFound when the object does not exist (then nothing was put in the pipe); after
+  // other errors part of the bytes may be in the pipe.
+  virtual Status ReadToPipe(const std::string& name, uint64_t offset, uint64_t length, int pipe_fd);
 
   // ---- control path (synchronous) ----
 

@@ -89,6 +89,14 @@ class Volume {
   virtual void ReadAsync(uint64_t offset, std::span<char> out, Done done) { done(Read(offset, out)); }
   // Whether ReadAsync can return before its data is read.
   virtual bool async_reads() const { return false; }
+  // Zero-copy read, where the store can (pipe_reads()): puts the range into the pipe
+  // `pipe_fd` (holes as zeros) without copying it through this process, for a server
+  // that splices the pipe into a socket. The caller promises the pipe room for `length`
+  // bytes. After an error part of the bytes may be in the pipe. Else NotSupported.
+  virtual bool pipe_reads() const { return false; }
+  virtual Status ReadToPipe(uint64_t /*offset*/, uint64_t /*length*/, int /*pipe_fd*/) {
+    return Status::NotSupported(name() + ": no zero-copy reads");
+  }
   // With `fua`, the data is durable when Write returns.
   virtual Status Write(uint64_t offset, std::span<const char> data, bool fua = false) = 0;
   // Discards the range: whole blocks become holes; partial blocks are zeroed.

@@ -78,6 +78,10 @@ Status ObjectStore::CopySync(const std::string& src, const std::string& dst) {
   return Await<Status>(*this, [&](Done done) { Copy(src, dst, std::move(done)); });
 }
 
+Status ObjectStore::ReadToPipe(const std::string& name, uint64_t, uint64_t, int) {
+  return Status::NotSupported(uri() + " cannot splice " + name + " into a pipe");
+}
+
 Status ObjectStore::DeleteMany(const std::vector<std::string>& names) {
   for (const std::string& name : names) {
     Status st = Delete(name);

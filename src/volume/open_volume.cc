@@ -8,6 +8,7 @@
 #include <set>
 
 #include "util/fan_in.h"
+#include "util/pipe.h"
 #include "volume/metadata.h"
 
 namespace skerry::volume {
@@ -28,6 +29,7 @@ OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, Vol
       per_chunk_(per_chunk),
       read_only_(read_only),
       async_reads_(store_->capabilities().native_async),
+      pipe_reads_(store_->capabilities().pipe_reads),
       size_(size),
       epoch_(epoch) {
   uint64_t blocks = (size + block_size - 1) / block_size;
@@ -110,17 +112,15 @@ void OpenVolume::CancelDelete(uint64_t block) {
 
 // ---------------------------------------------------------------- reads
 
-Status OpenVolume::ReadBlock(uint64_t block, uint64_t off, std::span<char> out) {
+template <class FromObject, class FromHole>
+Status OpenVolume::ReadBlockVia(uint64_t block, FromObject&& from_object, FromHole&& from_hole) {
   for (int attempt = 0;; attempt++) {
     SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
-    if (e.is_hole()) {
-      std::memset(out.data(), 0, out.size());
-      return Status::OK();
-    }
+    if (e.is_hole()) return from_hole();
     std::string object = EntryObject(e, block);
-    Result<size_t> n = store_->ReadSync(object, off, out);
-    if (n.ok()) return Status::OK();
-    if (!n.status().IsNotFound()) return n.status().Prefixed(name_);
+    Status st = from_object(object);
+    if (st.ok()) return Status::OK();
+    if (!st.IsNotFound()) return st.Prefixed(name_);
     // A concurrent trim may have released the object after we looked: look again.
     SKERRY_ASSIGN_OR_RETURN(Entry again, map_->Get(block));
     if (again == e || attempt > 3)
@@ -128,11 +128,33 @@ Status OpenVolume::ReadBlock(uint64_t block, uint64_t off, std::span<char> out) 
   }
 }
 
+Status OpenVolume::ReadBlock(uint64_t block, uint64_t off, std::span<char> out) {
+  return ReadBlockVia(
+      block, [&](const std::string& object) { return store_->ReadSync(object, off, out).status(); },
+      [&] {
+        std::memset(out.data(), 0, out.size());
+        return Status::OK();
+      });
+}
+
 Status OpenVolume::Read(uint64_t offset, std::span<char> out) {
   SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckRange(offset, out.size()));
   return ForEachBlock(offset, out.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
     return ReadBlock(b, off, out.subspan(at, n));
+  });
+}
+
+Status OpenVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {
+  if (!pipe_reads_) return Volume::ReadToPipe(offset, length, pipe_fd);
+  SharedGate gate(gate_);
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
+  // The store reports NotFound before it puts anything in the pipe, so looking at the
+  // map again after a concurrent trim (ReadBlockVia) never leaves half a block behind.
+  return ForEachBlock(offset, length, [&](uint64_t b, uint64_t off, uint64_t n, uint64_t) {
+    return ReadBlockVia(
+        b, [&](const std::string& object) { return store_->ReadToPipe(object, off, n, pipe_fd); },
+        [&] { return PutZerosInPipe(pipe_fd, n).Prefixed(name_); });
   });
 }
 

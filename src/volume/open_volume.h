@@ -54,6 +54,8 @@ class OpenVolume final : public Volume {
   Status Read(uint64_t offset, std::span<char> out) override;
   void ReadAsync(uint64_t offset, std::span<char> out, Done done) override;
   bool async_reads() const override { return async_reads_; }
+  bool pipe_reads() const override { return pipe_reads_; }
+  Status ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) override;
   Status Write(uint64_t offset, std::span<const char> data, bool fua) override;
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
@@ -84,6 +86,10 @@ class OpenVolume final : public Volume {
   bool IsWritable(const Entry& e) const;
   std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
 
+  // One block's read: from_object(name) reads its object, from_hole() fills a hole;
+  // looks at the map again when a concurrent trim released the object meanwhile.
+  template <class FromObject, class FromHole>
+  Status ReadBlockVia(uint64_t block, FromObject&& from_object, FromHole&& from_hole);
   Status ReadBlock(uint64_t block, uint64_t off, std::span<char> out);
   // One block's part of an asynchronous read, finishing one count of `op`; `attempt`
   // counts looks at the map after a concurrent trim released the object (as in ReadBlock).
@@ -113,6 +119,7 @@ class OpenVolume final : public Volume {
   const uint32_t per_chunk_;
   const bool read_only_;
   const bool async_reads_;  // the store's data path is natively asynchronous
+  const bool pipe_reads_;   // the store splices objects into pipes (ObjectStore::ReadToPipe)
   std::atomic<uint64_t> size_;
   std::atomic<uint64_t> epoch_;
   std::unique_ptr<VolumeMap> map_;

@@ -12,6 +12,7 @@
 
 #include "skerry/volume.h"
 #include "volume/format.h"
+#include "util/pipe.h"
 #include "volume/test_util.h"
 
 namespace skerry {
@@ -628,6 +629,54 @@ TEST_P(DirVolumeTest, ProcessCrashAfterFlushKeepsFlushedData) {
   ASSERT_TRUE(v != nullptr);
   EXPECT_EQ(ReadAll(*v).substr(0, 8 * kBs), Pattern(8 * kBs, 11));
   ExpectNoDanglingEntries();
+}
+
+// Zero-copy reads of a volume on the directory store (the CountingStore wrapper reads
+// through Read, so this opens the store itself): the pipe carries what Read returns over
+// data, holes, blocks shared with a parent and objects shorter than their block.
+TEST_P(DirVolumeTest, PipeReadsCarryWhatReadReturns) {
+  auto cat = Catalog::Open(raw_);
+  ASSERT_TRUE(cat.ok());
+  ASSERT_TRUE((*cat)->Create("p", 8 * kBs, kBs).ok());
+  {
+    auto v = (*cat)->Open("p");
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE((*v)->pipe_reads());
+    WriteAt(**v, 0, Pattern(2 * kBs, 21));
+    WriteAt(**v, 4 * kBs + 100, Pattern(1000, 22));  // an object of 1100 bytes for a 64 KiB block
+    ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
+  }
+  ASSERT_TRUE((*cat)->Clone("p", "s", "c").ok());
+  auto c = (*cat)->Open("c");
+  ASSERT_TRUE(c.ok());
+  WriteAt(**c, kBs + 5, Pattern(3000, 23));  // copy-up of block 1; block 0 stays shared
+  ThreadPipe* pipe = ThreadPipe::Get();
+  ASSERT_NE(pipe, nullptr);
+  for (auto [offset, length] : {std::pair<uint64_t, uint64_t>{0, 8 * kBs}, {kBs - 10, 20}, {3 * kBs, 2 * kBs + 7},
+                                {4 * kBs + 1000, 500}, {7 * kBs, kBs}}) {
+    if (length > pipe->capacity()) continue;
+    std::string want(length, 'y');
+    ASSERT_TRUE((*c)->Read(offset, std::span<char>(want.data(), want.size())).ok());
+    Status st = (*c)->ReadToPipe(offset, length, pipe->write_fd());
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    std::string got(length, 'x');
+    for (size_t done = 0; done < length;) {
+      ssize_t r = ::read(pipe->read_fd(), got.data() + done, length - done);
+      ASSERT_GT(r, 0);
+      done += static_cast<size_t>(r);
+    }
+    EXPECT_EQ(got, want) << offset << "+" << length;
+  }
+  EXPECT_EQ((*c)->ReadToPipe(8 * kBs - 1, 2, pipe->write_fd()).code(), Code::kInvalidArgument);
+}
+
+// Elsewhere (a decorated store, memory, asynchronous) there are no zero-copy reads.
+TEST_P(VolumeTest, PipeReadsOnlyWhereTheStoreSplices) {
+  ASSERT_TRUE(cat_->Create("n", 2 * kBs, kBs).ok());
+  auto v = Open("n");
+  ASSERT_TRUE(v != nullptr);
+  EXPECT_FALSE(v->pipe_reads());  // every store here is behind CountingStore
+  EXPECT_EQ(v->ReadToPipe(0, 4096, -1).code(), Code::kNotSupported);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, VolumeTest, ::testing::Values("mem", "dir", "async"),

@@ -104,6 +104,7 @@ Result<std::shared_ptr<DirStore>> DirStore::Open(const std::string& root, DirSto
   caps.native_async = false;     // inline pread/pwrite; see the header
   caps.persistent = true;
   caps.durable_writes = false;   // page cache until Sync
+  caps.pipe_reads = true;        // ReadToPipe: splice from the page cache
   if (!options.write_piece) {
     SKERRY_ASSIGN_OR_RETURN(dirstore::UniqueFd dir, dirstore::OpenFile(layout.tmp_dir(), O_RDONLY | O_DIRECTORY));
     options.write_piece = dirstore::IsExt4(dir.get()) ? kExt4WritePiece : 0;
@@ -156,6 +157,13 @@ Status DirStore::DoRead(const std::string& name, uint64_t offset, std::span<char
   SKERRY_ASSIGN_OR_RETURN(size_t n, dirstore::ReadAt(file->fd(), offset, out, name));
   std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), '\0');  // past the end
   return Status::OK();
+}
+
+Status DirStore::ReadToPipe(const std::string& name, uint64_t offset, uint64_t length, int pipe_fd) {
+  SKERRY_RETURN_IF_ERROR(CheckName(name));
+  SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
+  SKERRY_ASSIGN_OR_RETURN(FdCache::FileRef file, OpenExisting(name));
+  return dirstore::SpliceToPipe(file->fd(), offset, length, pipe_fd, name);
 }
 
 Status DirStore::DoWrite(const std::string& name, uint64_t offset, std::span<const char> data,

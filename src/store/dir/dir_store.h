@@ -85,6 +85,7 @@ class DirStore final : public ObjectStore {
   std::string uri() const override { return "dir:" + layout_.root(); }
 
   void Read(const std::string& name, uint64_t offset, std::span<char> out, ReadDone done) override;
+  Status ReadToPipe(const std::string& name, uint64_t offset, uint64_t length, int pipe_fd) override;
   void Write(const std::string& name, uint64_t offset, std::span<const char> data, bool fresh,
              Done done) override;
   void Zero(const std::string& name, uint64_t offset, uint64_t length, Done done) override;

@@ -25,6 +25,7 @@
 
 #include "store/dir/file_ops.h"
 #include "store/test_temp_dir.h"
+#include "util/pipe.h"
 
 namespace skerry {
 namespace {
@@ -253,6 +254,47 @@ TEST(DirStoreTest, CapabilitiesAreHonest) {
   EXPECT_TRUE(caps.persistent);
   EXPECT_FALSE(caps.durable_writes);
   EXPECT_EQ(caps.cheap_copy, dirstore::ReflinkWorks(tmp.path() + "/tmp"));
+  EXPECT_TRUE(caps.pipe_reads);
+}
+
+// ReadToPipe puts into the pipe exactly what Read returns: data, unwritten ranges and the
+// part past the end of the file as zeros; a missing object is NotFound with the pipe
+// untouched, and more than the pipe holds is an error, never a hang.
+TEST(DirStoreTest, ReadToPipeCarriesWhatReadReturns) {
+  TestTempDir tmp;
+  auto store = OpenOrDie(tmp.path());
+  std::string data(200'000, '\0');
+  for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>('A' + (i * 13 + i / 4096) % 50);
+  ASSERT_TRUE(store->WriteSync("obj", 10'000, data).ok());  // [0, 10000) never written
+  ThreadPipe* pipe = ThreadPipe::Get();
+  ASSERT_NE(pipe, nullptr);
+  ASSERT_GE(pipe->capacity(), 256u * 1024);
+  auto drain = [&](size_t n) {
+    std::string out(n, 'x');
+    for (size_t done = 0; done < n;) {
+      ssize_t r = ::read(pipe->read_fd(), out.data() + done, n - done);
+      if (r <= 0) return std::string("read failed");
+      done += static_cast<size_t>(r);
+    }
+    return out;
+  };
+  for (auto [offset, length] : {std::pair<uint64_t, uint64_t>{0, 210'000}, {5000, 100'000}, {150'000, 100'000},
+                                {300'000, 4096}, {12'345, 1}}) {
+    std::string want(length, 'y');
+    ASSERT_TRUE(store->ReadSync("obj", offset, want).ok());
+    ASSERT_TRUE(store->ReadToPipe("obj", offset, length, pipe->write_fd()).ok()) << offset;
+    EXPECT_EQ(drain(length), want) << offset << "+" << length;
+  }
+  EXPECT_TRUE(store->ReadToPipe("missing", 0, 4096, pipe->write_fd()).IsNotFound());
+  EXPECT_EQ(store->ReadToPipe("../obj", 0, 4096, pipe->write_fd()).code(), Code::kInvalidArgument);
+  int queued = -1;
+  ASSERT_EQ(ioctl(pipe->read_fd(), FIONREAD, &queued), 0);
+  EXPECT_EQ(queued, 0);
+  Status full = store->ReadToPipe("obj", 0, pipe->capacity() + 8192, pipe->write_fd());
+  EXPECT_EQ(full.code(), Code::kBusy) << full.ToString();
+  ASSERT_TRUE(pipe->Reset());
+  ASSERT_EQ(ioctl(pipe->read_fd(), FIONREAD, &queued), 0);
+  EXPECT_EQ(queued, 0);
 }
 
 // Writes are cut into aligned pieces (ext4 sizes folios by the write); whatever the piece

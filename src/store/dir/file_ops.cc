@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <random>
 
+#include "util/pipe.h"
+
 namespace skerry::dirstore {
 namespace {
 
@@ -99,6 +101,24 @@ Result<size_t> ReadAt(int fd, uint64_t offset, std::span<char> out, std::string_
     done += static_cast<size_t>(n);
   }
   return done;
+}
+
+Status SpliceToPipe(int fd, uint64_t offset, uint64_t length, int pipe_fd, std::string_view what) {
+  while (length > 0) {
+    loff_t at = static_cast<loff_t>(offset);
+    size_t want = static_cast<size_t>(std::min<uint64_t>(length, 1u << 30));
+    // SPLICE_F_NONBLOCK: a full pipe fails rather than waits (nobody else drains it).
+    ssize_t n = splice(fd, &at, pipe_fd, nullptr, want, SPLICE_F_NONBLOCK);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return Status::Busy(Context("splice: pipe full reading", what));
+      return Errno("splice", what);
+    }
+    if (n == 0) return PutZerosInPipe(pipe_fd, length);  // end of file: the rest reads as zeros
+    offset += static_cast<uint64_t>(n);
+    length -= static_cast<uint64_t>(n);
+  }
+  return Status::OK();
 }
 
 Status WriteAt(int fd, uint64_t offset, std::span<const char> data, std::string_view what,

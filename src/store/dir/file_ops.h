@@ -41,6 +41,10 @@ Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode = 0644);
 // Reads up to out.size() bytes at `offset`, stopping early only at end of file.
 // Returns the number of bytes read.
 Result<size_t> ReadAt(int fd, uint64_t offset, std::span<char> out, std::string_view what);
+// Puts `length` bytes of the file at `offset` into the pipe `pipe_fd` with splice (the
+// pipe takes references to page-cache pages); past end of file, zeros. Busy when the
+// pipe fills up before that (the caller promised room).
+Status SpliceToPipe(int fd, uint64_t offset, uint64_t length, int pipe_fd, std::string_view what);
 // Writes all of `data` at `offset` (retrying short writes). With `max_piece` > 0, in
 // pwrite calls of at most that many bytes, each ending on a multiple of it: the page
 // cache sizes a folio by the write that creates it (see DirStoreOptions::write_piece).

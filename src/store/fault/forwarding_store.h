@@ -20,7 +20,13 @@ class ForwardingStore : public ObjectStore {
   // REQUIRES: inner != nullptr.
   explicit ForwardingStore(std::shared_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
 
-  StoreCapabilities capabilities() const override { return inner_->capabilities(); }
+  // Not pipe_reads: a decorator sees (and may delay, fail or hold back) every read, so
+  // reads go through Read, never around it to the inner store's files.
+  StoreCapabilities capabilities() const override {
+    StoreCapabilities caps = inner_->capabilities();
+    caps.pipe_reads = false;
+    return caps;
+  }
   std::string uri() const override { return inner_->uri(); }
 
   void Read(const std::string& name, uint64_t offset, std::span<char> out, ReadDone done) override {

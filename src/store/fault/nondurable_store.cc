@@ -87,6 +87,7 @@ StoreCapabilities NonDurableStore::capabilities() const {
   caps.durable_writes = false;
   caps.native_async = false;
   caps.cheap_copy = false;  // a held copy duplicates the bytes
+  caps.pipe_reads = false;  // unsynced writes live in this process, not in the files
   return caps;
 }
 
