@@ -52,6 +52,14 @@ Status ReplyWriter::Send(const iovec* iov, int iovcnt) {
   return st;
 }
 
+Status ReplyWriter::SendSpliced(const iovec* iov, int iovcnt, int pipe_fd) {
+  std::lock_guard lock(send_mu_);
+  if (broken()) return PeerClosed();
+  Status st = transport_.WriteVSpliced(iov, iovcnt, pipe_fd);
+  if (!st.ok()) broken_.store(true, std::memory_order_relaxed);
+  return st;
+}
+
 bool ReplyWriter::TrySendNow(const iovec* iov, int iovcnt, Status* status) {
   std::unique_lock lock(send_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return false;

@@ -46,6 +46,13 @@ class ReplySink {
 
   // One complete reply whose bytes are described by iov (see kReplyCopyLimit).
   virtual Status Send(const iovec* iov, int iovcnt) = 0;
+  // Whether SendSpliced works here.
+  virtual bool can_splice() const { return false; }
+  // Send, where entries with a null iov_base stand for that many bytes taken from the
+  // pipe `pipe_fd` (Transport::WriteVSpliced). REQUIRES: can_splice().
+  virtual Status SendSpliced(const iovec* /*iov*/, int /*iovcnt*/, int /*pipe_fd*/) {
+    return Status::NotSupported("this reply cannot splice");
+  }
 
   bool structured() const { return structured_; }
   // Success without payload (a simple reply, which the spec allows for every
@@ -68,6 +75,8 @@ class ReplyWriter final : public ReplySink {
       : ReplySink(structured_replies), transport_(transport) {}
 
   Status Send(const iovec* iov, int iovcnt) override;
+  bool can_splice() const override { return transport_.can_splice(); }
+  Status SendSpliced(const iovec* iov, int iovcnt, int pipe_fd) override;
   // Sends the reply only if that cannot block (the send mutex is free and the socket has
   // room: Transport::TryWriteVNow); false when nothing was sent. For threads that must
   // never wait, such as a store's completion thread.

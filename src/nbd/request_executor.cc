@@ -1,12 +1,16 @@
 #include "nbd/request_executor.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <sys/ioctl.h>
 
 #include <algorithm>
 
 #include "nbd/errors.h"
 #include "nbd/protocol.h"
 #include "util/fan_in.h"
+#include "util/pipe.h"
 
 namespace skerry::nbd {
 namespace {
@@ -100,7 +104,7 @@ Status RequestExecutor::Finish(const RequestHeader& h, const Status& result, Rep
   return sink.SendError(h.cookie, NbdErrorFromStatus(result), result.ToString());
 }
 
-void RequestExecutor::PlanRead(const RequestHeader& h, RequestBuffers& b, bool structured) {
+void RequestExecutor::PlanRuns(const RequestHeader& h, RequestBuffers& b, bool structured) {
   b.runs.clear();
   if (h.length == 0) return;
   // DF asks for a single content chunk, so holes are sent as explicit zeros.
@@ -110,10 +114,18 @@ void RequestExecutor::PlanRead(const RequestHeader& h, RequestBuffers& b, bool s
     if (extents.ok()) ExtentsToRuns(*extents, h.offset, h.offset + h.length, kStateZero, &b.runs);
   }
   if (b.runs.empty()) b.runs.push_back({h.offset, h.length, 0});
+}
+
+void RequestExecutor::PlanRead(const RequestHeader& h, RequestBuffers& b, bool structured) {
+  PlanRuns(h, b, structured);
   b.data.Resize(h.length);
 }
 
 Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+  if (h.length >= kSpliceReadMinimum && volume_.pipe_reads() && sink.can_splice()) {
+    ThreadPipe* pipe = ThreadPipe::Get();
+    if (pipe && h.length <= pipe->capacity()) return SplicedRead(h, b, sink, *pipe);
+  }
   PlanRead(h, b, sink.structured());
   for (const StatusRun& run : b.runs) {
     if (run.state & kStateZero) continue;
@@ -121,6 +133,30 @@ Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySin
     if (!st.ok()) return Finish(h, st, sink);  // nothing sent yet: one error reply says it all
   }
   return SendRead(h, b, sink);
+}
+
+Status RequestExecutor::SplicedRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink, ThreadPipe& pipe) {
+  PlanRuns(h, b, sink.structured());
+  uint64_t in_pipe = 0;
+  Status st;
+  for (const StatusRun& run : b.runs) {
+    if (run.state & kStateZero) continue;
+    st = volume_.ReadToPipe(run.offset, run.length, pipe.write_fd());
+    if (!st.ok()) break;
+    in_pipe += run.length;
+  }
+  // What the pipe holds must be exactly what the reply says, or the splice into the
+  // socket would wait forever for bytes that never come (cheap to make sure).
+  int queued = -1;
+  if (st.ok() && (ioctl(pipe.read_fd(), FIONREAD, &queued) != 0 || static_cast<uint64_t>(queued) != in_pipe))
+    st = Status::IOError(fmt::format("internal: the read's pipe holds {} bytes, not {}", queued, in_pipe));
+  if (!st.ok()) {
+    pipe.Reset();  // throw away what part of the data went in
+    return Finish(h, st, sink);  // nothing sent yet: one error reply says it all
+  }
+  st = SendRead(h, b, sink, pipe.read_fd());
+  if (!st.ok()) pipe.Reset();  // the connection is gone; the pipe may still hold data
+  return st;
 }
 
 void RequestExecutor::StartRead(const RequestHeader& h, RequestBuffers& b, bool structured, Done done) {
@@ -141,12 +177,19 @@ Status RequestExecutor::FinishRead(const RequestHeader& h, RequestBuffers& b, co
   return SendRead(h, b, sink);
 }
 
-Status RequestExecutor::SendRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
+Status RequestExecutor::SendRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink, int pipe_fd) {
+  // Where a data run's bytes are: in b.data, or next in the pipe (a null entry).
+  auto data = [&](uint64_t offset, uint64_t length) {
+    return iovec{pipe_fd >= 0 ? nullptr : b.data.data() + (offset - h.offset), length};
+  };
+  auto send = [&](const iovec* iov, int iovcnt) {
+    return pipe_fd >= 0 ? sink.SendSpliced(iov, iovcnt, pipe_fd) : sink.Send(iov, iovcnt);
+  };
   if (!sink.structured()) {
     char header[kSimpleReplyHeaderSize];
     EncodeSimpleReply(header, h.cookie, 0);
-    iovec iov[2] = {{header, sizeof header}, {b.data.data(), h.length}};
-    return sink.Send(iov, h.length ? 2 : 1);
+    iovec iov[2] = {{header, sizeof header}, data(h.offset, h.length)};
+    return send(iov, h.length ? 2 : 1);
   }
   if (h.length == 0) {  // a content chunk must describe at least one byte
     char header[kChunkHeaderSize];
@@ -172,10 +215,10 @@ Status RequestExecutor::SendRead(const RequestHeader& h, RequestBuffers& b, Repl
                         static_cast<uint32_t>(8 + run.length));
       PutBe64(p + kChunkHeaderSize, run.offset);
       b.iov.push_back({p, kChunkHeaderSize + 8});
-      b.iov.push_back({b.data.data() + (run.offset - h.offset), run.length});
+      b.iov.push_back(data(run.offset, run.length));
     }
   }
-  return sink.Send(b.iov.data(), static_cast<int>(b.iov.size()));
+  return send(b.iov.data(), static_cast<int>(b.iov.size()));
 }
 
 Status RequestExecutor::BlockStatus(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -61,7 +62,9 @@ Result<size_t> SocketTransport::ReadSome(char* buf, size_t len) {
   }
 }
 
-Status SocketTransport::WriteV(const iovec* iov_in, int iovcnt) {
+Status SocketTransport::WriteV(const iovec* iov_in, int iovcnt) { return SendAll(iov_in, iovcnt, 0); }
+
+Status SocketTransport::SendAll(const iovec* iov_in, int iovcnt, int flags) {
   // sendmsg edits nothing, but resuming a partial write needs a mutable copy;
   // the common reply has 1-4 entries, so copy onto the stack when it fits.
   iovec local[16];
@@ -78,13 +81,45 @@ Status SocketTransport::WriteV(const iovec* iov_in, int iovcnt) {
     msg.msg_iov = iov;
     msg.msg_iovlen = std::min(iovcnt, IOV_MAX);
     // MSG_NOSIGNAL: a client that vanished must cost us an EPIPE, not the process.
-    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | flags);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EPIPE || errno == ECONNRESET) return PeerClosed();
       return Status::FromErrno(errno, "sendmsg");
     }
     AdvanceIovec(iov, iovcnt, static_cast<size_t>(n));
+  }
+  return Status::OK();
+}
+
+Status SocketTransport::SpliceAll(int pipe_fd, size_t length, bool more) {
+  while (length > 0) {
+    // The socket is blocking: like sendmsg, this waits while the client is behind.
+    ssize_t n = ::splice(pipe_fd, nullptr, fd_, nullptr, length, more ? SPLICE_F_MORE : 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) return PeerClosed();
+      return Status::FromErrno(errno, "splice to socket");
+    }
+    if (n == 0) return Status::IOError("splice to socket: the pipe ran dry");
+    length -= static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+Status SocketTransport::WriteVSpliced(const iovec* iov, int iovcnt, int pipe_fd) {
+  int i = 0;
+  while (i < iovcnt) {
+    int j = i;
+    if (iov[i].iov_base == nullptr) {
+      SKERRY_RETURN_IF_ERROR(SpliceAll(pipe_fd, iov[i].iov_len, i + 1 < iovcnt));
+      ++j;
+    } else {
+      while (j < iovcnt && iov[j].iov_base != nullptr) ++j;
+      // MSG_MORE: a header and the data spliced after it leave in the same segments.
+      SKERRY_RETURN_IF_ERROR(SendAll(iov + i, j - i, j < iovcnt ? MSG_MORE : 0));
+    }
+    i = j;
   }
   return Status::OK();
 }

@@ -32,6 +32,14 @@ class Transport {
   // send buffer has not clearly room for it, or the transport cannot tell (TLS).
   // `status` reports a failed write (which counts as done). Same threading as WriteV.
   virtual bool TryWriteVNow(const iovec* iov, int iovcnt, Status* status) { return false; }
+  // Whether WriteVSpliced works (a plain socket; TLS must encrypt every byte itself).
+  virtual bool can_splice() const { return false; }
+  // WriteV, where entries with a null iov_base stand for iov_len bytes taken from the
+  // pipe `pipe_fd` (spliced into the socket: the pages are not copied). REQUIRES: the
+  // pipe holds exactly the bytes those entries add up to, in order.
+  virtual Status WriteVSpliced(const iovec* /*iov*/, int /*iovcnt*/, int /*pipe_fd*/) {
+    return Status::NotSupported("this connection cannot splice");
+  }
   // Orderly end of our sending side (TLS close_notify); no-op on a plain socket.
   // REQUIRES: no concurrent WriteV.
   virtual void Bye() {}
@@ -58,9 +66,15 @@ class SocketTransport final : public Transport {
   Result<size_t> ReadSome(char* buf, size_t len) override;
   Status WriteV(const iovec* iov, int iovcnt) override;
   bool TryWriteVNow(const iovec* iov, int iovcnt, Status* status) override;
+  bool can_splice() const override { return true; }
+  Status WriteVSpliced(const iovec* iov, int iovcnt, int pipe_fd) override;
   bool is_tls() const override { return false; }
 
  private:
+  // sendmsg until every byte of iov is out; `flags` adds e.g. MSG_MORE.
+  Status SendAll(const iovec* iov, int iovcnt, int flags);
+  // splice until `length` bytes went from the pipe into the socket.
+  Status SpliceAll(int pipe_fd, size_t length, bool more);
   int fd_;
   int sndbuf_ = -1;  // SO_SNDBUF, read on first use (-1: not yet, 0: unknown)
 };

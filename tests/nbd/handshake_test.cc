@@ -83,7 +83,7 @@ TEST(Handshake, ListNamesEveryExport) {
     ASSERT_EQ(len + 4, r->data.size());
     names.push_back(r->data.substr(4));
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"async", "bad", "big", "disk", "ro"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"async", "bad", "big", "disk", "ro", "splice"}));
   EXPECT_EQ(Ask(h.client(), kOptList, "x").type, kRepErrInvalid);
 }
 

@@ -40,6 +40,11 @@ class MemVolume final : public Volume {
   // replies go out of order), as on a natively asynchronous store.
   void ReadAsync(uint64_t offset, std::span<char> out, Done done) override;
   bool async_reads() const override { return async_thread_.joinable(); }
+  // With EnablePipeReads, zero-copy reads as on the directory store: write() into the
+  // pipe stands in for splice. A read over the fault range first puts the bytes before
+  // it into the pipe, then fails, like a store that failed half-way.
+  bool pipe_reads() const override { return pipe_reads_; }
+  Status ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) override;
   Status Write(uint64_t offset, std::span<const char> data, bool fua = false) override;
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua = false) override;
@@ -58,6 +63,8 @@ class MemVolume final : public Volume {
   uint64_t fua_writes() const { return fua_writes_.load(); }
   // Call before the volume is shared.
   void EnableAsyncReads();
+  void EnablePipeReads() { pipe_reads_ = true; }
+  uint64_t pipe_reads_done() const { return pipe_reads_done_.load(); }
 
  private:
   struct Block {
@@ -78,6 +85,8 @@ class MemVolume final : public Volume {
   std::vector<Block> blocks_;
   std::atomic<uint64_t> flushes_{0};
   std::atomic<uint64_t> fua_writes_{0};
+  bool pipe_reads_ = false;
+  std::atomic<uint64_t> pipe_reads_done_{0};
   mutable std::mutex fault_mu_;
   std::optional<std::pair<uint64_t, uint64_t>> fault_range_;
   Status fault_;

@@ -24,7 +24,8 @@ class SessionHarness {
  public:
   // Exports: "disk" (1 MiB, writable), "ro" (1 MiB, read-only, first half 0xab),
   // "bad" (1 MiB, I/O at 64 KiB fails with EIO), "big" (4 GiB, empty), "async" (1 MiB,
-  // reads complete on another thread, out of order; I/O at 512 KiB fails). `tls` may be null.
+  // reads complete on another thread, out of order; I/O at 512 KiB fails), "splice" (1 MiB,
+  // zero-copy reads through a pipe; I/O at 768 KiB fails). `tls` may be null.
   explicit SessionHarness(const TlsContext* tls = nullptr) : pool_(4, 256) {
     provider_.Add(std::make_shared<MemVolume>("disk", 1 << 20));
     auto ro = std::make_shared<MemVolume>("ro", 1 << 20, 64 * 1024, /*read_only=*/true);
@@ -38,6 +39,10 @@ class SessionHarness {
     async->EnableAsyncReads();
     async->InjectFault(512 * 1024, 4096, Status::IOError("injected"));
     provider_.Add(async);
+    auto splice = std::make_shared<MemVolume>("splice", 1 << 20);
+    splice->EnablePipeReads();
+    splice->InjectFault(768 * 1024, 4096, Status::IOError("injected"));
+    provider_.Add(splice);
 
     context_.provider = &provider_;
     tls_.Set(std::shared_ptr<const TlsContext>(tls, [](const TlsContext*) {}));  // not owned
