@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <toml++/toml.h>
 
+#include "util/sizes.h"
+
 namespace skerry::daemon {
 namespace {
 
@@ -57,7 +59,7 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   }
   SKERRY_RETURN_IF_ERROR(Unknown(path, root,
                                  {"store", "listen", "admin_socket", "log_level", "lock_lease_seconds", "workers",
-                                  "max_connections", "tls"},
+                                  "max_connections", "max_inflight_memory", "tls"},
                                  ""));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "store", &config->store));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "admin_socket", &config->admin_socket));
@@ -83,6 +85,16 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   config->lock_lease_ms = lease_s * 1000;
   config->server.worker_threads = static_cast<size_t>(workers);
   config->server.max_connections = static_cast<size_t>(max_conn);
+  if (const toml::node* n = root.get("max_inflight_memory")) {
+    auto text = n->value<std::string>();
+    if (!text) return Status::InvalidArgument(fmt::format("{}: max_inflight_memory must be a size such as \"1G\"", path));
+    auto bytes = ParseSize(*text);
+    if (!bytes.ok()) return bytes.status().Prefixed(fmt::format("{}: max_inflight_memory", path));
+    // At least one maximal request (32 MiB payload); 0 turns the server-wide bound off.
+    if (*bytes != 0 && *bytes < (64u << 20))
+      return Status::InvalidArgument(fmt::format("{}: max_inflight_memory must be 0 (off) or at least 64M", path));
+    config->server.max_inflight_memory = *bytes;
+  }
   if (const toml::node* n = root.get("tls")) {
     const toml::table* tls = n->as_table();
     if (!tls) return Status::InvalidArgument(fmt::format("{}: [tls] must be a table", path));

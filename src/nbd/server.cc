@@ -29,6 +29,7 @@ Server::Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& op
                std::shared_ptr<TlsContext> tls)
     : provider_(std::move(provider)),
       options_(options),
+      budget_(options.max_inflight_memory),
       pool_(options.worker_threads, options.worker_threads * kQueuePerWorker) {
   tls_.Set(std::move(tls));
   context_.provider = provider_.get();
@@ -36,6 +37,7 @@ Server::Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& op
   context_.pool = &pool_;
   context_.handshake_timeout = options.handshake_timeout;
   context_.limits = options.limits;
+  if (options.max_inflight_memory > 0) context_.limits.server_budget = &budget_;
 }
 
 Server::~Server() { Shutdown(); }

@@ -31,6 +31,7 @@
 #include "nbd/connection.h"
 #include "nbd/export_provider.h"
 #include "nbd/listener.h"
+#include "nbd/memory_budget.h"
 #include "nbd/tls.h"
 #include "nbd/transmission.h"
 #include "nbd/unique_fd.h"
@@ -47,6 +48,9 @@ struct ServerOptions {
   // Bound on each step of the handshake (a receive, or the TLS handshake).
   std::chrono::milliseconds handshake_timeout{30'000};
   TransmissionLimits limits;  // per connection
+  // Bytes of requests in flight across all connections (payloads, block-status lists);
+  // a reader past it waits for others to complete. 0: only the per-connection bound.
+  uint64_t max_inflight_memory = 1ull << 30;
   TlsOptions tls;
 };
 
@@ -66,6 +70,8 @@ class Server {
   // Replaces the TLS setup for connections that arrive from now on (certificates and keys
   // are read again; the mode may change too). On error the current setup stays.
   Status ReloadTls(const TlsOptions& tls);
+  // The server-wide in-flight memory bound (options.max_inflight_memory).
+  const MemoryBudget& budget() const { return budget_; }
   // Serves an already connected stream socket (socket activation; tests).
   void ServeSocket(UniqueFd fd, std::string peer);
   // Stops accepting, lets every connection answer its in-flight requests, flush
@@ -87,6 +93,8 @@ class Server {
 
   const std::shared_ptr<ExportProvider> provider_;
   const ServerOptions options_;
+  // Before the pool and the connections: their requests give bytes back until the end.
+  MemoryBudget budget_;
   TlsSlot tls_;
   WorkerPool pool_;
   ConnectionContext context_;

@@ -235,17 +235,26 @@ Transmission::Request* Transmission::TakeRequest(uint64_t cost) {
 
 Transmission::Request* Transmission::TryAcquireRequest(uint64_t cost) {
   std::lock_guard lock(mu_);
-  return HasRoom(cost) ? TakeRequest(cost) : nullptr;
+  if (!HasRoom(cost)) return nullptr;
+  if (limits_.server_budget && !limits_.server_budget->TryTake(cost)) return nullptr;
+  return TakeRequest(cost);
 }
 
 Transmission::Request* Transmission::AcquireRequest(uint64_t cost) {
-  std::unique_lock lock(mu_);
-  while (!HasRoom(cost)) {
-    reader_waiting_ = true;
-    room_.wait(lock);
+  Request* req;
+  {
+    std::unique_lock lock(mu_);
+    while (!HasRoom(cost)) {
+      reader_waiting_ = true;
+      room_.wait(lock);
+    }
+    reader_waiting_ = false;
+    req = TakeRequest(cost);
   }
-  reader_waiting_ = false;
-  return TakeRequest(cost);
+  // Outside mu_: what frees the server's budget is other requests completing, this
+  // connection's among them, and their release takes mu_.
+  if (limits_.server_budget) limits_.server_budget->Take(cost);
+  return req;
 }
 
 void Transmission::ReleaseRequest(Request* req) {
@@ -256,6 +265,8 @@ void Transmission::ReleaseRequest(Request* req) {
     retained_bytes_ -= capacity;
     req->buffers.data.Clear();
   }
+  // Before the connection can look idle: the budget outlives every connection's requests.
+  if (limits_.server_budget) limits_.server_budget->Give(req->cost);
   --inflight_;
   inflight_bytes_ -= req->cost;
   free_.push_back(req);

@@ -46,6 +46,7 @@
 
 #include "nbd/buffered_reader.h"
 #include "nbd/handshake.h"
+#include "nbd/memory_budget.h"
 #include "nbd/reply_writer.h"
 #include "nbd/request.h"
 #include "nbd/request_executor.h"
@@ -60,6 +61,8 @@ struct TransmissionLimits {
   size_t max_inflight_bytes = 64u << 20;  // > kMaxPayload: one maximal request always fits
   // Request buffers a connection keeps for reuse once idle.
   size_t retained_buffer_bytes = 16u << 20;
+  // Bytes in flight across all of the server's connections (null: no bound but theirs).
+  MemoryBudget* server_budget = nullptr;
 };
 
 class Transmission {

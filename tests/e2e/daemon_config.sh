@@ -44,11 +44,17 @@ expect_daemon_fail "opry" "$store
 mode = \"opry\""
 expect_daemon_fail "unknown log level" "$store
 log_level = \"loud\""
+expect_daemon_fail "max_inflight_memory must be 0 (off) or at least 64M" "$store
+max_inflight_memory = \"1M\""
+expect_daemon_fail "max_inflight_memory must be a size" "$store
+max_inflight_memory = 1024"
+expect_daemon_fail "max_inflight_memory" "$store
+max_inflight_memory = \"lots\""
 out=$("$SKERRYD" --config "$WORK/missing.toml" 2>&1) && fail "a missing config file was accepted"
 echo "$out" | grep -qF "missing.toml" || fail "missing config file: $out"
 
 # A good file starts.
-printf '%s\nworkers = 4\nlock_lease_seconds = 10\n' "$store" >"$WORK/good.toml"
+printf '%s\nworkers = 4\nlock_lease_seconds = 10\nmax_inflight_memory = "256M"\n' "$store" >"$WORK/good.toml"
 start_daemon good --config "$WORK/good.toml"
 stop_daemon good
 echo "daemon_config: ok"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace skerry::nbd::testing {
 
@@ -114,6 +115,7 @@ Status MemVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {
 
 Status MemVolume::Write(uint64_t offset, std::span<const char> data, bool fua) {
   SKERRY_RETURN_IF_ERROR(Check(offset, data.size(), true));
+  if (int64_t ms = write_delay_ms_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   ForEachBlock(offset, data.size(), [&](Block& b, uint64_t in_block, uint64_t n, uint64_t at) {
     std::lock_guard lock(b.mu);
     if (!b.data) b.data.reset(new char[block_size_]());

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -64,6 +65,8 @@ class MemVolume final : public Volume {
   // Call before the volume is shared.
   void EnableAsyncReads();
   void EnablePipeReads() { pipe_reads_ = true; }
+  // Each write sleeps this long first, as on a slow store.
+  void SetWriteDelay(std::chrono::milliseconds delay) { write_delay_ms_ = delay.count(); }
   uint64_t pipe_reads_done() const { return pipe_reads_done_.load(); }
 
  private:
@@ -86,6 +89,7 @@ class MemVolume final : public Volume {
   std::atomic<uint64_t> flushes_{0};
   std::atomic<uint64_t> fua_writes_{0};
   bool pipe_reads_ = false;
+  std::atomic<int64_t> write_delay_ms_{0};
   std::atomic<uint64_t> pipe_reads_done_{0};
   mutable std::mutex fault_mu_;
   std::optional<std::pair<uint64_t, uint64_t>> fault_range_;
