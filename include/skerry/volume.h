@@ -99,6 +99,13 @@ class Volume {
   }
   // With `fua`, the data is durable when Write returns.
   virtual Status Write(uint64_t offset, std::span<const char> data, bool fua = false) = 0;
+  // Write that does not block the caller, where the volume can: on a natively asynchronous
+  // store, into blocks that are already this volume's own (no copy-up, no new object, no
+  // map change). Returns false, having done nothing, when the write must take the blocking
+  // path (Write) instead; errors too are left to Write to report. Otherwise `done` runs
+  // exactly once, inline or on a store thread, must not block on this volume's store, and
+  // `data` must stay valid until then. Like Write without FUA: durable after a Flush.
+  virtual bool TryWriteAsync(uint64_t /*offset*/, std::span<const char> /*data*/, Done /*done*/) { return false; }
   // Discards the range: whole blocks become holes; partial blocks are zeroed.
   virtual Status Trim(uint64_t offset, uint64_t length) = 0;
   // Zeroes the range. Without `may_trim` (NBD_CMD_FLAG_NO_HOLE), blocks stay

@@ -171,6 +171,11 @@ void RequestExecutor::StartRead(const RequestHeader& h, RequestBuffers& b, bool 
   reads->Finish(Status::OK());
 }
 
+bool RequestExecutor::TryStartWrite(const RequestHeader& h, RequestBuffers& b, Done done) {
+  if (h.flags & kCmdFlagFua) return false;  // FUA flushes: the blocking path
+  return volume_.TryWriteAsync(h.offset, std::span<const char>(b.data.data(), h.length), std::move(done));
+}
+
 Status RequestExecutor::FinishRead(const RequestHeader& h, RequestBuffers& b, const Status& result,
                                    ReplySink& sink) {
   if (!result.ok()) return Finish(h, result, sink);

@@ -89,6 +89,11 @@ class RequestExecutor {
   bool async_reads() const { return volume_.async_reads(); }
   void StartRead(const RequestHeader& h, RequestBuffers& b, bool structured, Done done);
   Status FinishRead(const RequestHeader& h, RequestBuffers& b, const Status& result, ReplySink& sink);
+  // WRITE likewise, where the volume takes it without blocking (Volume::TryWriteAsync:
+  // blocks it already owns, no FUA): false, with nothing done, when it must go through
+  // Execute instead. REQUIRES: header is a valid WRITE whose payload is in buffers.data.
+  bool TryStartWrite(const RequestHeader& h, RequestBuffers& b, Done done);
+  Status FinishWrite(const RequestHeader& h, const Status& result, ReplySink& sink) { return Finish(h, result, sink); }
 
  private:
   Status Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);

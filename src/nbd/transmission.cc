@@ -131,6 +131,8 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
   }
   if (h.type == kCmdRead && executor_.async_reads()) {
     StartAsyncRead(req);
+  } else if (h.type == kCmdWrite && executor_.async_reads() && TryStartAsyncWrite(req)) {
+    // started; its completion answers it
   } else if (ShouldRunInline(h, reader)) {
     Execute(req, batch_);
     batched_.push_back(req);
@@ -146,25 +148,37 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
 
 void Transmission::StartAsyncRead(Request* req) {
   executor_.StartRead(req->header, req->buffers, writer_.structured(), [this, req](Status st) {
-    // On the store's completion thread, which must not block. At a low queue depth the
-    // reply of a successful read goes out from here when the socket takes it at once: the
-    // client waits for it, and a hand-off would add a thread switch to its latency.
-    // Otherwise, and for errors (logged by FinishRead, once), a worker sends it: that send
-    // may wait for a slow client, and at high depths workers send in parallel while the
-    // store's thread goes on completing.
-    if (st.ok() && InFlight() <= kDirectReplyMaxInflight) {
-      NonBlockingReplySink now(writer_);
-      Status sent = executor_.FinishRead(req->header, req->buffers, st, now);
-      if (now.sent()) {
-        if (!sent.ok()) Break();
-        ReleaseRequest(req);  // last touch of this Transmission on this thread
-        return;
-      }
-    }
-    pool_.Post([this, req, st = std::move(st)] {
-      if (!executor_.FinishRead(req->header, req->buffers, st, writer_).ok()) Break();
-      ReleaseRequest(req);
+    FinishAsync(req, st, [this, req, st](ReplySink& sink) {
+      return executor_.FinishRead(req->header, req->buffers, st, sink);
     });
+  });
+}
+
+bool Transmission::TryStartAsyncWrite(Request* req) {
+  return executor_.TryStartWrite(req->header, req->buffers, [this, req](Status st) {
+    FinishAsync(req, st, [this, req, st](ReplySink& sink) { return executor_.FinishWrite(req->header, st, sink); });
+  });
+}
+
+void Transmission::FinishAsync(Request* req, const Status& st, std::function<Status(ReplySink&)> send) {
+  // On the store's completion thread, which must not block. At a low queue depth the
+  // reply of a successful request goes out from here when the socket takes it at once:
+  // the client waits for it, and a hand-off would add a thread switch to its latency.
+  // Otherwise, and for errors (logged by the executor, once), a worker sends it: that send
+  // may wait for a slow client, and at high depths workers send in parallel while the
+  // store's thread goes on completing.
+  if (st.ok() && InFlight() <= kDirectReplyMaxInflight) {
+    NonBlockingReplySink now(writer_);
+    Status sent = send(now);
+    if (now.sent()) {
+      if (!sent.ok()) Break();
+      ReleaseRequest(req);  // last touch of this Transmission on this thread
+      return;
+    }
+  }
+  pool_.Post([this, req, send = std::move(send)] {
+    if (!send(writer_).ok()) Break();
+    ReleaseRequest(req);
   });
 }
 

@@ -39,6 +39,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -112,6 +113,12 @@ class Transmission {
   // A READ of a volume that reads asynchronously: started here on the reader, its reply
   // sent by the store's completion (few in flight) or by a worker.
   void StartAsyncRead(Request* req);
+  // A WRITE the volume takes without blocking: started here, answered like an async READ.
+  // False when it must be run the usual way.
+  bool TryStartAsyncWrite(Request* req);
+  // The end of an asynchronous request, on the store's completion thread: `send` gives
+  // the reply to the sink it is passed, sent from here if that cannot wait, else by a worker.
+  void FinishAsync(Request* req, const Status& st, std::function<Status(ReplySink&)> send);
   // Requests of this connection in flight now (taken and not yet released).
   size_t InFlight();
   // Whether the reader should run `h` itself rather than hand it to a worker.

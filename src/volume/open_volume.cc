@@ -262,6 +262,67 @@ Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char
   return Status::OK();
 }
 
+bool OpenVolume::PinForAsyncWrite(uint64_t block) {
+  std::lock_guard lock(BlockLock(block));
+  std::optional<Entry> e = map_->GetIfLoaded(block);
+  if (!e || !IsWritable(*e)) return false;
+  StripeWrites(block).fetch_add(1);
+  return true;
+}
+
+void OpenVolume::UnpinAsyncWrite(uint64_t block) {
+  std::atomic<int>& n = StripeWrites(block);
+  if (n.fetch_sub(1) == 1) n.notify_all();
+}
+
+void OpenVolume::WaitForAsyncWrites(uint64_t block) {
+  std::atomic<int>& n = StripeWrites(block);
+  for (int seen = n.load(); seen != 0; seen = n.load()) n.wait(seen);
+}
+
+bool OpenVolume::TryWriteAsync(uint64_t offset, std::span<const char> data, Done done) {
+  // Only where the store completes on its own threads (elsewhere Write is as fast), and
+  // only for a few blocks at a time (a larger write goes to a worker as before).
+  constexpr uint64_t kMaxBlocks = 8;
+  if (!async_reads_ || data.empty()) return false;
+  gate_.EnterShared();
+  uint64_t first = offset / block_size_;
+  uint64_t last = first;
+  bool ok = CheckWritable().ok() && CheckRange(offset, data.size()).ok();
+  if (ok) {
+    last = (offset + data.size() - 1) / block_size_;
+    ok = last - first < kMaxBlocks;
+  }
+  // Every block must already be ours: a hole or a shared block needs the blocking path
+  // (a new object or a copy-up, then a map change). Counted now, under each block's lock,
+  // so a trim cannot release an object this write is about to write.
+  uint64_t pinned = first;
+  for (; ok && pinned <= last; pinned++) ok = PinForAsyncWrite(pinned);
+  if (!ok) {
+    for (uint64_t b = first; b + 1 < pinned; b++) UnpinAsyncWrite(b);
+    gate_.LeaveShared();
+    return false;
+  }
+  // Leave the gate before `done` runs: its caller may then close or destroy the volume.
+  FanIn* op = FanIn::Start([gate = &gate_, done = std::move(done)](Status st) {
+    gate->LeaveShared();
+    done(std::move(st));
+  });
+  const uint64_t epoch = epoch_.load();
+  ForEachBlock(offset, data.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
+    op->Add();
+    std::string object = BlockObject(id_, epoch, b);
+    store_->Write(object, off, data.subspan(at, n), /*fresh=*/false, [this, op, b, object](Status st) {
+      if (st.ok()) MarkDirty(object);  // before `done`: a flush after the reply covers it
+      UnpinAsyncWrite(b);
+      op->Finish(st.ok() ? std::move(st) : st.Prefixed(name_));
+    });
+    return Status::OK();
+  });
+  op->Finish(Status::OK());  // the starter's count
+  return true;
+}
+
 Status OpenVolume::Write(uint64_t offset, std::span<const char> data, bool fua) {
   SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
@@ -279,6 +340,8 @@ Status OpenVolume::ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool ma
   bool whole = off == 0 && len == BlockLength(block);
   if (e.is_hole() && may_trim) return Status::OK();  // already reads as zeros
   if (whole && may_trim) {
+    // An asynchronous write still in flight would bring the object back after its delete.
+    if (IsWritable(e)) WaitForAsyncWrites(block);
     // The block becomes a hole. Its object (if ours) is deleted only after the map that
     // no longer points at it is persisted, so a crash never leaves a dangling entry.
     if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));

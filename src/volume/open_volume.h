@@ -57,6 +57,7 @@ class OpenVolume final : public Volume {
   bool pipe_reads() const override { return pipe_reads_; }
   Status ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) override;
   Status Write(uint64_t offset, std::span<const char> data, bool fua) override;
+  bool TryWriteAsync(uint64_t offset, std::span<const char> data, Done done) override;
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
   Status Flush() override;
@@ -85,6 +86,15 @@ class OpenVolume final : public Volume {
   uint64_t BlockLength(uint64_t block) const;
   bool IsWritable(const Entry& e) const;
   std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
+  // Asynchronous writes in flight in the block's stripe (see TryWriteAsync).
+  std::atomic<int>& StripeWrites(uint64_t block) { return stripe_writes_[block % stripe_writes_.size()]; }
+  // Counts an asynchronous write into `block` if the block is this volume's own object of
+  // the current epoch with its map chunk in memory; false (nothing counted) otherwise.
+  bool PinForAsyncWrite(uint64_t block);
+  void UnpinAsyncWrite(uint64_t block);
+  // Waits until no asynchronous write is in flight in the block's stripe, before its
+  // object may be released. REQUIRES: block lock held (so no new write is counted).
+  void WaitForAsyncWrites(uint64_t block);
 
   // One block's read: from_object(name) reads its object, from_hole() fills a hole;
   // looks at the map again when a concurrent trim released the object meanwhile.
@@ -126,6 +136,11 @@ class OpenVolume final : public Volume {
 
   IoGate gate_;
   std::array<std::mutex, 256> block_locks_;
+  // Per stripe of block_locks_: asynchronous writes started (under the stripe's lock) and
+  // not yet completed. Completions decrement it without any lock: a store's completion
+  // thread must never wait for a block lock, whose holder may be waiting for that very
+  // thread to deliver its own completion.
+  std::array<std::atomic<int>, 256> stripe_writes_{};
   std::mutex flush_mu_;
   // The persisted header lags the chunk table or size: a flush changed them but failed
   // before its header update succeeded. The next flush writes the header. GUARDED_BY(flush_mu_)

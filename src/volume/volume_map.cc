@@ -46,6 +46,13 @@ Result<Entry> VolumeMap::Get(uint64_t block) {
   return chunk->entries[block % per_chunk_];
 }
 
+std::optional<Entry> VolumeMap::GetIfLoaded(uint64_t block) {
+  std::lock_guard lock(mu_);
+  uint64_t c = block / per_chunk_;
+  if (block >= blocks_ || c >= loaded_.size() || !loaded_[c]) return std::nullopt;
+  return loaded_[c]->entries[block % per_chunk_];
+}
+
 Status VolumeMap::Set(uint64_t block, const Entry& entry) {
   std::lock_guard lock(mu_);
   if (block >= blocks_) return Status::InvalidArgument(fmt::format("block {} beyond the map", block));

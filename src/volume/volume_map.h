@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "skerry/object_store.h"
@@ -26,6 +27,8 @@ class VolumeMap {
             uint32_t entries_per_chunk, std::vector<ChunkRef> chunks);
 
   Result<Entry> Get(uint64_t block);
+  // The entry if its chunk is in memory already; never touches the store (nullopt else).
+  std::optional<Entry> GetIfLoaded(uint64_t block);
   Status Set(uint64_t block, const Entry& entry);
 
   // Writes dirty chunks; *table_changed tells whether the chunk table now names new objects

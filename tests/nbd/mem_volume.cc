@@ -39,7 +39,15 @@ void MemVolume::EnableAsyncReads() {
       std::vector<PendingRead> batch;
       batch.swap(async_queue_);
       lock.unlock();
-      for (auto it = batch.rbegin(); it != batch.rend(); ++it) it->done(Read(it->offset, it->out));
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+        if (it->in.data()) {
+          Status st = Write(it->offset, it->in);
+          async_writes_done_++;
+          it->done(std::move(st));
+        } else {
+          it->done(Read(it->offset, it->out));
+        }
+      }
       lock.lock();
     }
   });
@@ -91,6 +99,22 @@ Status MemVolume::Read(uint64_t offset, std::span<char> out) {
     }
   });
   return Status::OK();
+}
+
+bool MemVolume::TryWriteAsync(uint64_t offset, std::span<const char> data, Done done) {
+  if (!async_thread_.joinable() || data.empty() || !Check(offset, data.size(), true).ok()) return false;
+  bool all_written = true;
+  ForEachBlock(offset, data.size(), [&](Block& b, uint64_t, uint64_t, uint64_t) {
+    std::lock_guard lock(b.mu);
+    all_written = all_written && b.data != nullptr;
+  });
+  if (!all_written) return false;  // like a hole of a real volume: the blocking path
+  {
+    std::lock_guard lock(async_mu_);
+    async_queue_.push_back({offset, {}, std::move(done), data});
+  }
+  async_cv_.notify_one();
+  return true;
 }
 
 Status MemVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {

@@ -47,6 +47,10 @@ class MemVolume final : public Volume {
   bool pipe_reads() const override { return pipe_reads_; }
   Status ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) override;
   Status Write(uint64_t offset, std::span<const char> data, bool fua = false) override;
+  // With EnableAsyncReads, writes into blocks written before complete on that thread too
+  // (applied there, out of order), as on an asynchronous store; else false.
+  bool TryWriteAsync(uint64_t offset, std::span<const char> data, Done done) override;
+  uint64_t async_writes_done() const { return async_writes_done_.load(); }
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua = false) override;
   Status Flush() override;
@@ -90,15 +94,17 @@ class MemVolume final : public Volume {
   std::atomic<uint64_t> fua_writes_{0};
   bool pipe_reads_ = false;
   std::atomic<int64_t> write_delay_ms_{0};
+  std::atomic<uint64_t> async_writes_done_{0};
   std::atomic<uint64_t> pipe_reads_done_{0};
   mutable std::mutex fault_mu_;
   std::optional<std::pair<uint64_t, uint64_t>> fault_range_;
   Status fault_;
 
-  struct PendingRead {
+  struct PendingRead {  // or a write, when `in` is set
     uint64_t offset;
     std::span<char> out;
     Done done;
+    std::span<const char> in = {};
   };
   std::mutex async_mu_;
   std::condition_variable async_cv_;

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -78,6 +79,8 @@ struct Session {
   SessionHarness h;
   uint16_t flags = 0;
   uint64_t next_cookie = 0;
+  std::mutex mu;     // for tests that send and receive on two threads
+  int answered = 0;  // GUARDED_BY(mu)
 };
 
 TEST(Transmission, WriteThenReadBackWithSimpleReplies) {
@@ -338,6 +341,53 @@ TEST(Transmission, SplicedReadsCarryTheSameBytesAsCopiedOnes) {
     sender.join();
     for (auto& [cookie, w] : wants) {
       EXPECT_EQ(got[cookie], expect.substr(w.offset, w.length)) << cookie;
+    }
+  }
+}
+
+// Writes into blocks written before complete on the volume's thread, out of order; the
+// first write to a block, FUA writes and failing ones take the blocking path. Every write
+// is answered once, and what was written is what is read back.
+TEST(Transmission, AsynchronousWritesAnswerEveryRequestAndLand) {
+  for (bool structured : {true, false}) {
+    Session s("async", structured, /*meta=*/structured);
+    MemVolume& v = s.h.volume("async");
+    auto slot = [&](int i, int round) { return std::string(4096, static_cast<char>('A' + (i + round) % 26)); };
+    for (int i = 0; i < 64; ++i) EXPECT_EQ(s.Do(kCmdWrite, i * 4096, 4096, 0, slot(i, 0)).error, 0u);  // holes: blocking
+    uint64_t before = v.async_writes_done();
+    constexpr int kCount = 256;
+    std::thread sender([&] {
+      for (int i = 0; i < kCount; ++i) {
+        uint16_t flags = i % 16 == 15 ? kCmdFlagFua : 0;
+        // Each round rewrites the 64 slots; a slot is rewritten only after its last write's reply.
+        ASSERT_TRUE(s.c().SendRequest(flags, kCmdWrite, 2000 + i, (i % 64) * 4096, 4096, slot(i % 64, 1 + i / 64)));
+        if (i % 64 == 63) {
+          // wait for the replies of this round before the next overwrites the same slots
+          while (true) {
+            {
+              std::lock_guard lock(s.mu);
+              if (s.answered >= i + 1) break;
+            }
+            std::this_thread::yield();
+          }
+        }
+      }
+    });
+    std::set<uint64_t> answered;
+    while (answered.size() < kCount) {
+      auto r = s.c().ReadReply();
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->error, 0u) << r->cookie;
+      EXPECT_TRUE(answered.insert(r->cookie).second) << "answered twice: " << r->cookie;
+      std::lock_guard lock(s.mu);
+      s.answered = static_cast<int>(answered.size());
+    }
+    sender.join();
+    EXPECT_GT(v.async_writes_done(), before) << "no write took the asynchronous path";
+    EXPECT_EQ(s.Do(kCmdWrite, 512 * 1024, 4096, 0, std::string(4096, 'x')).error, static_cast<uint32_t>(EIO));
+    for (int i = 0; i < 64; ++i) {
+      std::string got = structured ? s.Read(i * 4096, 4096).data : s.Do(kCmdRead, i * 4096, 4096, 0, {}, 4096).payload;
+      EXPECT_EQ(got, slot(i, kCount / 64)) << "slot " << i;
     }
   }
 }
