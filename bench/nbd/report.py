@@ -8,7 +8,7 @@ systems.txt (one "key<TAB>label" per line, in table order), optionally ratios.tx
 "numerator<TAB>denominator<TAB>label<TAB>target or -" per line; default: the NBD benchmark's
 ratios below) and memory.txt / extra.txt (markdown lines, printed as they are). With several rounds each figure is the median over
 the rounds (ratios: of the per-round ratios, with their range). Missing or failed results
-show as "FAILED" / "-".
+show as "FAILED" / "-"; jobs nobody ran (a JOBS subset) as "not run".
 """
 import json
 import os
@@ -124,11 +124,14 @@ def main():
     per_round = {(s, j): [load(os.path.join(results, r), s, j) for r in rounds]
                  for s, _ in systems for j, _, _ in JOBS}
     data = {key: combine(v) for key, v in per_round.items()}
+    # Jobs no system has a result file for were left out (JOBS=...): "not run", not FAILED.
+    ran = {j for s, _ in systems for j, _, _ in JOBS for r in rounds
+           if os.path.exists(os.path.join(results, r, f"{s}__{j}.json"))}
 
     print("| system \\ fio job | " + " | ".join(t for _, t, _ in JOBS) + " |")
     print("|---" * (len(JOBS) + 1) + "|")
     for key, label in systems:
-        print(f"| {label} | " + " | ".join(cell(data[(key, j)], k) for j, _, k in JOBS) + " |")
+        print(f"| {label} | " + " | ".join(cell(data[(key, j)], k) if j in ran else "not run" for j, _, k in JOBS) + " |")
     print()
     print("QD1 cells: mean / p99 latency in µs (IOPS in parentheses). MB/s = 10^6 bytes/s.")
     print()
