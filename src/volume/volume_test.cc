@@ -658,6 +658,7 @@ struct AsyncResult {
   }
 };
 
+// `data` must outlive the write (not a temporary) when this returns true.
 bool TryWriteAsync(Volume& v, uint64_t offset, const std::string& data, AsyncResult* r) {
   return v.TryWriteAsync(offset, std::span<const char>(data.data(), data.size()), r->Callback());
 }
@@ -693,7 +694,8 @@ TEST(VolumeAsyncTest, AsyncWritesOnlyIntoBlocksTheVolumeOwns) {
   EXPECT_FALSE(TryWriteAsync(*v, 0, "z", &shared));  // block 0 is the snapshot's now
   ASSERT_TRUE(v->Write(0, std::span<const char>("z", 1)).ok());  // copy-up
   AsyncResult owned;
-  ASSERT_TRUE(TryWriteAsync(*v, 1, "q", &owned));
+  const std::string q = "q";  // read by the store's thread after the call returns
+  ASSERT_TRUE(TryWriteAsync(*v, 1, q, &owned));
   ASSERT_TRUE(owned.Wait().ok());
   ASSERT_TRUE(v->Read(0, std::span<char>(got.data(), 2)).ok());
   EXPECT_EQ(got.substr(0, 2), "zq");
@@ -722,7 +724,8 @@ TEST(VolumeAsyncTest, TrimWaitsForAsyncWritesInFlight) {
   ASSERT_TRUE(v->Write(0, std::span<const char>(data.data(), data.size())).ok());
   ASSERT_TRUE(v->Flush().ok());
   AsyncResult write;
-  ASSERT_TRUE(TryWriteAsync(*v, 10, "late", &write));
+  const std::string late = "late";
+  ASSERT_TRUE(TryWriteAsync(*v, 10, late, &write));
   EXPECT_FALSE(write.done());  // 150 ms on the store's thread
   ASSERT_TRUE(v->Trim(0, kBs).ok());
   EXPECT_TRUE(write.done()) << "the trim did not wait for the write in flight";
