@@ -49,6 +49,15 @@ Status LoadConfigFile(const std::string& path, DaemonConfig* config) {
   return LoadConfigText(text.str(), path, config);
 }
 
+Result<uint64_t> ParseInflightMemory(std::string_view text) {
+  auto bytes = ParseSize(text);
+  if (!bytes.ok()) return bytes.status().Prefixed("max_inflight_memory");
+  // At least one maximal request (32 MiB payload) with room; 0 turns the bound off.
+  if (*bytes != 0 && *bytes < (64u << 20))
+    return Status::InvalidArgument("max_inflight_memory must be 0 (off) or at least 64M");
+  return *bytes;
+}
+
 Status LoadConfigText(std::string_view text, const std::string& path, DaemonConfig* config) {
   toml::table root;
   try {
@@ -88,11 +97,8 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   if (const toml::node* n = root.get("max_inflight_memory")) {
     auto text = n->value<std::string>();
     if (!text) return Status::InvalidArgument(fmt::format("{}: max_inflight_memory must be a size such as \"1G\"", path));
-    auto bytes = ParseSize(*text);
-    if (!bytes.ok()) return bytes.status().Prefixed(fmt::format("{}: max_inflight_memory", path));
-    // At least one maximal request (32 MiB payload); 0 turns the server-wide bound off.
-    if (*bytes != 0 && *bytes < (64u << 20))
-      return Status::InvalidArgument(fmt::format("{}: max_inflight_memory must be 0 (off) or at least 64M", path));
+    auto bytes = ParseInflightMemory(*text);
+    if (!bytes.ok()) return bytes.status().Prefixed(path);
     config->server.max_inflight_memory = *bytes;
   }
   if (const toml::node* n = root.get("tls")) {

@@ -24,6 +24,10 @@ inline constexpr const char* kDefaultTcpListen = "tcp:127.0.0.1:10809";
 inline constexpr const char* kDefaultUnixListen = "unix:/run/skerry/nbd.sock";
 inline constexpr const char* kDefaultAdminSocket = "/run/skerry/admin.sock";
 
+// The value of max_inflight_memory ("1G", "512M", "0" for off): at least one maximal
+// request's worth (64M) unless 0. InvalidArgument naming the setting otherwise.
+Result<uint64_t> ParseInflightMemory(std::string_view text);
+
 // Reads a TOML config file into `config` (only the keys present change it). Unknown keys
 // are errors, so a typo never silently does nothing.
 Status LoadConfigFile(const std::string& path, DaemonConfig* config);

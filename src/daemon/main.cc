@@ -19,6 +19,7 @@
 #include "nbd/server.h"
 #include "skerry/object_store.h"
 #include "skerry/volume.h"
+#include "util/sizes.h"
 
 namespace skerry::daemon {
 namespace {
@@ -43,7 +44,8 @@ Status ApplyLogLevel(const std::string& level) {
 
 int Run(int argc, char** argv) {
   CLI::App app{"skerryd: serves skerry volumes over NBD"};
-  std::string config_path, store, admin_socket, log_level, tls_mode, tls_cert, tls_key, tls_ca, tls_psk;
+  std::string config_path, store, admin_socket, log_level, tls_mode, tls_cert, tls_key, tls_ca, tls_psk,
+      inflight_memory;
   std::vector<std::string> listen;
   int workers = 0;
   app.add_option("--config,-c", config_path, "TOML config file");
@@ -52,6 +54,8 @@ int Run(int argc, char** argv) {
   app.add_option("--admin-socket", admin_socket, "Unix socket for skerry CLI operations on open volumes");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.add_option("--workers", workers, "Threads executing volume I/O")->check(CLI::Range(1, 1024));
+  app.add_option("--max-inflight-memory", inflight_memory,
+                 "Request bytes in flight over all clients, e.g. 1G (0: no server-wide bound)");
   app.add_option("--tls", tls_mode, "off, optional or required");
   app.add_option("--tls-cert", tls_cert, "Server certificate (PEM)");
   app.add_option("--tls-key", tls_key, "Server private key (PEM)");
@@ -87,6 +91,9 @@ int Run(int argc, char** argv) {
     if (c->admin_socket.empty()) c->admin_socket = kDefaultAdminSocket;
     if (!log_level.empty()) c->log_level = log_level;
     if (workers > 0) c->server.worker_threads = static_cast<size_t>(workers);
+    if (!inflight_memory.empty()) {
+      SKERRY_ASSIGN_OR_RETURN(c->server.max_inflight_memory, ParseInflightMemory(inflight_memory));
+    }
     if (!tls_mode.empty()) {
       SKERRY_ASSIGN_OR_RETURN(c->server.tls.mode, nbd::ParseTlsMode(tls_mode));
     }
@@ -121,7 +128,9 @@ int Run(int argc, char** argv) {
   if (Status st = admin.Start(config.admin_socket); !st.ok()) return Die(st.message());
   if (Status st = (*server)->Start(); !st.ok()) return Die(st.message());
 
-  spdlog::info("skerryd serving store {} (tls {})", config.store, nbd::TlsModeName(config.server.tls.mode));
+  spdlog::info("skerryd serving store {} (tls {}, {} workers, requests in flight up to {} over all clients)",
+               config.store, nbd::TlsModeName(config.server.tls.mode), config.server.worker_threads,
+               config.server.max_inflight_memory ? FormatSize(config.server.max_inflight_memory) : "64M each, no total");
   for (const std::string& a : (*server)->addresses()) spdlog::info("listening on {}", a);
   spdlog::info("admin socket {}", config.admin_socket);
 
@@ -142,8 +151,11 @@ int Run(int argc, char** argv) {
       }
       if (fresh.store != config.store || fresh.listen != config.listen ||
           fresh.admin_socket != config.admin_socket || fresh.lock_lease_ms != config.lock_lease_ms ||
-          fresh.server.worker_threads != config.server.worker_threads)
-        spdlog::warn("SIGHUP: store, listen addresses, admin socket, workers and lease change only on restart");
+          fresh.server.worker_threads != config.server.worker_threads ||
+          fresh.server.max_inflight_memory != config.server.max_inflight_memory)
+        spdlog::warn(
+            "SIGHUP: store, listen addresses, admin socket, workers, lease and max_inflight_memory change only on "
+            "restart");
       spdlog::info("SIGHUP: reloaded {}: log level {}, TLS {}",
                    config_path.empty() ? "the command line's files" : config_path,
                    spdlog::level::to_string_view(spdlog::get_level()), nbd::TlsModeName(fresh.server.tls.mode));

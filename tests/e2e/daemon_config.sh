@@ -50,6 +50,7 @@ expect_daemon_fail "max_inflight_memory must be a size" "$store
 max_inflight_memory = 1024"
 expect_daemon_fail "max_inflight_memory" "$store
 max_inflight_memory = \"lots\""
+expect_daemon_fail "max_inflight_memory must be 0 (off) or at least 64M" "$store" --max-inflight-memory 10M
 out=$("$SKERRYD" --config "$WORK/missing.toml" 2>&1) && fail "a missing config file was accepted"
 echo "$out" | grep -qF "missing.toml" || fail "missing config file: $out"
 

@@ -19,6 +19,17 @@ namespace {
 
 constexpr uint64_t kDisk = 1 << 20;
 
+// Puts a structured READ reply's OFFSET_DATA or OFFSET_HOLE chunk where it belongs in
+// `data`, the read's bytes so far (the read started at `offset`); other chunks are ignored.
+void PlaceChunk(const ReplyMessage& r, uint64_t offset, std::string* data) {
+  if (r.type != kReplyTypeOffsetData && r.type != kReplyTypeOffsetHole) return;
+  uint64_t at = GetBe64(r.payload.data()) - offset;
+  std::string piece = r.type == kReplyTypeOffsetData ? r.payload.substr(8)
+                                                     : std::string(GetBe32(r.payload.data() + 8), '\0');
+  if (data->size() < at + piece.size()) data->resize(at + piece.size(), '?');
+  data->replace(at, piece.size(), piece);
+}
+
 // A negotiated session on `name`.
 struct Session {
   explicit Session(const std::string& name = "disk", bool structured = true, bool meta = true) {
@@ -326,15 +337,10 @@ TEST(Transmission, SplicedReadsCarryTheSameBytesAsCopiedOnes) {
       auto it = wants.find(r->cookie);
       ASSERT_NE(it, wants.end()) << r->cookie;
       ASSERT_EQ(r->error, 0u) << r->cookie;
-      std::string& d = got[r->cookie];
       if (!structured) {
-        d = r->payload;
-      } else if (r->type == kReplyTypeOffsetData || r->type == kReplyTypeOffsetHole) {
-        uint64_t at = GetBe64(r->payload.data()) - it->second.offset;
-        std::string piece = r->type == kReplyTypeOffsetData ? r->payload.substr(8)
-                                                             : std::string(GetBe32(r->payload.data() + 8), '\0');
-        if (d.size() < at + piece.size()) d.resize(at + piece.size(), '?');
-        d.replace(at, piece.size(), piece);
+        got[r->cookie] = r->payload;
+      } else {
+        PlaceChunk(*r, it->second.offset, &got[r->cookie]);
       }
       if (!r->structured || (r->flags & kReplyFlagDone)) done.insert(r->cookie);
     }
@@ -422,13 +428,8 @@ TEST(Transmission, AsynchronousReadsAnswerEveryRequestWithItsData) {
         failed.insert(r->cookie);
       } else if (!structured) {
         data[r->cookie] = r->payload;
-      } else if (r->type == kReplyTypeOffsetData || r->type == kReplyTypeOffsetHole) {
-        std::string& d = data[r->cookie];
-        uint64_t at = GetBe64(r->payload.data()) - offset_of(i);
-        std::string piece = r->type == kReplyTypeOffsetData ? r->payload.substr(8)
-                                                             : std::string(GetBe32(r->payload.data() + 8), '\0');
-        if (d.size() < at + piece.size()) d.resize(at + piece.size(), '?');
-        d.replace(at, piece.size(), piece);
+      } else {
+        PlaceChunk(*r, offset_of(i), &data[r->cookie]);
       }
       if (!r->structured || (r->flags & kReplyFlagDone)) done.insert(r->cookie);
     }
