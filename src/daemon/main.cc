@@ -128,9 +128,10 @@ int Run(int argc, char** argv) {
   if (Status st = admin.Start(config.admin_socket); !st.ok()) return Die(st.message());
   if (Status st = (*server)->Start(); !st.ok()) return Die(st.message());
 
-  spdlog::info("skerryd serving store {} (tls {}, {} workers, requests in flight up to {} over all clients)",
-               config.store, nbd::TlsModeName(config.server.tls.mode), config.server.worker_threads,
-               config.server.max_inflight_memory ? FormatSize(config.server.max_inflight_memory) : "64M each, no total");
+  spdlog::info("skerryd serving store {} (tls {}, {} workers, requests in flight: {})", config.store,
+               nbd::TlsModeName(config.server.tls.mode), config.server.worker_threads,
+               config.server.max_inflight_memory ? "up to " + FormatSize(config.server.max_inflight_memory) + " over all clients"
+                                                 : std::string("64 MiB per client, no server-wide bound"));
   for (const std::string& a : (*server)->addresses()) spdlog::info("listening on {}", a);
   spdlog::info("admin socket {}", config.admin_socket);
 
