@@ -44,20 +44,21 @@ Status ReplySink::SendError(uint64_t cookie, uint32_t error, std::string_view me
   return Send(iov, message.empty() ? 1 : 2);
 }
 
-Status ReplyWriter::Send(const iovec* iov, int iovcnt) {
+template <class Write>
+Status ReplyWriter::SendLocked(Write&& write) {
   std::lock_guard lock(send_mu_);
   if (broken()) return PeerClosed();
-  Status st = transport_.WriteV(iov, iovcnt);
+  Status st = write();
   if (!st.ok()) broken_.store(true, std::memory_order_relaxed);
   return st;
 }
 
+Status ReplyWriter::Send(const iovec* iov, int iovcnt) {
+  return SendLocked([&] { return transport_.WriteV(iov, iovcnt); });
+}
+
 Status ReplyWriter::SendSpliced(const iovec* iov, int iovcnt, int pipe_fd) {
-  std::lock_guard lock(send_mu_);
-  if (broken()) return PeerClosed();
-  Status st = transport_.WriteVSpliced(iov, iovcnt, pipe_fd);
-  if (!st.ok()) broken_.store(true, std::memory_order_relaxed);
-  return st;
+  return SendLocked([&] { return transport_.WriteVSpliced(iov, iovcnt, pipe_fd); });
 }
 
 bool ReplyWriter::TrySendNow(const iovec* iov, int iovcnt, Status* status) {

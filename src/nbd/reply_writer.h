@@ -86,6 +86,11 @@ class ReplyWriter final : public ReplySink {
   void Bye();
 
  private:
+  // Runs write() under the send mutex, unless the connection is broken already; a failed
+  // write breaks it.
+  template <class Write>
+  Status SendLocked(Write&& write);
+
   Transport& transport_;
   std::mutex send_mu_;
   std::atomic<bool> broken_{false};

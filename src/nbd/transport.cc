@@ -1,9 +1,9 @@
 #include "nbd/transport.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <memory>
 
 namespace skerry {
 namespace {
@@ -15,9 +14,9 @@ alignas(4096) const char kZeroPage[64 * 1024] = {};
 }  // namespace
 
 ThreadPipe* ThreadPipe::Get() {
-  thread_local std::unique_ptr<ThreadPipe> pipe(new ThreadPipe());
-  if (pipe->capacity_ == 0 && !pipe->Open()) return nullptr;  // tried again on the next call
-  return pipe.get();
+  thread_local ThreadPipe pipe;
+  if (pipe.capacity_ == 0 && !pipe.Open()) return nullptr;  // tried again on the next call
+  return &pipe;
 }
 
 ThreadPipe::~ThreadPipe() { Close(); }

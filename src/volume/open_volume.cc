@@ -158,6 +158,14 @@ Status OpenVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {
   });
 }
 
+FanIn* OpenVolume::StartUnderGate(Done done) {
+  // Leave the gate before `done` runs: its caller may then close or destroy the volume.
+  return FanIn::Start([gate = &gate_, done = std::move(done)](Status st) {
+    gate->LeaveShared();
+    done(std::move(st));
+  });
+}
+
 void OpenVolume::ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::span<char> out, int attempt) {
   Result<Entry> e = map_->Get(block);
   if (!e.ok()) {
@@ -185,11 +193,7 @@ void OpenVolume::ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::sp
 void OpenVolume::ReadAsync(uint64_t offset, std::span<char> out, Done done) {
   if (!async_reads_) return done(Read(offset, out));
   gate_.EnterShared();
-  // Leave the gate before `done` runs: its caller may then close or destroy the volume.
-  FanIn* op = FanIn::Start([gate = &gate_, done = std::move(done)](Status st) {
-    gate->LeaveShared();
-    done(std::move(st));
-  });
+  FanIn* op = StartUnderGate(std::move(done));
   Status st = CheckRange(offset, out.size());
   if (st.ok()) {
     st = ForEachBlock(offset, out.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
@@ -303,11 +307,7 @@ bool OpenVolume::TryWriteAsync(uint64_t offset, std::span<const char> data, Done
     gate_.LeaveShared();
     return false;
   }
-  // Leave the gate before `done` runs: its caller may then close or destroy the volume.
-  FanIn* op = FanIn::Start([gate = &gate_, done = std::move(done)](Status st) {
-    gate->LeaveShared();
-    done(std::move(st));
-  });
+  FanIn* op = StartUnderGate(std::move(done));
   const uint64_t epoch = epoch_.load();
   ForEachBlock(offset, data.size(), [&](uint64_t b, uint64_t off, uint64_t n, uint64_t at) {
     op->Add();

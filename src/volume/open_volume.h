@@ -101,6 +101,9 @@ class OpenVolume final : public Volume {
   template <class FromObject, class FromHole>
   Status ReadBlockVia(uint64_t block, FromObject&& from_object, FromHole&& from_hole);
   Status ReadBlock(uint64_t block, uint64_t off, std::span<char> out);
+  // The FanIn of an asynchronous read or write that entered the gate shared: when its
+  // last piece finishes, it leaves the gate, then calls `done`.
+  FanIn* StartUnderGate(Done done);
   // One block's part of an asynchronous read, finishing one count of `op`; `attempt`
   // counts looks at the map after a concurrent trim released the object (as in ReadBlock).
   void ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::span<char> out, int attempt);
