@@ -418,8 +418,11 @@ TEST_P(StoreContractTest, LockRenewalExtendsTheLease) {
 
 TEST_P(StoreContractTest, AnExpiredLeaseCanBeTakenOver) {
   ObjectStore& s = *store_;
-  ASSERT_TRUE(s.Lock("lk", "a", 50).ok());
+  // Busy while the lease runs: a long lease, so a loaded machine cannot let it lapse
+  // between the two calls. Then a renewal shortens it (renewal sets now + lease) and lets it lapse.
+  ASSERT_TRUE(s.Lock("lk", "a", 60000).ok());
   EXPECT_EQ(s.Lock("lk", "b", 60000).code(), Code::kBusy);
+  ASSERT_TRUE(s.Lock("lk", "a", 50).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(120));
   EXPECT_EQ(s.GetLock("lk")->owner, "a");  // an expired lease reads as its last holder
   ASSERT_TRUE(s.Lock("lk", "b", 60000).ok());

@@ -357,8 +357,11 @@ TEST(RadosStoreTest, ExpiredLeaseOfAnotherConnectionIsTakenOver) {
   ASSERT_NE(a, nullptr);
   auto b = RadosStore::Open(Options(false, ns));
   ASSERT_TRUE(b.ok());
-  ASSERT_TRUE(a->Lock("lk", "a", 300).ok());
+  // A long lease while b checks (a loaded machine must not let it lapse in between), then a
+  // renewal shortens it.
+  ASSERT_TRUE(a->Lock("lk", "a", 60000).ok());
   EXPECT_EQ((*b)->Lock("lk", "b", 60000).code(), Code::kBusy);
+  ASSERT_TRUE(a->Lock("lk", "a", 300).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   EXPECT_EQ((*b)->GetLock("lk")->owner, "a");  // lapsed: reads as its last holder
   EXPECT_LT((*b)->GetLock("lk")->expires_unix_ms,

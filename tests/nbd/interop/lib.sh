@@ -181,6 +181,7 @@ stop_server() {
   kill -TERM "$pid"
   local rc=0
   wait "$pid" || rc=$?
+  STOPPED_AT_NS=$(date +%s%N)  # when the process was gone, before the checks below
   [ "$rc" = 0 ] || fail "server $name exited with $rc after SIGTERM"
   if [ $BACKEND = test ]; then
     local stats
