@@ -89,7 +89,11 @@ TEST(FaultVolumeTest, WriteGetsNoSpaceAndTheVolumeWorksAgainAfterwards) {
   EXPECT_TRUE(report->ok());
 }
 
-TEST(FaultVolumeTest, SnapshotCopyUpFailureIsNoSpaceToo) {
+// Both ways a copy-up runs: before the write returns (deferral off, as on RADOS), and
+// deferred (the write is held; the copy's error comes with the next flush, and with every
+// flush after it until a retry lands the held write).
+void CopyUpFailureIsNoSpace(bool deferred) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", deferred ? "background" : "off");
   Faulty f("error=enospc&ops=copy", "mem:");
   ASSERT_TRUE(f.cat->Create("vm", 4 * kBlock, kBlock).ok());
   auto v = f.cat->Open("vm");
@@ -98,10 +102,22 @@ TEST(FaultVolumeTest, SnapshotCopyUpFailureIsNoSpaceToo) {
   ASSERT_TRUE(WriteAt(**v, 0, data).ok());
   ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
   f.On();
-  EXPECT_EQ(WriteAt(**v, 100, "x").code(), Code::kNoSpace);  // needs a copy of the shared block
+  if (deferred) {
+    ASSERT_TRUE(WriteAt(**v, 100, "x").ok());  // held
+    EXPECT_EQ((*v)->Flush().code(), Code::kNoSpace);
+    EXPECT_EQ((*v)->Flush().code(), Code::kNoSpace);  // still failing: still reported
+    std::string got(10, '\0');
+    EXPECT_EQ((*v)->Read(95, std::span<char>(got.data(), got.size())).code(), Code::kNoSpace);
+  } else {
+    EXPECT_EQ(WriteAt(**v, 100, "x").code(), Code::kNoSpace);  // needs a copy of the shared block
+  }
   EXPECT_TRUE(WriteAt(**v, kBlock, Pattern(kBlock, 5)).ok());  // a whole block needs none
   f.Off();
-  ASSERT_TRUE(WriteAt(**v, 100, "x").ok());
+  if (deferred) {
+    ASSERT_TRUE((*v)->Flush().ok());  // the retry copies the block and lands the held write
+  } else {
+    ASSERT_TRUE(WriteAt(**v, 100, "x").ok());
+  }
   ASSERT_TRUE((*v)->Close().ok());
   OpenOptions ro;
   ro.read_only = true;
@@ -113,6 +129,11 @@ TEST(FaultVolumeTest, SnapshotCopyUpFailureIsNoSpaceToo) {
   std::string expect = data;
   expect[100] = 'x';
   EXPECT_EQ(ReadAt(**head, 0, kBlock), expect);
+}
+
+TEST(FaultVolumeTest, SnapshotCopyUpFailureIsNoSpaceToo) { CopyUpFailureIsNoSpace(false); }
+TEST(FaultVolumeTest, DeferredCopyUpFailureFailsEveryFlushUntilARetryLandsTheWrite) {
+  CopyUpFailureIsNoSpace(true);
 }
 
 TEST(FaultVolumeTest, ReadAndFlushErrorsKeepTheirCodes) {
@@ -210,6 +231,8 @@ namespace {
 // flush persists the map, so it must sync the object too, or a power loss leaves the map
 // pointing at an object that never reached the disk (found by crash_test).
 void FailAfterMakePrivate(const std::string& ops, bool shared) {
+  // The copy-up before the write (a deferred one is tested below).
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
   auto disk = std::make_shared<MemStore>();
   auto power = std::make_shared<NonDurableStore>(disk);
   FaultRule rule;
@@ -240,6 +263,46 @@ void FailAfterMakePrivate(const std::string& ops, bool shared) {
 
 TEST(FaultVolumeTest, AFailedZeroOfAHoleLeavesNoDanglingEntryAfterACrash) { FailAfterMakePrivate("zero", false); }
 TEST(FaultVolumeTest, AFailedWriteAfterCopyUpLeavesNoDanglingEntryAfterACrash) { FailAfterMakePrivate("write", true); }
+
+// A deferred copy-up whose held write fails: the map must not name the copy until the
+// write is in it, and once a flush succeeds the write survives a power loss.
+TEST(FaultVolumeTest, AFailedHeldWriteIsRetriedAndSurvivesACrashOnceFlushed) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
+  auto disk = std::make_shared<MemStore>();
+  auto power = std::make_shared<NonDurableStore>(disk);
+  FaultRule rule;
+  rule.error = FaultError::kEIO;
+  rule.ops = *ParseStoreOps("write");
+  auto faults = std::make_shared<FaultStore>(power, std::vector<FaultRule>{rule});
+  faults->set_enabled(false);
+  auto cat = Catalog::Open(faults);
+  ASSERT_TRUE(cat.ok());
+  ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
+  auto v = (*cat)->Open("vm");
+  ASSERT_TRUE(v.ok());
+  const std::string base = Pattern(kBlock, 8);
+  ASSERT_TRUE(WriteAt(**v, 0, base).ok());
+  ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
+  faults->set_enabled(true);
+  ASSERT_TRUE(WriteAt(**v, 100, "data").ok());  // held; the copy works, the write into it fails
+  EXPECT_EQ((*v)->Flush().code(), Code::kIOError);
+  faults->set_enabled(false);
+  ASSERT_TRUE((*v)->Flush().ok());
+  power->Crash(CrashMode::kDrop, 0);
+  v->reset();
+  auto report = CheckStore(*disk, {});
+  ASSERT_TRUE(report.ok());
+  for (const CheckProblem& p : report->problems) ADD_FAILURE() << p.object << ": " << p.problem;
+  auto after = Catalog::Open(disk);
+  ASSERT_TRUE(after.ok());
+  OpenOptions ro;
+  ro.read_only = true;
+  auto head = (*after)->Open("vm", ro);
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  std::string expect = base;
+  expect.replace(100, 4, "data");
+  EXPECT_EQ(ReadAt(**head, 0, kBlock), expect);
+}
 
 }  // namespace
 }  // namespace skerry

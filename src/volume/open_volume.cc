@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <set>
+#include <string_view>
 
 #include "util/fan_in.h"
 #include "util/pipe.h"
@@ -17,6 +19,26 @@ int64_t SteadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+// SKERRY_DEFERRED_COPY_UP: unset or "background" (copier threads do deferred copy-ups),
+// "on-demand" (no copier threads: a deferred copy-up runs when a read, trim, flush or the
+// bound on held bytes needs it done; the crash tests use it so a seed replays the same
+// store calls), "off" (every copy-up before its write returns, as on RADOS).
+struct DeferredCopyUpMode {
+  bool on;
+  int threads;
+};
+DeferredCopyUpMode DeferredCopyUpFromEnv() {
+  const char* v = std::getenv("SKERRY_DEFERRED_COPY_UP");
+  std::string_view mode = v ? v : "";
+  if (mode == "off") return {false, 0};
+  if (mode == "on-demand") return {true, 0};
+  return {true, 2};
+}
+
+// Bytes of acknowledged writes a volume holds for deferred copy-ups; past it a write waits
+// for (or does) its block's copy-up. A block also holds at most its own size.
+constexpr uint64_t kMaxHeldBytes = 64ull << 20;
 }  // namespace
 
 OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, VolumeId id, uint64_t size,
@@ -31,7 +53,11 @@ OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, Vol
       async_reads_(store_->capabilities().native_async),
       pipe_reads_(store_->capabilities().pipe_reads),
       size_(size),
-      epoch_(epoch) {
+      epoch_(epoch),
+      copier_threads_(DeferredCopyUpFromEnv().threads),
+      // Natively asynchronous stores (RADOS) copy on the OSD, and their writes into owned
+      // blocks take the asynchronous path; deferral is for the stores that copy in-process.
+      defer_copy_ups_(!read_only && !async_reads_ && DeferredCopyUpFromEnv().on) {
   uint64_t blocks = (size + block_size - 1) / block_size;
   map_ = std::make_unique<VolumeMap>(*store_, id_, epoch, blocks, per_chunk, std::move(chunks));
 }
@@ -114,6 +140,8 @@ void OpenVolume::CancelDelete(uint64_t block) {
 
 template <class FromObject, class FromHole>
 Status OpenVolume::ReadBlockVia(uint64_t block, FromObject&& from_object, FromHole&& from_hole) {
+  // Writes held for a deferred copy-up are in no object yet: land them first.
+  if (copyups_pending_.load() > 0) SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
   for (int attempt = 0;; attempt++) {
     SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
     if (e.is_hole()) return from_hole();
@@ -246,6 +274,15 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
 
 Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char> data) {
   std::lock_guard lock(BlockLock(block));
+  // A pending copy-up of this block holds this write too (after the earlier ones), unless
+  // the bounds are reached: then it is finished first. Checked before the map is read:
+  // with the block lock held, no copy-up of this block can start after the check.
+  while (copyups_pending_.load() > 0) {
+    Hold h = HoldForPendingCopyUp(block, off, data);
+    if (h == Hold::kHeld) return Status::OK();
+    if (h == Hold::kNoCopyUp) break;
+    SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
+  }
   SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
   std::string object = BlockObject(id_, epoch_.load(), block);
   if (IsWritable(e)) {
@@ -257,6 +294,8 @@ Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char
       CancelDelete(block);
       SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data, /*fresh=*/true));
       SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
+    } else if (defer_copy_ups_ && StartCopyUp(block, e, off, data)) {
+      return Status::OK();  // held: the block is copied, then written, off this thread
     } else {
       SKERRY_ASSIGN_OR_RETURN(object, MakePrivate(block, e, /*keep_content=*/true));
       SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
@@ -336,6 +375,8 @@ Status OpenVolume::Write(uint64_t offset, std::span<const char> data, bool fua) 
 
 Status OpenVolume::ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim) {
   std::lock_guard lock(BlockLock(block));
+  // Held writes come before this zero: land them (the copier takes no block lock).
+  if (copyups_pending_.load() > 0) SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
   SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
   bool whole = off == 0 && len == BlockLength(block);
   if (e.is_hole() && may_trim) return Status::OK();  // already reads as zeros
@@ -375,6 +416,166 @@ Status OpenVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, 
   return Status::OK();
 }
 
+// ---------------------------------------------------------------- deferred copy-up
+//
+// A partial write into a shared block is held and acknowledged; the copy, the held writes
+// and the map change happen off the writer's thread (RunCopyUp). The held writes are applied
+// in the order they were acknowledged, before any later write reaches the block directly:
+// a writer holds the block lock, and the map names the new object only once nothing is held
+// (both under copyup_mu_).
+
+OpenVolume::Hold OpenVolume::HoldForPendingCopyUp(uint64_t block, uint64_t off, std::span<const char> data) {
+  std::lock_guard lock(copyup_mu_);
+  auto it = copyups_.find(block);
+  if (it == copyups_.end()) return Hold::kNoCopyUp;
+  CopyUp& c = it->second;
+  if (c.held_bytes + data.size() > block_size_ || held_bytes_ + data.size() > kMaxHeldBytes) return Hold::kFull;
+  c.held.push_back(HeldWrite{off, std::string(data.begin(), data.end())});
+  c.held_bytes += data.size();
+  held_bytes_ += data.size();
+  return Hold::kHeld;
+}
+
+bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off, std::span<const char> data) {
+  std::lock_guard lock(copyup_mu_);
+  if (held_bytes_ + data.size() > kMaxHeldBytes || copiers_stop_) return false;
+  CopyUp& c = copyups_[block];
+  c.source = EntryObject(current, block);
+  c.target = BlockObject(id_, epoch_.load(), block);
+  c.seq = ++copyup_seq_;
+  c.held.push_back(HeldWrite{off, std::string(data.begin(), data.end())});
+  c.held_bytes = data.size();
+  held_bytes_ += data.size();
+  copyups_pending_.fetch_add(1);
+  if (copier_threads_ > 0) {
+    if (copiers_.empty()) {
+      for (int i = 0; i < copier_threads_; i++) copiers_.emplace_back([this] { CopierLoop(); });
+    }
+    copy_queue_.push_back(block);
+    copier_cv_.notify_one();
+  }
+  return true;
+}
+
+Status OpenVolume::RunCopyUp(uint64_t block) {
+  std::string source, target;
+  {
+    std::lock_guard lock(copyup_mu_);
+    const CopyUp& c = copyups_.at(block);
+    source = c.source;
+    target = c.target;
+  }
+  // A lease that lapsed meanwhile forbids this write like any other (CheckWritable without
+  // closed_, which Close sets while no copier runs).
+  Status st = Status::OK();
+  if (fenced_.load() || (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load()))
+    st = Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
+  // Every attempt starts from a fresh copy and applies all held writes again (they are
+  // idempotent in order), so a failure anywhere leaves nothing half done.
+  if (st.ok()) st = store_->CopySync(source, target);
+  size_t applied = 0;
+  for (;;) {
+    std::vector<const HeldWrite*> batch;
+    {
+      std::lock_guard lock(copyup_mu_);
+      CopyUp& c = copyups_.at(block);
+      if (st.ok() && applied == c.held.size()) {
+        // Nothing left to hold: from now on the map names the object and writes go there.
+        MarkDirty(target);
+        st = map_->Set(block, Entry::Private(id_, epoch_.load()));
+        if (st.ok()) {
+          held_bytes_ -= c.held_bytes;
+          copyups_.erase(block);
+          copyups_pending_.fetch_sub(1);
+          copyup_cv_.notify_all();
+          return Status::OK();
+        }
+      }
+      if (!st.ok()) {
+        c.state = CopyUp::State::kFailed;  // kept, with its held writes, for a retry
+        copyup_cv_.notify_all();
+        return st.Prefixed(name_);
+      }
+      for (size_t i = applied; i < c.held.size(); i++) batch.push_back(&c.held[i]);
+    }
+    for (const HeldWrite* w : batch) {
+      st = store_->WriteSync(target, w->off, w->data);
+      if (!st.ok()) break;
+      applied++;
+    }
+  }
+}
+
+Status OpenVolume::FinishCopyUp(uint64_t block) {
+  std::unique_lock lock(copyup_mu_);
+  for (;;) {
+    auto it = copyups_.find(block);
+    if (it == copyups_.end()) return Status::OK();
+    if (it->second.state == CopyUp::State::kRunning) {
+      copyup_cv_.wait(lock);
+      continue;
+    }
+    // Queued (no copier got to it yet) or failed before: do it here rather than wait.
+    it->second.state = CopyUp::State::kRunning;
+    lock.unlock();
+    return RunCopyUp(block);
+  }
+}
+
+Status OpenVolume::FinishCopyUpsStartedBefore(uint64_t seq) {
+  std::unique_lock lock(copyup_mu_);
+  for (;;) {
+    bool running = false;
+    uint64_t claim = UINT64_MAX;
+    for (auto& [block, c] : copyups_) {
+      if (c.seq >= seq) continue;
+      if (c.state == CopyUp::State::kRunning) {
+        running = true;
+      } else {
+        c.state = CopyUp::State::kRunning;
+        claim = block;
+        break;
+      }
+    }
+    if (claim != UINT64_MAX) {
+      lock.unlock();
+      SKERRY_RETURN_IF_ERROR(RunCopyUp(claim));
+      lock.lock();
+      continue;
+    }
+    // A copier's failure turns its copy-up back to kFailed, which the loop then retries.
+    if (!running) return Status::OK();
+    copyup_cv_.wait(lock);
+  }
+}
+
+void OpenVolume::CopierLoop() {
+  std::unique_lock lock(copyup_mu_);
+  for (;;) {
+    copier_cv_.wait(lock, [&] { return copiers_stop_ || !copy_queue_.empty(); });
+    if (copiers_stop_) return;
+    uint64_t block = copy_queue_.front();
+    copy_queue_.pop_front();
+    auto it = copyups_.find(block);
+    if (it == copyups_.end() || it->second.state != CopyUp::State::kQueued) continue;  // done by a waiter
+    it->second.state = CopyUp::State::kRunning;
+    lock.unlock();
+    // A failure stays with the copy-up: the next flush (or read, trim) retries and reports it.
+    (void)RunCopyUp(block);
+    lock.lock();
+  }
+}
+
+void OpenVolume::StopCopiers() {
+  {
+    std::lock_guard lock(copyup_mu_);
+    copiers_stop_ = true;
+  }
+  copier_cv_.notify_all();
+  for (std::thread& t : copiers_) t.join();
+  copiers_.clear();
+}
+
 // ---------------------------------------------------------------- flush
 
 Status OpenVolume::WriteHeader(const std::function<Status(Header&)>& extra) {
@@ -394,6 +595,15 @@ Status OpenVolume::WriteHeader(const std::function<Status(Header&)>& extra) {
 Status OpenVolume::FlushLocked(bool force_header) {
   if (read_only_) return Status::OK();
   std::lock_guard flush(flush_mu_);
+  // 0. Writes acknowledged before this flush and held for a deferred copy-up land in their
+  // objects (and the map names those) first. One that cannot fails this flush, and every
+  // later one until it lands: none may succeed over a lost write.
+  uint64_t started;
+  {
+    std::lock_guard lock(copyup_mu_);
+    started = copyup_seq_;
+  }
+  SKERRY_RETURN_IF_ERROR(FinishCopyUpsStartedBefore(started + 1));
   // A size change must reach the header even if this flush fails before writing it.
   if (force_header) header_stale_ = true;
   // 1. Data of completed writes to stable storage.
@@ -497,6 +707,8 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
   SKERRY_RETURN_IF_ERROR(ValidateVolumeSize(new_size));
   ExclusiveGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
+  // Pending copy-ups first: the map may drop their blocks below.
+  SKERRY_RETURN_IF_ERROR(FinishCopyUpsStartedBefore(UINT64_MAX));
   uint64_t old_size = size_.load();
   if (new_size == old_size) return Status::OK();
   std::vector<std::string> dropped_chunks;
@@ -630,6 +842,9 @@ Status OpenVolume::Close() {
   Status st = read_only_ ? Status::OK() : CheckWritable();
   if (st.ok() && !read_only_) st = FlushLocked(false);
   bool still_ours = !read_only_ && !fenced_.load();
+  // The copiers work on this object: stopped before it goes. Copy-ups still pending here
+  // (the flush failed or was not allowed) are dropped; Close reports that error.
+  StopCopiers();
   closed_ = true;
   StopLeaseKeeper();
   if (still_ours) {

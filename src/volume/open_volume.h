@@ -10,11 +10,20 @@
 // rollback, close) hold it exclusively, which drains in-flight I/O and holds new I/O
 // until they finish. Writes to one block are serialized by a striped block lock so a
 // copy-up happens once.
+//
+// Deferred copy-up (stores without native asynchronous I/O): the first write into a shared
+// block does not wait for the copy. The write is held in memory and acknowledged, a copier
+// thread copies the block, applies the held writes in order and only then points the map at
+// the new object. Reads, trims and zeroes of that block, and every flush, wait for it (or do
+// it themselves); a copy that fails keeps its held writes and is retried by the next flush,
+// which fails until it succeeds, so a flush never succeeds over a lost write. Like any
+// write, a held one is durable only after a flush. docs/architecture.md, "Deferred copy-up".
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -115,6 +124,26 @@ class OpenVolume final : public Volume {
   // REQUIRES: block lock held.
   Result<std::string> MakePrivate(uint64_t block, const Entry& current, bool keep_content);
 
+  // ---- deferred copy-up ----
+  enum class Hold { kHeld, kNoCopyUp, kFull };
+  // Adds a write to the held writes of the block's pending copy-up, if there is one and
+  // the bounds on held bytes allow. REQUIRES: block lock held.
+  Hold HoldForPendingCopyUp(uint64_t block, uint64_t off, std::span<const char> data);
+  // Starts a deferred copy-up of shared block `block` (entry `current`) holding this first
+  // write. False (nothing started) when the volume holds too much already.
+  // REQUIRES: block lock held.
+  bool StartCopyUp(uint64_t block, const Entry& current, uint64_t off, std::span<const char> data);
+  // Until block `block` has no pending copy-up: waits while a copier runs it, runs it here
+  // when it is queued or failed before. Its error if it fails here.
+  Status FinishCopyUp(uint64_t block);
+  // Finishes every copy-up started before this call (Flush). The first error.
+  Status FinishCopyUpsStartedBefore(uint64_t seq);
+  // Copies, applies the held writes and changes the map. REQUIRES: the caller marked the
+  // copy-up running (under copyup_mu_); no block lock needed (the copier takes none).
+  Status RunCopyUp(uint64_t block);
+  void CopierLoop();
+  void StopCopiers();
+
   void MarkDirty(const std::string& object);
   void QueueDelete(uint64_t block, std::string object);  // REQUIRES: block lock held
   void CancelDelete(uint64_t block);                      // REQUIRES: block lock held
@@ -148,6 +177,34 @@ class OpenVolume final : public Volume {
   // The persisted header lags the chunk table or size: a flush changed them but failed
   // before its header update succeeded. The next flush writes the header. GUARDED_BY(flush_mu_)
   bool header_stale_ = false;
+
+  // Deferred copy-up state. Lock order: block lock, then copyup_mu_, then the map's own.
+  struct HeldWrite {
+    uint64_t off;
+    std::string data;
+  };
+  struct CopyUp {
+    enum class State { kQueued, kRunning, kFailed } state = State::kQueued;
+    std::string source;  // the shared object
+    std::string target;  // this volume's object of the current epoch
+    uint64_t seq = 0;    // start order (Flush finishes the ones started before it)
+    // Acknowledged writes, applied in order after each copy attempt. A deque: a copier reads
+    // elements outside the mutex while writers append (push_back keeps references valid).
+    std::deque<HeldWrite> held;
+    uint64_t held_bytes = 0;
+  };
+  const int copier_threads_;  // 0: deferred copy-ups run only when someone needs them done
+  const bool defer_copy_ups_;
+  std::mutex copyup_mu_;
+  std::condition_variable copyup_cv_;          // a copy-up finished or failed
+  std::condition_variable copier_cv_;          // the queue grew, or the copiers must stop
+  std::map<uint64_t, CopyUp> copyups_;         // by block. GUARDED_BY(copyup_mu_)
+  std::deque<uint64_t> copy_queue_;            // GUARDED_BY(copyup_mu_)
+  uint64_t copyup_seq_ = 0;                    // GUARDED_BY(copyup_mu_)
+  uint64_t held_bytes_ = 0;                    // all held writes. GUARDED_BY(copyup_mu_)
+  bool copiers_stop_ = false;                  // GUARDED_BY(copyup_mu_)
+  std::vector<std::thread> copiers_;           // started with the first deferred copy-up
+  std::atomic<int> copyups_pending_{0};        // copyups_.size(), for readers' fast path
 
   std::mutex dirty_mu_;  // guards the three below
   std::unordered_set<std::string> dirty_objects_;

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "skerry/object_store.h"
@@ -35,6 +37,26 @@ class CountingStore : public ForwardingStore {
     copies++;
     ForwardingStore::Copy(s, d, std::move(done));
   }
+};
+
+// Sets an environment variable for one scope (volumes read SKERRY_DEFERRED_COPY_UP when
+// they open), restoring what was there before.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
 };
 
 // Deterministic bytes that differ by position and seed, so misplaced data is caught.

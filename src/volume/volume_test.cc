@@ -6,7 +6,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <future>
 #include <mutex>
+#include <random>
 #include <optional>
 #include <set>
 #include <thread>
@@ -130,16 +132,20 @@ TEST_P(VolumeTest, SnapshotFreezesDataAndFirstWriteCopiesOnce) {
   ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
   auto v = Open("d");
   int copies = counting_->copies;
+  // Counted after flushes: a copy-up may be deferred (done by a copier thread) until then.
   WriteAt(*v, 10, "hello");  // partial write to a shared block: one copy-up
+  WriteAt(*v, 20, "world");  // same block again: held for that copy-up, or in place after it
+  ASSERT_TRUE(v->Flush().ok());
   EXPECT_EQ(counting_->copies, copies + 1);
-  WriteAt(*v, 20, "world");  // same block again: in place
-  EXPECT_EQ(counting_->copies, copies + 1);
+  WriteAt(*v, 30, "again");  // the block is private now: in place
   WriteAt(*v, kBs, Pattern(kBs, 9));  // whole block: no copy needed
+  ASSERT_TRUE(v->Flush().ok());
   EXPECT_EQ(counting_->copies, copies + 1);
   ASSERT_TRUE(v->Close().ok());
   std::string head = a;
   head.replace(10, 5, "hello");
   head.replace(20, 5, "world");
+  head.replace(30, 5, "again");
   head.replace(kBs, kBs, Pattern(kBs, 9));
   EXPECT_EQ(ReadSpec("d"), head);
   EXPECT_EQ(ReadSpec("d@s1"), a);
@@ -846,6 +852,162 @@ INSTANTIATE_TEST_SUITE_P(Stores, VolumeTest, ::testing::Values("mem", "dir", "as
                          [](const auto& info) { return info.param; });
 INSTANTIATE_TEST_SUITE_P(Stores, DirVolumeTest, ::testing::Values("dir"),
                          [](const auto& info) { return info.param; });
+
+// ---- deferred copy-up ----
+
+// Copies wait until the test opens the gate.
+class GatedCopyStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::atomic<int> waiting{0};
+  void OpenGate() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void Copy(const std::string& s, const std::string& d, Done done) override {
+    {
+      std::unique_lock lock(mu_);
+      waiting++;
+      cv_.wait(lock, [&] { return open_; });
+      waiting--;
+    }
+    ForwardingStore::Copy(s, d, std::move(done));
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+TEST(DeferredCopyUpTest, AWriteIntoASharedBlockDoesNotWaitForTheCopy) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
+  auto mem = OpenStore("mem:");
+  ASSERT_TRUE(mem.ok());
+  auto gated = std::make_shared<GatedCopyStore>(*mem);
+  auto cat = Catalog::Open(gated);
+  ASSERT_TRUE(cat.ok());
+  ASSERT_TRUE((*cat)->Create("v", 4 * kBs, kBs).ok());
+  auto opened = (*cat)->Open("v");
+  ASSERT_TRUE(opened.ok());
+  Volume& v = **opened;
+  const std::string base = Pattern(4 * kBs, 40);
+  ASSERT_TRUE(v.Write(0, std::span<const char>(base.data(), base.size())).ok());
+  ASSERT_TRUE(v.CreateSnapshot("s").ok());  // every block is now shared with s
+
+  const std::string mine = "mine";
+  auto write = std::async(std::launch::async, [&] { return v.Write(100, std::span<const char>(mine.data(), 4)); });
+  bool returned = write.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  if (!returned) gated->OpenGate();  // a copy-up before the write returns: let it finish, then fail
+  ASSERT_TRUE(returned) << "the write waited for the copy of its block";
+  ASSERT_TRUE(write.get().ok());
+
+  // A copier waits at the gate; a read of that block waits for it, one of another block does not.
+  for (int i = 0; i < 1000 && gated->waiting.load() == 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gated->waiting.load(), 1);
+  std::string got(kBs, 'x');
+  auto read = std::async(std::launch::async, [&] { return v.Read(0, std::span<char>(got.data(), got.size())); });
+  EXPECT_EQ(read.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  std::string other(kBs, 'x');
+  ASSERT_TRUE(v.Read(2 * kBs, std::span<char>(other.data(), other.size())).ok());
+  EXPECT_EQ(other, base.substr(2 * kBs, kBs));
+
+  gated->OpenGate();
+  ASSERT_TRUE(read.get().ok());
+  std::string expect = base.substr(0, kBs);
+  expect.replace(100, 4, mine);
+  EXPECT_EQ(got, expect);
+  ASSERT_TRUE(v.Flush().ok());
+  ASSERT_TRUE(v.Close().ok());
+  OpenOptions ro;
+  ro.read_only = true;
+  auto snap = (*cat)->Open("v@s", ro);
+  ASSERT_TRUE(snap.ok());
+  std::string frozen(4 * kBs, 'x');
+  ASSERT_TRUE((*snap)->Read(0, std::span<char>(frozen.data(), frozen.size())).ok());
+  EXPECT_EQ(frozen, base);
+  auto report = CheckStore(**mem, {});
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok());
+  EXPECT_TRUE(report->unreferenced.empty()) << report->unreferenced.front();
+}
+
+// Writers, readers and trims on their own blocks while another thread keeps taking
+// snapshots (which share every block again) and flushing: every read sees the writer's
+// latest bytes, and the volume reopens with all of them (TSan runs it too).
+TEST(DeferredCopyUpTest, ConcurrentWritesReadsTrimsWhileSnapshotsShareTheBlocksAgain) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
+  auto store = OpenStore("delay:ms=0&jitter=1+mem:");
+  ASSERT_TRUE(store.ok());
+  auto cat = Catalog::Open(*store);
+  ASSERT_TRUE(cat.ok());
+  constexpr int kThreads = 4, kBlocksEach = 4;
+  constexpr uint64_t kBlocks = kThreads * kBlocksEach;
+  ASSERT_TRUE((*cat)->Create("v", kBlocks * kBs, kBs).ok());
+  auto opened = (*cat)->Open("v");
+  ASSERT_TRUE(opened.ok());
+  Volume& v = **opened;
+  std::vector<std::string> model(kBlocks);
+  for (uint64_t b = 0; b < kBlocks; b++) {
+    model[b] = Pattern(kBs, 100 + b);
+    ASSERT_TRUE(v.Write(b * kBs, std::span<const char>(model[b].data(), kBs)).ok());
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> snapshots{0};
+  std::thread snapper([&] {
+    for (int i = 0; !stop.load() && i < 40; i++) {
+      Status st = (i % 2) ? v.Flush() : v.CreateSnapshot("s" + std::to_string(i));
+      EXPECT_TRUE(st.ok()) << st.ToString();
+      if (i % 2 == 0) snapshots++;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; t++) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 400; i++) {
+        uint64_t b = t + kThreads * (rng() % kBlocksEach);
+        std::string& m = model[b];
+        uint32_t op = rng() % 10;
+        if (op < 6) {
+          uint64_t len = 1 + rng() % 8192, off = rng() % (kBs - len);
+          std::string data = Pattern(len, rng());
+          Status st = v.Write(b * kBs + off, std::span<const char>(data.data(), len));
+          ASSERT_TRUE(st.ok()) << st.ToString();
+          m.replace(off, len, data);
+        } else if (op < 7) {
+          ASSERT_TRUE(v.Trim(b * kBs, kBs).ok());
+          m.assign(kBs, '\0');
+        } else {
+          std::string got(kBs, 'x');
+          ASSERT_TRUE(v.Read(b * kBs, std::span<char>(got.data(), got.size())).ok());
+          ASSERT_EQ(got, m) << "block " << b << " after step " << i;
+        }
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  stop = true;
+  snapper.join();
+  EXPECT_GT(snapshots.load(), 1);
+  ASSERT_TRUE(v.Close().ok());
+  auto again = (*cat)->Open("v");
+  ASSERT_TRUE(again.ok());
+  for (uint64_t b = 0; b < kBlocks; b++) {
+    std::string got(kBs, 'x');
+    ASSERT_TRUE((*again)->Read(b * kBs, std::span<char>(got.data(), got.size())).ok());
+    EXPECT_EQ(got, model[b]) << "block " << b;
+  }
+  ASSERT_TRUE((*again)->Close().ok());
+  auto report = CheckStore(**store, {});
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok());
+  EXPECT_TRUE(report->unreferenced.empty()) << report->unreferenced.front();
+}
 
 }  // namespace
 }  // namespace skerry
