@@ -226,6 +226,30 @@ TEST(FaultVolumeTest, AFailedResizeHeaderUpdateIsRetriedByTheNextFlush) {
 namespace skerry {
 namespace {
 
+// A store that loses unsynced writes on Crash (`power`), under one that fails `ops` with
+// EIO while enabled (`faults`, off at first); a volume "vm" of 4 blocks on them, open.
+struct PowerAndFaults {
+  explicit PowerAndFaults(const std::string& ops) {
+    FaultRule rule;
+    rule.error = FaultError::kEIO;
+    rule.ops = *ParseStoreOps(ops);
+    faults = std::make_shared<FaultStore>(power, std::vector<FaultRule>{rule});
+    faults->set_enabled(false);
+    auto opened = Catalog::Open(faults);
+    EXPECT_TRUE(opened.ok());
+    cat = std::move(*opened);
+    EXPECT_TRUE(cat->Create("vm", 4 * kBlock, kBlock).ok());
+    auto v = cat->Open("vm");
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    if (v.ok()) vol = std::move(*v);
+  }
+  std::shared_ptr<MemStore> disk = std::make_shared<MemStore>();
+  std::shared_ptr<NonDurableStore> power = std::make_shared<NonDurableStore>(disk);
+  std::shared_ptr<FaultStore> faults;
+  std::unique_ptr<Catalog> cat;
+  std::unique_ptr<Volume> vol;
+};
+
 // A write or zeroing that fails after its block was made private (a fresh object for a
 // hole, a copy of a shared block) has already pointed the map at that object; the next
 // flush persists the map, so it must sync the object too, or a power loss leaves the map
@@ -233,18 +257,12 @@ namespace {
 void FailAfterMakePrivate(const std::string& ops, bool shared) {
   // The copy-up before the write (a deferred one is tested below).
   testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
-  auto disk = std::make_shared<MemStore>();
-  auto power = std::make_shared<NonDurableStore>(disk);
-  FaultRule rule;
-  rule.error = FaultError::kEIO;
-  rule.ops = *ParseStoreOps(ops);
-  auto faults = std::make_shared<FaultStore>(power, std::vector<FaultRule>{rule});
-  faults->set_enabled(false);
-  auto cat = Catalog::Open(faults);
-  ASSERT_TRUE(cat.ok());
-  ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
-  auto v = (*cat)->Open("vm");
-  ASSERT_TRUE(v.ok());
+  PowerAndFaults f(ops);
+  ASSERT_TRUE(f.vol);
+  auto& disk = f.disk;
+  auto& power = f.power;
+  auto& faults = f.faults;
+  auto* v = &f.vol;
   if (shared) {
     ASSERT_TRUE(WriteAt(**v, 0, Pattern(kBlock, 8)).ok());
     ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
@@ -268,18 +286,12 @@ TEST(FaultVolumeTest, AFailedWriteAfterCopyUpLeavesNoDanglingEntryAfterACrash) {
 // write is in it, and once a flush succeeds the write survives a power loss.
 TEST(FaultVolumeTest, AFailedHeldWriteIsRetriedAndSurvivesACrashOnceFlushed) {
   testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
-  auto disk = std::make_shared<MemStore>();
-  auto power = std::make_shared<NonDurableStore>(disk);
-  FaultRule rule;
-  rule.error = FaultError::kEIO;
-  rule.ops = *ParseStoreOps("write");
-  auto faults = std::make_shared<FaultStore>(power, std::vector<FaultRule>{rule});
-  faults->set_enabled(false);
-  auto cat = Catalog::Open(faults);
-  ASSERT_TRUE(cat.ok());
-  ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
-  auto v = (*cat)->Open("vm");
-  ASSERT_TRUE(v.ok());
+  PowerAndFaults f("write");
+  ASSERT_TRUE(f.vol);
+  auto& disk = f.disk;
+  auto& power = f.power;
+  auto& faults = f.faults;
+  auto* v = &f.vol;
   const std::string base = Pattern(kBlock, 8);
   ASSERT_TRUE(WriteAt(**v, 0, base).ok());
   ASSERT_TRUE((*v)->CreateSnapshot("s").ok());

@@ -36,9 +36,22 @@ DeferredCopyUpMode DeferredCopyUpFromEnv() {
   return {true, 2};
 }
 
-// Bytes of acknowledged writes a volume holds for deferred copy-ups; past it a write waits
-// for (or does) its block's copy-up. A block also holds at most its own size.
+// Bytes of acknowledged writes held for deferred copy-ups, per volume and in the whole
+// process (a daemon serves many volumes; the NBD server's memory bound covers requests in
+// flight, not these); past either a write waits for (or does) its block's copy-up. A block
+// also holds at most its own size.
 constexpr uint64_t kMaxHeldBytes = 64ull << 20;
+constexpr uint64_t kMaxHeldBytesInProcess = 256ull << 20;
+std::atomic<uint64_t> held_bytes_in_process{0};
+
+// Counts `n` more held bytes in the process unless that passes the bound.
+bool ReserveHeldBytes(uint64_t n) {
+  uint64_t now = held_bytes_in_process.load();
+  do {
+    if (now + n > kMaxHeldBytesInProcess) return false;
+  } while (!held_bytes_in_process.compare_exchange_weak(now, now + n));
+  return true;
+}
 }  // namespace
 
 OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, VolumeId id, uint64_t size,
@@ -429,7 +442,9 @@ OpenVolume::Hold OpenVolume::HoldForPendingCopyUp(uint64_t block, uint64_t off, 
   auto it = copyups_.find(block);
   if (it == copyups_.end()) return Hold::kNoCopyUp;
   CopyUp& c = it->second;
-  if (c.held_bytes + data.size() > block_size_ || held_bytes_ + data.size() > kMaxHeldBytes) return Hold::kFull;
+  if (c.held_bytes + data.size() > block_size_ || held_bytes_ + data.size() > kMaxHeldBytes ||
+      !ReserveHeldBytes(data.size()))
+    return Hold::kFull;
   c.held.push_back(HeldWrite{off, std::string(data.begin(), data.end())});
   c.held_bytes += data.size();
   held_bytes_ += data.size();
@@ -438,7 +453,7 @@ OpenVolume::Hold OpenVolume::HoldForPendingCopyUp(uint64_t block, uint64_t off, 
 
 bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off, std::span<const char> data) {
   std::lock_guard lock(copyup_mu_);
-  if (held_bytes_ + data.size() > kMaxHeldBytes || copiers_stop_) return false;
+  if (held_bytes_ + data.size() > kMaxHeldBytes || copiers_stop_ || !ReserveHeldBytes(data.size())) return false;
   CopyUp& c = copyups_[block];
   c.source = EntryObject(current, block);
   c.target = BlockObject(id_, epoch_.load(), block);
@@ -485,6 +500,7 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
         st = map_->Set(block, Entry::Private(id_, epoch_.load()));
         if (st.ok()) {
           held_bytes_ -= c.held_bytes;
+          held_bytes_in_process.fetch_sub(c.held_bytes);
           copyups_.erase(block);
           copyups_pending_.fetch_sub(1);
           copyup_cv_.notify_all();
@@ -494,7 +510,7 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
       if (!st.ok()) {
         c.state = CopyUp::State::kFailed;  // kept, with its held writes, for a retry
         copyup_cv_.notify_all();
-        return st.Prefixed(name_);
+        return st.Prefixed(fmt::format("{}: deferred copy-up of block {} ({} held writes)", name_, block, c.held.size()));
       }
       for (size_t i = applied; i < c.held.size(); i++) batch.push_back(&c.held[i]);
     }
@@ -574,6 +590,13 @@ void OpenVolume::StopCopiers() {
   copier_cv_.notify_all();
   for (std::thread& t : copiers_) t.join();
   copiers_.clear();
+  // What is still held now is dropped (Close reports why); its bytes go back to the process.
+  std::lock_guard lock(copyup_mu_);
+  held_bytes_in_process.fetch_sub(held_bytes_);
+  held_bytes_ = 0;
+  copyups_.clear();
+  copy_queue_.clear();
+  copyups_pending_.store(0);
 }
 
 // ---------------------------------------------------------------- flush

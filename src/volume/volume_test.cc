@@ -883,17 +883,31 @@ class GatedCopyStore final : public ForwardingStore {
   bool open_ = false;
 };
 
+// Volume "v" of `blocks` blocks on a memory store whose copies wait at a gate, open, with
+// copy-ups deferred to copier threads.
+struct GatedVolume {
+  explicit GatedVolume(uint64_t blocks) {
+    auto cat_or = Catalog::Open(gated);
+    EXPECT_TRUE(cat_or.ok());
+    cat = std::move(*cat_or);
+    EXPECT_TRUE(cat->Create("v", blocks * kBs, kBs).ok());
+    auto v = cat->Open("v");
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    if (v.ok()) vol = std::move(*v);
+  }
+  testing::ScopedEnv mode{"SKERRY_DEFERRED_COPY_UP", "background"};
+  std::shared_ptr<ObjectStore> mem = *OpenStore("mem:");
+  std::shared_ptr<GatedCopyStore> gated = std::make_shared<GatedCopyStore>(mem);
+  std::unique_ptr<Catalog> cat;
+  std::unique_ptr<Volume> vol;
+};
+
 TEST(DeferredCopyUpTest, AWriteIntoASharedBlockDoesNotWaitForTheCopy) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
-  auto mem = OpenStore("mem:");
-  ASSERT_TRUE(mem.ok());
-  auto gated = std::make_shared<GatedCopyStore>(*mem);
-  auto cat = Catalog::Open(gated);
-  ASSERT_TRUE(cat.ok());
-  ASSERT_TRUE((*cat)->Create("v", 4 * kBs, kBs).ok());
-  auto opened = (*cat)->Open("v");
-  ASSERT_TRUE(opened.ok());
-  Volume& v = **opened;
+  GatedVolume g(4);
+  ASSERT_TRUE(g.vol);
+  Volume& v = *g.vol;
+  auto& gated = g.gated;
+  auto& cat = g.cat;
   const std::string base = Pattern(4 * kBs, 40);
   ASSERT_TRUE(v.Write(0, std::span<const char>(base.data(), base.size())).ok());
   ASSERT_TRUE(v.CreateSnapshot("s").ok());  // every block is now shared with s
@@ -924,15 +938,41 @@ TEST(DeferredCopyUpTest, AWriteIntoASharedBlockDoesNotWaitForTheCopy) {
   ASSERT_TRUE(v.Close().ok());
   OpenOptions ro;
   ro.read_only = true;
-  auto snap = (*cat)->Open("v@s", ro);
+  auto snap = cat->Open("v@s", ro);
   ASSERT_TRUE(snap.ok());
   std::string frozen(4 * kBs, 'x');
   ASSERT_TRUE((*snap)->Read(0, std::span<char>(frozen.data(), frozen.size())).ok());
   EXPECT_EQ(frozen, base);
-  auto report = CheckStore(**mem, {});
+  auto report = CheckStore(*g.mem, {});
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok());
   EXPECT_TRUE(report->unreferenced.empty()) << report->unreferenced.front();
+}
+
+// A block holds at most its own size of writes for a pending copy-up: past that, a writer
+// waits for the copy-up (here held at the gate) instead of holding more.
+TEST(DeferredCopyUpTest, HeldWritesAreBoundedByTheBlockSize) {
+  GatedVolume g(2);
+  ASSERT_TRUE(g.vol);
+  Volume& v = *g.vol;
+  auto& gated = g.gated;
+  const std::string base = Pattern(kBs, 41);
+  ASSERT_TRUE(v.Write(0, std::span<const char>(base.data(), base.size())).ok());
+  ASSERT_TRUE(v.CreateSnapshot("s").ok());
+  const std::string first(kBs / 2, 'a'), second(kBs / 2, 'b'), third(16, 'c');
+  ASSERT_TRUE(v.Write(0, std::span<const char>(first.data(), first.size())).ok());  // held
+  ASSERT_TRUE(v.Write(kBs / 2, std::span<const char>(second.data(), second.size())).ok());  // held: kBs in all
+  auto over = std::async(std::launch::async, [&] { return v.Write(8, std::span<const char>(third.data(), third.size())); });
+  bool waited = over.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout;
+  gated->OpenGate();
+  EXPECT_TRUE(waited) << "a block held more than its own size";
+  ASSERT_TRUE(over.get().ok());
+  std::string got(kBs, 'x');
+  ASSERT_TRUE(v.Read(0, std::span<char>(got.data(), got.size())).ok());
+  std::string expect = first + second;
+  expect.replace(8, third.size(), third);
+  EXPECT_EQ(got, expect);
+  ASSERT_TRUE(v.Close().ok());
 }
 
 // Writers, readers and trims on their own blocks while another thread keeps taking
