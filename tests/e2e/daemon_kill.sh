@@ -7,7 +7,12 @@
 # engine runs a verify workload with periodic flushes on a second volume (load from another
 # client and export, the way a host serves many VMs); at a random moment skerryd gets SIGKILL.
 # After the restart: flush_checker.py check holds every block to the last completed flush,
-# `skerry check` must find the store sound, and the next round starts. At the end fio writes
+# `skerry check` must find the store sound, and both volumes get a snapshot, so the next
+# round starts with every block shared: its first writes into each block are copy-ups
+# (on a directory store deferred: held, acknowledged, copied in the background), and the
+# snapshots must come through the kills intact too. (Whether a flush waits for deferred
+# copy-ups is decided within milliseconds of a round's start, long before its kill: the
+# crash runner, crash_test, is what catches a flush that does not.) At the end fio writes
 # and verifies both volumes through the restarted daemon.
 #
 # SKERRY_E2E_STORE runs it on another store (tests/rados: RADOS); SKERRY_KILL_ROUNDS sets
@@ -51,6 +56,8 @@ for round in $(seq 1 "$rounds"); do
   "$SKERRY" check --json >"$WORK/check.json" || fail "round $round: skerry check: $(cat "$WORK/check.json")"
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["ok"], r' "$WORK/check.json" ||
     fail "round $round: skerry check found damage: $(cat "$WORK/check.json")"
+  "$SKERRY" snap create "crash@r$round" >/dev/null
+  "$SKERRY" snap create "load@r$round" >/dev/null
 done
 
 # Both volumes still take a full write-and-verify pass.
