@@ -32,6 +32,8 @@ state=$WORK/crash.state
 for round in $(seq 1 "$rounds"); do
   rm -f "$WORK/d.sock" "$WORK/d.admin"  # what the killed daemon left behind
   start_daemon d --config "$WORK/skerryd.toml"
+  # What the state said before this round: the kill waits for this round's first flush.
+  if [ -e "$state" ]; then cp "$state" "$state.before"; else : >"$state.before"; fi
   $PY_NBD "$HERE/flush_checker.py" write "$(nbd_uri d crash)" "$state" "$round" >"$WORK/writer.out" 2>&1 &
   writer=$!
   fio --name=load --ioengine=nbd --uri="$(nbd_uri d load)" --rw=randwrite --bsrange=4k-64k \
@@ -40,7 +42,7 @@ for round in $(seq 1 "$rounds"); do
   fio_pid=$!
   # Kill somewhere between 1 and 3 s in, once the writer has seen a flush complete.
   sleep "$(python3 -c "import random; print(1 + 2 * random.random())")"
-  for _ in $(seq 100); do [ -s "$state" ] && break; sleep 0.1; done
+  for _ in $(seq 300); do [ -s "$state" ] && ! cmp -s "$state" "$state.before" && break; sleep 0.1; done
   kill -9 "$d_pid"
   wait "$d_pid" 2>/dev/null || true
   wait "$writer" || fail "round $round: writer failed: $(cat "$WORK/writer.out")"
