@@ -115,6 +115,10 @@ uint64_t OpenVolume::BlockLength(uint64_t block) const {
   return std::min<uint64_t>(block_size_, size_.load() - start);
 }
 
+bool OpenVolume::LeaseLost() const {
+  return fenced_.load() || (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load());
+}
+
 bool OpenVolume::IsWritable(const Entry& e) const {
   return e.kind == Entry::Kind::kPrivate && e.owner == id_ && e.epoch == epoch_.load();
 }
@@ -287,10 +291,17 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
 
 Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char> data) {
   std::lock_guard lock(BlockLock(block));
+  // A write covering the whole block needs nothing of the old content.
+  const bool whole = off == 0 && data.size() == BlockLength(block);
   // A pending copy-up of this block holds this write too (after the earlier ones), unless
-  // the bounds are reached: then it is finished first. Checked before the map is read:
-  // with the block lock held, no copy-up of this block can start after the check.
+  // the bounds are reached: then it is finished first. A whole-block write replaces it and
+  // all it holds. Checked before the map is read: with the block lock held, no copy-up of
+  // this block can start after the check.
   while (copyups_pending_.load() > 0) {
+    if (whole) {
+      DiscardCopyUp(block);
+      break;
+    }
     Hold h = HoldForPendingCopyUp(block, off, data);
     if (h == Hold::kHeld) return Status::OK();
     if (h == Hold::kNoCopyUp) break;
@@ -301,11 +312,10 @@ Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char
   if (IsWritable(e)) {
     SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
   } else {
-    // A write covering the whole block needs nothing of the old content.
-    bool whole = off == 0 && data.size() == BlockLength(block);
     if (whole || e.is_hole()) {
       CancelDelete(block);
       SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data, /*fresh=*/true));
+      MarkDirty(object);  // before the entry: a flush that persists the entry syncs the object
       SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
     } else if (defer_copy_ups_ && StartCopyUp(block, e, off, data)) {
       return Status::OK();  // held: the block is copied, then written, off this thread
@@ -388,18 +398,26 @@ Status OpenVolume::Write(uint64_t offset, std::span<const char> data, bool fua) 
 
 Status OpenVolume::ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim) {
   std::lock_guard lock(BlockLock(block));
-  // Held writes come before this zero: land them (the copier takes no block lock).
-  if (copyups_pending_.load() > 0) SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
-  SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
   bool whole = off == 0 && len == BlockLength(block);
+  // Held writes come before this zero: land them (the copier takes no block lock), or,
+  // when the zero replaces the whole block, forget them (no copy needed; when space is
+  // short a trim must not need one).
+  if (copyups_pending_.load() > 0) {
+    if (whole) DiscardCopyUp(block);
+    else SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
+  }
+  SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
   if (e.is_hole() && may_trim) return Status::OK();  // already reads as zeros
   if (whole && may_trim) {
     // An asynchronous write still in flight would bring the object back after its delete.
     if (IsWritable(e)) WaitForAsyncWrites(block);
     // The block becomes a hole. Its object (if ours) is deleted only after the map that
-    // no longer points at it is persisted, so a crash never leaves a dangling entry.
+    // no longer points at it is persisted, so a crash never leaves a dangling entry. The
+    // entry first, then the delete: a flush that sees the delete encodes the map after it,
+    // so the map it persists has the hole.
+    SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry{}));
     if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
-    return map_->Set(block, Entry{});
+    return Status::OK();
   }
   SKERRY_ASSIGN_OR_RETURN(std::string object, MakePrivate(block, e, /*keep_content=*/!whole));
   SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
@@ -480,11 +498,10 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
     source = c.source;
     target = c.target;
   }
-  // A lease that lapsed meanwhile forbids this write like any other (CheckWritable without
-  // closed_, which Close sets while no copier runs).
+  // A lease that lapsed meanwhile forbids this write like any other; checked again before
+  // the map names the copy.
   Status st = Status::OK();
-  if (fenced_.load() || (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load()))
-    st = Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
+  if (LeaseLost()) st = Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
   // Every attempt starts from a fresh copy and applies all held writes again (they are
   // idempotent in order), so a failure anywhere leaves nothing half done.
   if (st.ok()) st = store_->CopySync(source, target);
@@ -494,6 +511,8 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
     {
       std::lock_guard lock(copyup_mu_);
       CopyUp& c = copyups_.at(block);
+      if (st.ok() && applied == c.held.size() && LeaseLost())
+        st = Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
       if (st.ok() && applied == c.held.size()) {
         // Nothing left to hold: from now on the map names the object and writes go there.
         MarkDirty(target);
@@ -520,6 +539,31 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
       applied++;
     }
   }
+}
+
+void OpenVolume::DiscardCopyUp(uint64_t block) {
+  std::string leftover;
+  {
+    std::unique_lock lock(copyup_mu_);
+    for (;;) {
+      auto it = copyups_.find(block);
+      if (it == copyups_.end()) return;
+      if (it->second.state == CopyUp::State::kRunning) {
+        copyup_cv_.wait(lock);
+        continue;
+      }
+      // A failed attempt may have left its copy behind; a queued one made nothing yet.
+      if (it->second.state == CopyUp::State::kFailed) leftover = it->second.target;
+      held_bytes_ -= it->second.held_bytes;
+      held_bytes_in_process.fetch_sub(it->second.held_bytes);
+      copyups_.erase(it);
+      copyups_pending_.fetch_sub(1);
+      copyup_cv_.notify_all();
+      break;
+    }
+  }
+  // Best effort: the map never named it, so a leftover is only unreferenced.
+  if (!leftover.empty()) (void)store_->Delete(leftover);
 }
 
 Status OpenVolume::FinishCopyUp(uint64_t block) {
@@ -618,6 +662,8 @@ Status OpenVolume::WriteHeader(const std::function<Status(Header&)>& extra) {
 Status OpenVolume::FlushLocked(bool force_header) {
   if (read_only_) return Status::OK();
   std::lock_guard flush(flush_mu_);
+  // A size change must reach the header even if this flush fails before writing it.
+  if (force_header) header_stale_ = true;
   // 0. Writes acknowledged before this flush and held for a deferred copy-up land in their
   // objects (and the map names those) first. One that cannot fails this flush, and every
   // later one until it lands: none may succeed over a lost write.
@@ -627,29 +673,32 @@ Status OpenVolume::FlushLocked(bool force_header) {
     started = copyup_seq_;
   }
   SKERRY_RETURN_IF_ERROR(FinishCopyUpsStartedBefore(started + 1));
-  // A size change must reach the header even if this flush fails before writing it.
-  if (force_header) header_stale_ = true;
-  // 1. Data of completed writes to stable storage.
-  std::vector<std::string> objects;
+  // Captured before the map is encoded: these holes are in the map we persist below.
   std::map<uint64_t, PendingDelete> deletes;
   {
     std::lock_guard lock(dirty_mu_);
-    objects.assign(dirty_objects_.begin(), dirty_objects_.end());
-    dirty_objects_.clear();
-    // Captured before the map is encoded: these holes are in the map we persist below.
     deletes = pending_deletes_;
   }
-  if (!objects.empty()) {
+  // 1. Data of completed writes to stable storage, and 2. the map, which points only at
+  // objects that are. The map is encoded first and the dirty set read after: every entry in
+  // it names an object marked dirty before the entry was set (writes concurrent with this
+  // flush included), so the sync covers them all.
+  bool table_changed = false;
+  Status persisted = map_->Persist(&table_changed, [&]() -> Status {
+    std::vector<std::string> objects;
+    {
+      std::lock_guard lock(dirty_mu_);
+      objects.assign(dirty_objects_.begin(), dirty_objects_.end());
+      dirty_objects_.clear();
+    }
+    if (objects.empty()) return Status::OK();
     Status st = store_->SyncSync(objects);
     if (!st.ok()) {
       std::lock_guard lock(dirty_mu_);
       dirty_objects_.insert(objects.begin(), objects.end());
-      return st.Prefixed(name_);
     }
-  }
-  // 2. The map, which points only at objects that exist.
-  bool table_changed = false;
-  Status persisted = map_->Persist(&table_changed);
+    return st;
+  });
   // The in-memory table already names the chunks written so far: remember that the header
   // must follow, until a header write succeeds (a later Persist reports no change).
   if (table_changed) header_stale_ = true;

@@ -92,6 +92,9 @@ class OpenVolume final : public Volume {
   Status ForEachBlock(uint64_t offset, uint64_t length, Fn&& fn);
   Status CheckRange(uint64_t offset, uint64_t length) const;
   Status CheckWritable() const;
+  // The write lock was taken over or its lease lapsed (CheckWritable's lease part, without
+  // closed_: a copier thread may ask while Close runs).
+  bool LeaseLost() const;
   uint64_t BlockLength(uint64_t block) const;
   bool IsWritable(const Entry& e) const;
   std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
@@ -136,6 +139,9 @@ class OpenVolume final : public Volume {
   // Until block `block` has no pending copy-up: waits while a copier runs it, runs it here
   // when it is queued or failed before. Its error if it fails here.
   Status FinishCopyUp(uint64_t block);
+  // Forgets the block's pending copy-up and its held writes, for a write or zero that
+  // replaces the whole block (waits if a copier is running it). REQUIRES: block lock held.
+  void DiscardCopyUp(uint64_t block);
   // Finishes every copy-up started before this call (Flush). The first error.
   Status FinishCopyUpsStartedBefore(uint64_t seq);
   // Copies, applies the held writes and changes the map. REQUIRES: the caller marked the

@@ -62,7 +62,7 @@ Status VolumeMap::Set(uint64_t block, const Entry& entry) {
   return Status::OK();
 }
 
-Status VolumeMap::Persist(bool* table_changed) {
+Status VolumeMap::Persist(bool* table_changed, const std::function<Status()>& before_write) {
   *table_changed = false;
   struct Pending {
     uint64_t index;
@@ -80,6 +80,12 @@ Status VolumeMap::Persist(bool* table_changed) {
       pending.push_back({c, EncodeChunk(out), table_[c]});
       loaded_[c]->dirty = false;
     }
+  }
+  if (Status st = before_write(); !st.ok()) {
+    std::lock_guard lock(mu_);
+    for (const Pending& p : pending)
+      if (p.index < loaded_.size() && loaded_[p.index]) loaded_[p.index]->dirty = true;
+    return st;
   }
   Status result;
   for (size_t i = 0; i < pending.size(); i++) {

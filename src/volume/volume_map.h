@@ -32,8 +32,13 @@ class VolumeMap {
   Status Set(uint64_t block, const Entry& entry);
 
   // Writes dirty chunks; *table_changed tells whether the chunk table now names new objects
-  // (so the header must be rewritten).
-  Status Persist(bool* table_changed);
+  // (so the header must be rewritten). The chunks are encoded first, then
+  // `before_write` runs (the volume syncs the objects they name there), then they are
+  // written; if it fails, nothing is written and the chunks stay dirty. Encoding first is
+  // what makes the sync cover every object the written chunks name: an entry is set only
+  // after its object was marked dirty, so a set that the encoding saw was preceded by a mark
+  // that the sync's later look at the dirty set sees.
+  Status Persist(bool* table_changed, const std::function<Status()>& before_write);
 
   std::vector<ChunkRef> chunk_table() const;
   uint64_t blocks() const;
