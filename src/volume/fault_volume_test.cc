@@ -148,6 +148,41 @@ void CopyUpFailureIsNoSpace(bool deferred) {
   EXPECT_EQ(ReadAt(**head, 0, kBlock), expect);
 }
 
+// A whole-block write replaces a pending copy-up only once it succeeded: when it fails, the
+// writes held before it were acknowledged and must still read back (found by crash_test).
+TEST(FaultVolumeTest, AFailedWholeBlockWriteKeepsTheWritesHeldBeforeIt) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "on-demand");  // held until needed
+  Faulty f("error=enospc&ops=write", "mem:");
+  ASSERT_TRUE(f.cat->Create("vm", 2 * kBlock, kBlock).ok());
+  auto v = f.cat->Open("vm");
+  ASSERT_TRUE(v.ok());
+  std::string expect = Pattern(kBlock, 10);
+  ASSERT_TRUE(WriteAt(**v, 0, expect).ok());
+  ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
+  ASSERT_TRUE(WriteAt(**v, 10, "held").ok());
+  expect.replace(10, 4, "held");
+  f.On();
+  EXPECT_EQ(WriteAt(**v, 0, Pattern(kBlock, 11)).code(), Code::kNoSpace);
+  EXPECT_EQ((*v)->Trim(0, kBlock).code(), Code::kOk);  // a trim needs no write: it replaces it
+  f.Off();
+  EXPECT_EQ(ReadAt(**v, 0, kBlock), std::string(kBlock, '\0'));
+  // Again, with a zero that must allocate (no hole) failing instead.
+  ASSERT_TRUE(WriteAt(**v, 0, expect).ok());
+  ASSERT_TRUE((*v)->CreateSnapshot("t").ok());
+  ASSERT_TRUE(WriteAt(**v, 20, "more").ok());
+  expect.replace(20, 4, "more");
+  f.On();
+  EXPECT_EQ(WriteAt(**v, 0, Pattern(kBlock, 12)).code(), Code::kNoSpace);
+  EXPECT_NE((*v)->WriteZeroes(0, kBlock, /*may_trim=*/false).code(), Code::kOk);
+  f.Off();
+  EXPECT_EQ(ReadAt(**v, 0, kBlock), expect);
+  ASSERT_TRUE((*v)->Flush().ok());
+  ASSERT_TRUE((*v)->Close().ok());
+  auto again = f.cat->Open("vm");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(ReadAt(**again, 0, kBlock), expect);
+}
+
 TEST(FaultVolumeTest, SnapshotCopyUpFailureIsNoSpaceToo) { CopyUpFailureIsNoSpace(false); }
 
 // Syncs wait at a gate once armed, so a test can act while a flush is inside its sync.
@@ -315,6 +350,14 @@ struct PowerAndFaults {
     EXPECT_TRUE(v.ok()) << v.status().ToString();
     if (v.ok()) vol = std::move(*v);
   }
+  // Pulls the power, closes nothing, and demands a sound store from what reached the disk.
+  void CrashAndCheck() {
+    power->Crash(CrashMode::kDrop, 0);
+    vol.reset();
+    auto report = CheckStore(*disk, {});
+    ASSERT_TRUE(report.ok());
+    for (const CheckProblem& p : report->problems) ADD_FAILURE() << p.object << ": " << p.problem;
+  }
   std::shared_ptr<MemStore> disk = std::make_shared<MemStore>();
   std::shared_ptr<NonDurableStore> power = std::make_shared<NonDurableStore>(disk);
   std::shared_ptr<FaultStore> faults;
@@ -331,8 +374,6 @@ void FailAfterMakePrivate(const std::string& ops, bool shared) {
   testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
   PowerAndFaults f(ops);
   ASSERT_TRUE(f.vol);
-  auto& disk = f.disk;
-  auto& power = f.power;
   auto& faults = f.faults;
   auto* v = &f.vol;
   if (shared) {
@@ -344,11 +385,7 @@ void FailAfterMakePrivate(const std::string& ops, bool shared) {
   EXPECT_EQ(st.code(), Code::kIOError) << st.ToString();
   faults->set_enabled(false);
   ASSERT_TRUE((*v)->Flush().ok());
-  power->Crash(CrashMode::kDrop, 0);
-  v->reset();
-  auto report = CheckStore(*disk, {});
-  ASSERT_TRUE(report.ok());
-  for (const CheckProblem& p : report->problems) ADD_FAILURE() << p.object << ": " << p.problem;
+  f.CrashAndCheck();
 }
 
 TEST(FaultVolumeTest, AFailedZeroOfAHoleLeavesNoDanglingEntryAfterACrash) { FailAfterMakePrivate("zero", false); }
@@ -360,8 +397,6 @@ TEST(FaultVolumeTest, AFailedHeldWriteIsRetriedAndSurvivesACrashOnceFlushed) {
   testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
   PowerAndFaults f("write");
   ASSERT_TRUE(f.vol);
-  auto& disk = f.disk;
-  auto& power = f.power;
   auto& faults = f.faults;
   auto* v = &f.vol;
   const std::string base = Pattern(kBlock, 8);
@@ -372,12 +407,8 @@ TEST(FaultVolumeTest, AFailedHeldWriteIsRetriedAndSurvivesACrashOnceFlushed) {
   EXPECT_EQ((*v)->Flush().code(), Code::kIOError);
   faults->set_enabled(false);
   ASSERT_TRUE((*v)->Flush().ok());
-  power->Crash(CrashMode::kDrop, 0);
-  v->reset();
-  auto report = CheckStore(*disk, {});
-  ASSERT_TRUE(report.ok());
-  for (const CheckProblem& p : report->problems) ADD_FAILURE() << p.object << ": " << p.problem;
-  auto after = Catalog::Open(disk);
+  f.CrashAndCheck();
+  auto after = Catalog::Open(f.disk);
   ASSERT_TRUE(after.ok());
   OpenOptions ro;
   ro.read_only = true;

@@ -295,11 +295,12 @@ Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char
   const bool whole = off == 0 && data.size() == BlockLength(block);
   // A pending copy-up of this block holds this write too (after the earlier ones), unless
   // the bounds are reached: then it is finished first. A whole-block write replaces it and
-  // all it holds. Checked before the map is read: with the block lock held, no copy-up of
-  // this block can start after the check.
+  // all it holds, once it succeeded. Checked before the map is read: with the block lock
+  // held, no copy-up of this block can start after the check.
+  bool claimed = false;
   while (copyups_pending_.load() > 0) {
     if (whole) {
-      DiscardCopyUp(block);
+      claimed = ClaimCopyUp(block);
       break;
     }
     Hold h = HoldForPendingCopyUp(block, off, data);
@@ -307,6 +308,12 @@ Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char
     if (h == Hold::kNoCopyUp) break;
     SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
   }
+  Status st = WriteBlockLocked(block, off, data, whole);
+  if (claimed) EndClaim(block, st.ok());
+  return st;
+}
+
+Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<const char> data, bool whole) {
   SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
   std::string object = BlockObject(id_, epoch_.load(), block);
   if (IsWritable(e)) {
@@ -400,12 +407,19 @@ Status OpenVolume::ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool ma
   std::lock_guard lock(BlockLock(block));
   bool whole = off == 0 && len == BlockLength(block);
   // Held writes come before this zero: land them (the copier takes no block lock), or,
-  // when the zero replaces the whole block, forget them (no copy needed; when space is
-  // short a trim must not need one).
+  // when the zero replaces the whole block, forget them once it succeeded (no copy needed;
+  // when space is short a trim must not need one).
+  bool claimed = false;
   if (copyups_pending_.load() > 0) {
-    if (whole) DiscardCopyUp(block);
+    if (whole) claimed = ClaimCopyUp(block);
     else SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
   }
+  Status st = ZeroBlockLocked(block, off, len, may_trim, whole);
+  if (claimed) EndClaim(block, st.ok());
+  return st;
+}
+
+Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, bool may_trim, bool whole) {
   SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
   if (e.is_hole() && may_trim) return Status::OK();  // already reads as zeros
   if (whole && may_trim) {
@@ -541,29 +555,37 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
   }
 }
 
-void OpenVolume::DiscardCopyUp(uint64_t block) {
-  std::string leftover;
-  {
-    std::unique_lock lock(copyup_mu_);
-    for (;;) {
-      auto it = copyups_.find(block);
-      if (it == copyups_.end()) return;
-      if (it->second.state == CopyUp::State::kRunning) {
-        copyup_cv_.wait(lock);
-        continue;
-      }
-      // A failed attempt may have left its copy behind; a queued one made nothing yet.
-      if (it->second.state == CopyUp::State::kFailed) leftover = it->second.target;
-      held_bytes_ -= it->second.held_bytes;
-      held_bytes_in_process.fetch_sub(it->second.held_bytes);
-      copyups_.erase(it);
-      copyups_pending_.fetch_sub(1);
-      copyup_cv_.notify_all();
-      break;
+bool OpenVolume::ClaimCopyUp(uint64_t block) {
+  std::unique_lock lock(copyup_mu_);
+  for (;;) {
+    auto it = copyups_.find(block);
+    if (it == copyups_.end()) return false;
+    if (it->second.state == CopyUp::State::kRunning) {
+      copyup_cv_.wait(lock);
+      continue;
     }
+    it->second.state = CopyUp::State::kRunning;  // no copier, reader or flush touches it now
+    return true;
   }
-  // Best effort: the map never named it, so a leftover is only unreferenced.
-  if (!leftover.empty()) (void)store_->Delete(leftover);
+}
+
+void OpenVolume::EndClaim(uint64_t block, bool replaced) {
+  {
+    std::lock_guard lock(copyup_mu_);
+    CopyUp& c = copyups_.at(block);
+    if (!replaced) {
+      c.state = CopyUp::State::kFailed;
+      copyup_cv_.notify_all();
+      return;
+    }
+    held_bytes_ -= c.held_bytes;
+    held_bytes_in_process.fetch_sub(c.held_bytes);
+    copyups_.erase(block);
+    copyups_pending_.fetch_sub(1);
+    copyup_cv_.notify_all();
+  }
+  // A copy an earlier failed attempt left behind was either overwritten by the new content
+  // (the same object) or, after a trim, is named by nothing: at most an unreferenced leftover.
 }
 
 Status OpenVolume::FinishCopyUp(uint64_t block) {

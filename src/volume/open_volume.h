@@ -120,7 +120,10 @@ class OpenVolume final : public Volume {
   // counts looks at the map after a concurrent trim released the object (as in ReadBlock).
   void ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::span<char> out, int attempt);
   Status WriteBlock(uint64_t block, uint64_t off, std::span<const char> data);
+  // The part of WriteBlock (ZeroBlock) after a pending copy-up was dealt with.
+  Status WriteBlockLocked(uint64_t block, uint64_t off, std::span<const char> data, bool whole);
   Status ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim);
+  Status ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, bool may_trim, bool whole);
   Status ZeroRange(uint64_t offset, uint64_t length, bool may_trim);
   // Makes block `block` a private object of the current epoch holding its current content
   // (copy-up of a shared object, or an empty object for a hole). Returns the object name.
@@ -139,9 +142,14 @@ class OpenVolume final : public Volume {
   // Until block `block` has no pending copy-up: waits while a copier runs it, runs it here
   // when it is queued or failed before. Its error if it fails here.
   Status FinishCopyUp(uint64_t block);
-  // Forgets the block's pending copy-up and its held writes, for a write or zero that
-  // replaces the whole block (waits if a copier is running it). REQUIRES: block lock held.
-  void DiscardCopyUp(uint64_t block);
+  // For a write or zero that replaces the whole block: claims the block's pending copy-up
+  // (waits while a copier runs it); false when there is none. While claimed, reads and
+  // flushes wait for it. REQUIRES: block lock held.
+  bool ClaimCopyUp(uint64_t block);
+  // Ends a claim. `replaced`: the block's new content is in place, the copy-up and its held
+  // writes are moot and forgotten. Else (the replacing write failed) the copy-up stays, as
+  // failed, for the next flush or read to retry: what it holds was acknowledged.
+  void EndClaim(uint64_t block, bool replaced);
   // Finishes every copy-up started before this call (Flush). The first error.
   Status FinishCopyUpsStartedBefore(uint64_t seq);
   // Copies, applies the held writes and changes the map. REQUIRES: the caller marked the
