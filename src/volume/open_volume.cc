@@ -473,26 +473,35 @@ OpenVolume::Hold OpenVolume::HoldForPendingCopyUp(uint64_t block, uint64_t off, 
   std::lock_guard lock(copyup_mu_);
   auto it = copyups_.find(block);
   if (it == copyups_.end()) return Hold::kNoCopyUp;
-  CopyUp& c = it->second;
+  return AddHeldWrite(it->second, off, data) ? Hold::kHeld : Hold::kFull;
+}
+
+bool OpenVolume::AddHeldWrite(CopyUp& c, uint64_t off, std::span<const char> data) {
   if (c.held_bytes + data.size() > block_size_ || held_bytes_ + data.size() > kMaxHeldBytes ||
       !ReserveHeldBytes(data.size()))
-    return Hold::kFull;
+    return false;
   c.held.push_back(HeldWrite{off, std::string(data.begin(), data.end())});
   c.held_bytes += data.size();
   held_bytes_ += data.size();
-  return Hold::kHeld;
+  return true;
+}
+
+void OpenVolume::ForgetCopyUp(std::map<uint64_t, CopyUp>::iterator it) {
+  held_bytes_ -= it->second.held_bytes;
+  held_bytes_in_process.fetch_sub(it->second.held_bytes);
+  copyups_.erase(it);
+  copyups_pending_.fetch_sub(1);
+  copyup_cv_.notify_all();
 }
 
 bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off, std::span<const char> data) {
   std::lock_guard lock(copyup_mu_);
-  if (held_bytes_ + data.size() > kMaxHeldBytes || copiers_stop_ || !ReserveHeldBytes(data.size())) return false;
-  CopyUp& c = copyups_[block];
+  CopyUp c;
+  if (copiers_stop_ || !AddHeldWrite(c, off, data)) return false;
   c.source = EntryObject(current, block);
   c.target = BlockObject(id_, epoch_.load(), block);
   c.seq = ++copyup_seq_;
-  c.held.push_back(HeldWrite{off, std::string(data.begin(), data.end())});
-  c.held_bytes = data.size();
-  held_bytes_ += data.size();
+  copyups_.emplace(block, std::move(c));
   copyups_pending_.fetch_add(1);
   if (copier_threads_ > 0) {
     if (copiers_.empty()) {
@@ -514,8 +523,10 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
   }
   // A lease that lapsed meanwhile forbids this write like any other; checked again before
   // the map names the copy.
-  Status st = Status::OK();
-  if (LeaseLost()) st = Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
+  auto lease_lost = [&] {
+    return Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
+  };
+  Status st = LeaseLost() ? lease_lost() : Status::OK();
   // Every attempt starts from a fresh copy and applies all held writes again (they are
   // idempotent in order), so a failure anywhere leaves nothing half done.
   if (st.ok()) st = store_->CopySync(source, target);
@@ -524,19 +535,15 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
     std::vector<const HeldWrite*> batch;
     {
       std::lock_guard lock(copyup_mu_);
-      CopyUp& c = copyups_.at(block);
-      if (st.ok() && applied == c.held.size() && LeaseLost())
-        st = Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
+      auto it = copyups_.find(block);
+      CopyUp& c = it->second;
+      if (st.ok() && applied == c.held.size() && LeaseLost()) st = lease_lost();
       if (st.ok() && applied == c.held.size()) {
         // Nothing left to hold: from now on the map names the object and writes go there.
         MarkDirty(target);
         st = map_->Set(block, Entry::Private(id_, epoch_.load()));
         if (st.ok()) {
-          held_bytes_ -= c.held_bytes;
-          held_bytes_in_process.fetch_sub(c.held_bytes);
-          copyups_.erase(block);
-          copyups_pending_.fetch_sub(1);
-          copyup_cv_.notify_all();
+          ForgetCopyUp(it);
           return Status::OK();
         }
       }
@@ -570,38 +577,21 @@ bool OpenVolume::ClaimCopyUp(uint64_t block) {
 }
 
 void OpenVolume::EndClaim(uint64_t block, bool replaced) {
-  {
-    std::lock_guard lock(copyup_mu_);
-    CopyUp& c = copyups_.at(block);
-    if (!replaced) {
-      c.state = CopyUp::State::kFailed;
-      copyup_cv_.notify_all();
-      return;
-    }
-    held_bytes_ -= c.held_bytes;
-    held_bytes_in_process.fetch_sub(c.held_bytes);
-    copyups_.erase(block);
-    copyups_pending_.fetch_sub(1);
+  std::lock_guard lock(copyup_mu_);
+  auto it = copyups_.find(block);
+  if (replaced) {
+    // A copy an earlier failed attempt left behind was either overwritten by the new content
+    // (the same object) or, after a trim, is named by nothing: at most an unreferenced leftover.
+    ForgetCopyUp(it);
+  } else {
+    it->second.state = CopyUp::State::kFailed;
     copyup_cv_.notify_all();
   }
-  // A copy an earlier failed attempt left behind was either overwritten by the new content
-  // (the same object) or, after a trim, is named by nothing: at most an unreferenced leftover.
 }
 
 Status OpenVolume::FinishCopyUp(uint64_t block) {
-  std::unique_lock lock(copyup_mu_);
-  for (;;) {
-    auto it = copyups_.find(block);
-    if (it == copyups_.end()) return Status::OK();
-    if (it->second.state == CopyUp::State::kRunning) {
-      copyup_cv_.wait(lock);
-      continue;
-    }
-    // Queued (no copier got to it yet) or failed before: do it here rather than wait.
-    it->second.state = CopyUp::State::kRunning;
-    lock.unlock();
-    return RunCopyUp(block);
-  }
+  // Queued (no copier got to it yet) or failed before: do it here rather than wait.
+  return ClaimCopyUp(block) ? RunCopyUp(block) : Status::OK();
 }
 
 Status OpenVolume::FinishCopyUpsStartedBefore(uint64_t seq) {

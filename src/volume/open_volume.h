@@ -131,6 +131,21 @@ class OpenVolume final : public Volume {
   Result<std::string> MakePrivate(uint64_t block, const Entry& current, bool keep_content);
 
   // ---- deferred copy-up ----
+  // A deferred copy-up of one block in progress (state below, under copyup_mu_).
+  struct HeldWrite {
+    uint64_t off;
+    std::string data;
+  };
+  struct CopyUp {
+    enum class State { kQueued, kRunning, kFailed } state = State::kQueued;
+    std::string source;  // the shared object
+    std::string target;  // this volume's object of the current epoch
+    uint64_t seq = 0;    // start order (Flush finishes the ones started before it)
+    // Acknowledged writes, applied in order after each copy attempt. A deque: a copier reads
+    // elements outside the mutex while writers append (push_back keeps references valid).
+    std::deque<HeldWrite> held;
+    uint64_t held_bytes = 0;
+  };
   enum class Hold { kHeld, kNoCopyUp, kFull };
   // Adds a write to the held writes of the block's pending copy-up, if there is one and
   // the bounds on held bytes allow. REQUIRES: block lock held.
@@ -142,9 +157,9 @@ class OpenVolume final : public Volume {
   // Until block `block` has no pending copy-up: waits while a copier runs it, runs it here
   // when it is queued or failed before. Its error if it fails here.
   Status FinishCopyUp(uint64_t block);
-  // For a write or zero that replaces the whole block: claims the block's pending copy-up
-  // (waits while a copier runs it); false when there is none. While claimed, reads and
-  // flushes wait for it. REQUIRES: block lock held.
+  // Claims the block's pending copy-up (waits while someone else runs it): marks it running
+  // for the caller to run (FinishCopyUp) or to replace with the whole block's new content
+  // (then EndClaim); false when there is none. While claimed, reads and flushes wait for it.
   bool ClaimCopyUp(uint64_t block);
   // Ends a claim. `replaced`: the block's new content is in place, the copy-up and its held
   // writes are moot and forgotten. Else (the replacing write failed) the copy-up stays, as
@@ -155,6 +170,12 @@ class OpenVolume final : public Volume {
   // Copies, applies the held writes and changes the map. REQUIRES: the caller marked the
   // copy-up running (under copyup_mu_); no block lock needed (the copier takes none).
   Status RunCopyUp(uint64_t block);
+  // Appends a held write to `c` within the bounds (block, volume, process); false if over.
+  // REQUIRES: copyup_mu_ held.
+  bool AddHeldWrite(CopyUp& c, uint64_t off, std::span<const char> data);
+  // Erases a finished or replaced copy-up, gives its bytes back, wakes waiters.
+  // REQUIRES: copyup_mu_ held.
+  void ForgetCopyUp(std::map<uint64_t, CopyUp>::iterator it);
   void CopierLoop();
   void StopCopiers();
 
@@ -193,20 +214,6 @@ class OpenVolume final : public Volume {
   bool header_stale_ = false;
 
   // Deferred copy-up state. Lock order: block lock, then copyup_mu_, then the map's own.
-  struct HeldWrite {
-    uint64_t off;
-    std::string data;
-  };
-  struct CopyUp {
-    enum class State { kQueued, kRunning, kFailed } state = State::kQueued;
-    std::string source;  // the shared object
-    std::string target;  // this volume's object of the current epoch
-    uint64_t seq = 0;    // start order (Flush finishes the ones started before it)
-    // Acknowledged writes, applied in order after each copy attempt. A deque: a copier reads
-    // elements outside the mutex while writers append (push_back keeps references valid).
-    std::deque<HeldWrite> held;
-    uint64_t held_bytes = 0;
-  };
   const int copier_threads_;  // 0: deferred copy-ups run only when someone needs them done
   const bool defer_copy_ups_;
   std::mutex copyup_mu_;

@@ -81,10 +81,14 @@ Status VolumeMap::Persist(bool* table_changed, const std::function<Status()>& be
       loaded_[c]->dirty = false;
     }
   }
-  if (Status st = before_write(); !st.ok()) {
+  // Chunks from `from` on were not written: dirty again, so the next flush writes them.
+  auto still_dirty = [&](size_t from) {
     std::lock_guard lock(mu_);
-    for (const Pending& p : pending)
-      if (p.index < loaded_.size() && loaded_[p.index]) loaded_[p.index]->dirty = true;
+    for (size_t j = from; j < pending.size(); j++)
+      if (pending[j].index < loaded_.size() && loaded_[pending[j].index]) loaded_[pending[j].index]->dirty = true;
+  };
+  if (Status st = before_write(); !st.ok()) {
+    still_dirty(0);
     return st;
   }
   Status result;
@@ -92,10 +96,7 @@ Status VolumeMap::Persist(bool* table_changed, const std::function<Status()>& be
     Pending& p = pending[i];
     Status st = store_.Put(ChunkObject(mine, p.index), p.bytes);
     if (!st.ok()) {
-      // Leave this and every later chunk dirty so the next flush writes them again.
-      std::lock_guard lock(mu_);
-      for (size_t j = i; j < pending.size(); j++)
-        if (pending[j].index < loaded_.size() && loaded_[pending[j].index]) loaded_[pending[j].index]->dirty = true;
+      still_dirty(i);
       result = st;
       break;
     }
