@@ -9,6 +9,8 @@
 # usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~12 GiB free, ~8 minutes)
 # env:   BIN=build/bin  SIZE_MIB=2048 (data set per system)  RUNTIME=8  RAMP=1 (seconds per job)
 #        ROUNDS=1 (each adds ~7 minutes; the tables then show medians)
+#        JOBS="randwrite32 ..." SYSTEMS="skerryd clone-before ..." (subsets, in this order;
+#          the ratio tables then show only the rows whose systems ran)
 #        KEEP_LOGS=1 keeps WORKDIR/logs and WORKDIR/results (they are kept anyway on failure)
 # shellcheck disable=SC2154  # PID_<server> variables are set by start() through eval
 set -euo pipefail
@@ -55,9 +57,11 @@ trap 'exit 130' INT TERM
 
 source bench/lib.sh  # say/odd, start/stop/alive, fio_job, fill
 
-JOBS=(randread32 randwrite32 read8 write8 randread1 randwrite1)
+read -r -a JOBS <<<"${JOBS:-randread32 randwrite32 read8 write8 randread1 randwrite1}"
 : >"$RES/systems.txt"
-system() { printf '%s\t%s\n' "$1" "$2" >>"$RES/systems.txt"; }
+read -r -a SYSTEMS <<<"${SYSTEMS:-skerryd clone-before clone-after qemu-raw qemu-qcow2 nbdkit qemu-raw-wb}"
+# The systems that run, in table order; a row is listed only if its system runs.
+system() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]] && printf '%s\t%s\n' "$1" "$2" >>"$RES/systems.txt"; return 0; }
 
 T0=$(date +%s)
 # What is measured: the commit, and whether the binaries are older than the sources.
@@ -126,7 +130,6 @@ system qemu-raw "qemu-nbd raw file, cache=none aio=native"
 system qemu-qcow2 "qemu-nbd qcow2 overlay on raw base, cache=none aio=native"
 system nbdkit "nbdkit file plugin (page cache)"
 system qemu-raw-wb "qemu-nbd raw file, cache=writeback aio=threads (reference)"
-SYSTEMS=(skerryd clone-before clone-after qemu-raw qemu-qcow2 nbdkit qemu-raw-wb)
 
 # ---------------------------------------------------------------- the jobs
 # Job by job, each on every system back to back, so that the load other processes put
