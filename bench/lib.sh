@@ -89,10 +89,6 @@ fio_job() {
   local round=$1 sys=$2 job=$3 uri=$4 pid=$5 rw bs qd
   job_params "$job" || return 1
   local out=$RES/$round/${sys}__${job}.json rc=0
-  # Every job starts with nothing dirty in the page cache: otherwise the kernel writes back
-  # what the job before left (a clone's copy-ups leave 2 GiB) during this one, and throttles
-  # its writers, so a figure would measure its neighbour.
-  sync
   # shellcheck disable=SC2046  # target_args splits an engine's arguments on purpose
   fio --name="$sys-$job" $(target_args "$uri") --rw=$rw --bs=$bs --iodepth=$qd \
     --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap --randrepeat=0 \
