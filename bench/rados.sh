@@ -6,7 +6,8 @@
 #   qemu-rbd    fio's nbd engine through qemu-nbd exporting an RBD image (cache=none)
 # with the jobs of bench/nbd.sh, each on its own image/volume filled once beforehand. Then
 # snapshot + clone of a filled image: `rbd snap create` + `rbd clone` against
-# `skerry snap create` + `skerry clone` (CLI to CLI, each command connecting to the cluster).
+# `skerry snap create` + `skerry clone` (CLI to CLI, each command connecting to the cluster);
+# then the first writes into those new clones (copy-ups) through librbd and skerryd.
 # Prints markdown tables for docs/benchmarks.md on stdout, progress on stderr.
 #
 # usage: bench/rados.sh [WORKDIR]   (default build/bench-rados; ~6 minutes, ~8 GiB of disk)
@@ -162,6 +163,59 @@ t=$(date +%s%N); "$BIN/skerry" --store "$STORE" ls >/dev/null; sk_ls=$(ms "$t")
   echo "| skerry snap create + skerry clone | $(median "${sk_ms[@]}") ms (${sk_ms[*]}) | $sk_ls ms |"
   echo
 } >"$RES/extra.txt"
+
+# ---------------------------------------------------------------- first writes into new clones
+# Every block of a new clone is shared with its parent: its first write copies the block
+# (RBD: librbd's copy-up; skerry: copy_from on the OSD, deferred to the volume's copier
+# threads). Two jobs per system, each on a clone of its own made above: one 4 KiB write
+# into each 4 MiB block at QD1 (every write a copy-up), and 4K random writes at QD32 for
+# RUNTIME seconds with no ramp (the copy-ups fall inside the measured window).
+if [ "$SNAP_RUNS" -ge 4 ]; then
+  say "first writes into new clones"
+  start skerryd "$WORK/s.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/s.sock" --admin-socket "$WORK/s.admin"
+  CLONE_SYSTEMS=("librbd|librbd (rbd clone)|--ioengine=rbd --clientname=admin --pool=rbd-bench --rbdname=c1|--ioengine=rbd --clientname=admin --pool=rbd-bench --rbdname=c2"
+                 "skerryd|skerryd (skerry clone)|nbd+unix:///c1?socket=$WORK/s.sock|nbd+unix:///c2?socket=$WORK/s.sock")
+  if [ -n "$OLD_BIN" ]; then
+    start skerryd-old "$WORK/o.sock" "$OLD_BIN/skerryd" --store "$STORE" --listen "unix:$WORK/o.sock" --admin-socket "$WORK/o.admin"
+    CLONE_SYSTEMS+=("skerryd-old|skerryd at OLD_BIN (skerry clone)|nbd+unix:///c3?socket=$WORK/o.sock|nbd+unix:///c4?socket=$WORK/o.sock")
+  fi
+  for entry in "${CLONE_SYSTEMS[@]}"; do
+    IFS='|' read -r key _ one qd32 <<<"$entry"
+    # shellcheck disable=SC2046  # target_args splits an engine's arguments on purpose
+    fio --name="copyup-$key" $(target_args "$one") --rw=write:4092k --bs=4k --number_ios=$((SIZE_MIB / 4)) \
+      --iodepth=1 --lat_percentiles=1 --output-format=json --output="$RES/clone-copyup__$key.json" \
+      >"$LOG/fio-clone-copyup-$key.log" 2>&1 || odd "copy-up job on $key failed: $(tail -3 "$LOG/fio-clone-copyup-$key.log" | tr '\n' ' ')"
+    # shellcheck disable=SC2046
+    fio --name="clone32-$key" $(target_args "$qd32") --rw=randwrite --bs=4k --iodepth=32 --time_based \
+      --runtime="$RUNTIME" --norandommap --randrepeat=0 --output-format=json --output="$RES/clone-qd32__$key.json" \
+      >"$LOG/fio-clone-qd32-$key.log" 2>&1 || odd "QD32 clone job on $key failed: $(tail -3 "$LOG/fio-clone-qd32-$key.log" | tr '\n' ' ')"
+  done
+  {
+    echo "First writes into a new clone of a filled ${SIZE_MIB} MiB image (every block shared with the parent):"
+    echo "one 4 KiB write into each 4 MiB block at QD1 (each one a copy-up), and 4K random writes at"
+    echo "QD32 for ${RUNTIME} s from the clone's first write (no ramp: the copy-ups are in the window)."
+    echo
+    echo "| system | QD1 first write into a block: mean | p99 | 4K random writes QD32 on a new clone |"
+    echo "|---|---|---|---|"
+    for entry in "${CLONE_SYSTEMS[@]}"; do
+      IFS='|' read -r key label _ _ <<<"$entry"
+      $PY - "$RES/clone-copyup__$key.json" "$RES/clone-qd32__$key.json" "$label" <<'PY' || echo "| $label | FAILED | - | - |"
+import json, sys
+def job(path):
+    t = open(path).read()
+    return json.loads(t[t.index("{"):])["jobs"][0]["write"]
+one, qd32 = job(sys.argv[1]), job(sys.argv[2])
+p99 = one["clat_ns"]["percentile"].get("99.000000", 0) / 1000
+print(f"| {sys.argv[3]} | {one['lat_ns']['mean'] / 1000:.0f} µs | {p99:.0f} µs | {qd32['iops'] / 1000:.1f} K IOPS |")
+PY
+    done
+    echo
+  } >>"$RES/extra.txt"
+  alive skerryd && stop skerryd
+  if [ -n "$OLD_BIN" ]; then alive skerryd-old && stop skerryd-old; fi
+else
+  odd "SNAP_RUNS < 4: no clones left for the first-write jobs"
+fi
 
 T1=$(date +%s)
 echo "### fio $(fio --version | sed 's/fio-//'), $SIZE_MIB MiB per image, ${RUNTIME} s per job (+${RAMP} s ramp), $ROUNDS round(s)"

@@ -68,9 +68,10 @@ OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, Vol
       size_(size),
       epoch_(epoch),
       copier_threads_(DeferredCopyUpFromEnv().threads),
-      // Natively asynchronous stores (RADOS) copy on the OSD, and their writes into owned
-      // blocks take the asynchronous path; deferral is for the stores that copy in-process.
-      defer_copy_ups_(!read_only && !async_reads_ && DeferredCopyUpFromEnv().on) {
+      // On a natively asynchronous store (RADOS) only with copier threads: an asynchronous
+      // read of a block with a pending copy-up is handed to them (ReadBlockAsync), as it must
+      // not wait on the caller's thread (a store completion may be that thread).
+      defer_copy_ups_(!read_only && DeferredCopyUpFromEnv().on && (!async_reads_ || copier_threads_ > 0)) {
   uint64_t blocks = (size + block_size - 1) / block_size;
   map_ = std::make_unique<VolumeMap>(*store_, id_, epoch, blocks, per_chunk, std::move(chunks));
 }
@@ -212,6 +213,16 @@ FanIn* OpenVolume::StartUnderGate(Done done) {
 }
 
 void OpenVolume::ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::span<char> out, int attempt) {
+  // attempt 0 runs on the caller's thread; a retry (attempt > 0) runs on the store's
+  // completion thread, which must not take copyup_mu_ (a copier may hold it in a map update
+  // that waits for the store) and has no need to: a retry follows a trim, which ended any
+  // copy-up of the block.
+  if (attempt == 0 && copyups_pending_.load() > 0 && HasPendingCopyUp(block)) {
+    // The block's content is the shared object plus held writes until its copy-up is done:
+    // read it the blocking way (which waits for the copy-up, or runs it) on a copier thread.
+    // Rare: a block's first moments after its first write since a snapshot or clone.
+    return RunOnCopier([this, op, block, off, out] { op->Finish(ReadBlock(block, off, out)); });
+  }
   Result<Entry> e = map_->Get(block);
   if (!e.ok()) {
     return op->Finish(e.status());
@@ -504,9 +515,7 @@ bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off,
   copyups_.emplace(block, std::move(c));
   copyups_pending_.fetch_add(1);
   if (copier_threads_ > 0) {
-    if (copiers_.empty()) {
-      for (int i = 0; i < copier_threads_; i++) copiers_.emplace_back([this] { CopierLoop(); });
-    }
+    StartCopiersLocked();
     copy_queue_.push_back(block);
     copier_cv_.notify_one();
   }
@@ -532,7 +541,8 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
   if (st.ok()) st = store_->CopySync(source, target);
   size_t applied = 0;
   for (;;) {
-    std::vector<const HeldWrite*> batch;
+    HeldWriteOverlay batch;
+    size_t batch_end = 0;
     {
       std::lock_guard lock(copyup_mu_);
       auto it = copyups_.find(block);
@@ -552,14 +562,45 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
         copyup_cv_.notify_all();
         return st.Prefixed(fmt::format("{}: deferred copy-up of block {} ({} held writes)", name_, block, c.held.size()));
       }
-      for (size_t i = applied; i < c.held.size(); i++) batch.push_back(&c.held[i]);
+      // The writes held since the last look, as the extents they leave (the deque's
+      // elements stay put while writers append).
+      for (size_t i = applied; i < c.held.size(); i++) batch.Add(c.held[i].off, c.held[i].data);
+      batch_end = c.held.size();
     }
-    for (const HeldWrite* w : batch) {
-      st = store_->WriteSync(target, w->off, w->data);
-      if (!st.ok()) break;
-      applied++;
-    }
+    st = ApplyHeldExtents(target, batch.Extents());
+    if (st.ok()) applied = batch_end;
   }
+}
+
+Status OpenVolume::ApplyHeldExtents(const std::string& target, const std::vector<HeldExtent>& extents) {
+  if (!async_reads_) {
+    for (const HeldExtent& e : extents) SKERRY_RETURN_IF_ERROR(store_->WriteSync(target, e.off, e.data));
+    return Status::OK();
+  }
+  // A store with its own asynchronous I/O (RADOS): the extents do not overlap, so they may
+  // all be in flight together; a bounded number at a time.
+  constexpr size_t kMaxInFlight = 32;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t in_flight = 0;
+  Status first_error;
+  for (const HeldExtent& e : extents) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return in_flight < kMaxInFlight; });
+      if (!first_error.ok()) break;
+      in_flight++;
+    }
+    store_->Write(target, e.off, e.data, /*fresh=*/false, [&](Status st) {
+      std::lock_guard lock(mu);
+      if (!st.ok() && first_error.ok()) first_error = std::move(st);
+      in_flight--;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return in_flight == 0; });
+  return first_error;
 }
 
 bool OpenVolume::ClaimCopyUp(uint64_t block) {
@@ -621,11 +662,43 @@ Status OpenVolume::FinishCopyUpsStartedBefore(uint64_t seq) {
   }
 }
 
+bool OpenVolume::HasPendingCopyUp(uint64_t block) {
+  std::lock_guard lock(copyup_mu_);
+  return copyups_.count(block) != 0;
+}
+
+void OpenVolume::StartCopiersLocked() {
+  if (copiers_.empty()) {
+    for (int i = 0; i < copier_threads_; i++) copiers_.emplace_back([this] { CopierLoop(); });
+  }
+}
+
+void OpenVolume::RunOnCopier(std::function<void()> task) {
+  {
+    std::lock_guard lock(copyup_mu_);
+    if (copier_threads_ > 0 && !copiers_stop_) {
+      StartCopiersLocked();
+      copier_tasks_.push_back(std::move(task));
+      copier_cv_.notify_one();
+      return;
+    }
+  }
+  task();  // no copiers (on-demand mode, or closing): here
+}
+
 void OpenVolume::CopierLoop() {
   std::unique_lock lock(copyup_mu_);
   for (;;) {
-    copier_cv_.wait(lock, [&] { return copiers_stop_ || !copy_queue_.empty(); });
+    copier_cv_.wait(lock, [&] { return copiers_stop_ || !copy_queue_.empty() || !copier_tasks_.empty(); });
     if (copiers_stop_) return;
+    if (!copier_tasks_.empty()) {  // first: a reader waits for each
+      std::function<void()> task = std::move(copier_tasks_.front());
+      copier_tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+      continue;
+    }
     uint64_t block = copy_queue_.front();
     copy_queue_.pop_front();
     auto it = copyups_.find(block);
@@ -646,6 +719,14 @@ void OpenVolume::StopCopiers() {
   copier_cv_.notify_all();
   for (std::thread& t : copiers_) t.join();
   copiers_.clear();
+  // Reads handed to the copiers hold the gate, which Close holds exclusively before it gets
+  // here: none should be left, but if one is, it runs (while the copy-ups it may need exist).
+  std::deque<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(copyup_mu_);
+    tasks.swap(copier_tasks_);
+  }
+  for (auto& task : tasks) task();
   // What is still held now is dropped (Close reports why); its bytes go back to the process.
   std::lock_guard lock(copyup_mu_);
   held_bytes_in_process.fetch_sub(held_bytes_);

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,7 @@
 
 #include "skerry/volume.h"
 #include "volume/format.h"
+#include "volume/held_writes.h"
 #include "volume/io_gate.h"
 #include "volume/volume_map.h"
 
@@ -170,12 +172,19 @@ class OpenVolume final : public Volume {
   // Copies, applies the held writes and changes the map. REQUIRES: the caller marked the
   // copy-up running (under copyup_mu_); no block lock needed (the copier takes none).
   Status RunCopyUp(uint64_t block);
+  // Writes the coalesced held writes into `target`: one after another, or all in flight
+  // together on a natively asynchronous store. The first error.
+  Status ApplyHeldExtents(const std::string& target, const std::vector<HeldExtent>& extents);
   // Appends a held write to `c` within the bounds (block, volume, process); false if over.
   // REQUIRES: copyup_mu_ held.
   bool AddHeldWrite(CopyUp& c, uint64_t off, std::span<const char> data);
   // Erases a finished or replaced copy-up, gives its bytes back, wakes waiters.
   // REQUIRES: copyup_mu_ held.
   void ForgetCopyUp(std::map<uint64_t, CopyUp>::iterator it);
+  bool HasPendingCopyUp(uint64_t block);
+  // Runs `task` on a copier thread (started if need be), or here when there are none.
+  void RunOnCopier(std::function<void()> task);
+  void StartCopiersLocked();  // REQUIRES: copyup_mu_ held
   void CopierLoop();
   void StopCopiers();
 
@@ -221,6 +230,7 @@ class OpenVolume final : public Volume {
   std::condition_variable copier_cv_;          // the queue grew, or the copiers must stop
   std::map<uint64_t, CopyUp> copyups_;         // by block. GUARDED_BY(copyup_mu_)
   std::deque<uint64_t> copy_queue_;            // GUARDED_BY(copyup_mu_)
+  std::deque<std::function<void()>> copier_tasks_;  // reads waiting for a copy-up; GUARDED_BY(copyup_mu_)
   uint64_t copyup_seq_ = 0;                    // GUARDED_BY(copyup_mu_)
   uint64_t held_bytes_ = 0;                    // all held writes. GUARDED_BY(copyup_mu_)
   bool copiers_stop_ = false;                  // GUARDED_BY(copyup_mu_)
