@@ -1057,6 +1057,42 @@ TEST(DeferredCopyUpTest, HeldWritesAreBoundedByTheBlockSize) {
   ASSERT_TRUE(v.Close().ok());
 }
 
+// A volume holds at most 64 MiB of writes for pending copy-ups: past that, a write into
+// another shared block copies it itself (here it waits at the gate) instead of holding.
+TEST(DeferredCopyUpTest, HeldWritesAreBoundedPerVolume) {
+  constexpr uint64_t kVolumeBound = 64ull << 20;  // kMaxHeldBytes in open_volume.cc
+  const std::string held(kBs - 1, 'h');           // under the per-block bound
+  const uint64_t blocks = kVolumeBound / held.size() + 2;
+  GatedVolume g(blocks);
+  ASSERT_TRUE(g.vol);
+  Volume& v = *g.vol;
+  const std::string base = Pattern(blocks * kBs, 44);
+  ASSERT_TRUE(v.Write(0, std::span<const char>(base.data(), base.size())).ok());
+  ASSERT_TRUE(v.CreateSnapshot("s").ok());
+  // Every write below is a first write into a shared block; all but the last are held.
+  const uint64_t fit = kVolumeBound / held.size();
+  auto writes = std::async(std::launch::async, [&] {
+    for (uint64_t b = 0; b < fit; b++) SKERRY_RETURN_IF_ERROR(v.Write(b * kBs, std::span<const char>(held.data(), held.size())));
+    return Status::OK();
+  });
+  bool returned = writes.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  if (!returned) g.gated->OpenGate();  // one waited for its copy: let it finish, then fail
+  ASSERT_TRUE(returned) << fit << " writes were not all held";
+  ASSERT_TRUE(writes.get().ok());
+  auto over = std::async(std::launch::async, [&] { return v.Write(fit * kBs, std::span<const char>(held.data(), held.size())); });
+  bool waited = over.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout;
+  g.gated->OpenGate();
+  EXPECT_TRUE(waited) << "the volume held more than " << kVolumeBound << " bytes";
+  ASSERT_TRUE(over.get().ok());
+  ASSERT_TRUE(v.Flush().ok());
+  std::string expect = base;
+  for (uint64_t b = 0; b <= fit; b++) expect.replace(b * kBs, held.size(), held);
+  std::string got(blocks * kBs, 'x');
+  ASSERT_TRUE(v.Read(0, std::span<char>(got.data(), got.size())).ok());
+  EXPECT_TRUE(got == expect);
+  ASSERT_TRUE(v.Close().ok());
+}
+
 // Writers, readers and trims on their own blocks while another thread keeps taking
 // snapshots (which share every block again) and flushing: every read sees the writer's
 // latest bytes, and the volume reopens with all of them (TSan runs it too).
