@@ -199,14 +199,15 @@ if [ "$SNAP_RUNS" -ge 4 ]; then
     echo "|---|---|---|---|"
     for entry in "${CLONE_SYSTEMS[@]}"; do
       IFS='|' read -r key label _ _ <<<"$entry"
-      $PY - "$RES/clone-copyup__$key.json" "$RES/clone-qd32__$key.json" "$label" <<'PY' || echo "| $label | FAILED | - | - |"
-import json, sys
-def job(path):
-    t = open(path).read()
-    return json.loads(t[t.index("{"):])["jobs"][0]["write"]
-one, qd32 = job(sys.argv[1]), job(sys.argv[2])
-p99 = one["clat_ns"]["percentile"].get("99.000000", 0) / 1000
-print(f"| {sys.argv[3]} | {one['lat_ns']['mean'] / 1000:.0f} µs | {p99:.0f} µs | {qd32['iops'] / 1000:.1f} K IOPS |")
+      # report.py's loader: fio's JSON after any warnings, a failed job as FAILED.
+      $PY - "$RES" "$key" "$label" <<'PY' || echo "| $label | FAILED | - | - |"
+import sys
+sys.path.insert(0, "bench/nbd")
+from report import load
+one, qd32 = load(sys.argv[1], "clone-copyup", sys.argv[2]), load(sys.argv[1], "clone-qd32", sys.argv[2])
+cells = [f"{one['lat_mean']:.0f} µs", f"{one['lat_p99']:.0f} µs"] if one else ["FAILED", "-"]
+cells.append(f"{qd32['iops'] / 1000:.1f} K IOPS" if qd32 else "FAILED")
+print(f"| {sys.argv[3]} | " + " | ".join(cells) + " |")
 PY
     done
     echo
