@@ -27,7 +27,6 @@ class HeldWriteOverlay {
   void Add(uint64_t off, std::string_view data);
   // The extents in offset order; adjacent ones are not merged (that would copy).
   std::vector<HeldExtent> Extents() const;
-  bool empty() const { return pieces_.empty(); }
 
  private:
   std::map<uint64_t, std::string_view> pieces_;  // offset -> bytes; never overlapping
