@@ -35,7 +35,7 @@ PY=/usr/bin/python3
 for tool in fio qemu-nbd rbd; do
   command -v "$tool" >/dev/null || { echo "$BENCH: $tool is not installed (scripts/install-deps.sh)" >&2; exit 1; }
 done
-fio --enghelp 2>/dev/null | grep -qw rbd || { echo "$BENCH: this fio has no rbd engine" >&2; exit 1; }
+fio --enghelp 2>/dev/null | grep -w rbd >/dev/null || { echo "$BENCH: this fio has no rbd engine" >&2; exit 1; }
 for b in skerry skerryd; do
   [ -x "$BIN/$b" ] || { echo "$BENCH: $BIN/$b not found (set BIN)" >&2; exit 1; }
 done

@@ -46,7 +46,7 @@ PIDS="$DIR/pids"
 ensure_packages() {
   local need=() p
   for p in ceph-mon ceph-osd ceph-common librados-dev libradospp-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || need+=("$p")
   done
   [ ${#need[@]} -eq 0 ] && return 0
   say "installing ${need[*]}"

@@ -49,5 +49,5 @@ echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r[
 aid=$("$SKERRY" info a --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 rm "$(find "$WORK/store" -type f -name "v.$aid.b.*" | head -1)"
 out=$("$SKERRY" check 2>&1) && fail "check passed a store with a dangling entry"
-echo "$out" | grep -q "points at a missing object" || fail "check missed a dangling entry: $out"
+grep -q "points at a missing object" <<<"$out" || fail "check missed a dangling entry: $out"
 echo "cli_errors: ok"

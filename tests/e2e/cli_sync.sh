@@ -33,7 +33,7 @@ cmp "$WORK/src-vm2.raw" "$WORK/dst-vm2.raw"
 step "a target with its own volumes is refused"
 "$SKERRY" --store "dir:$WORK/other" create mine --size 1M
 out=$("$SKERRY" sync --from "$SRC" --to "dir:$WORK/other" 2>&1) && fail "sync into a foreign store accepted"
-echo "$out" | grep -q "already has a volume 'mine'" || fail "message: $out"
+grep -q "already has a volume 'mine'" <<<"$out" || fail "message: $out"
 
 step "an open volume is refused"
 start_daemon d

@@ -14,7 +14,7 @@ expect_daemon_fail() {
         --admin-socket "$WORK/x.admin" "$@" 2>&1) || rc=$?
   [ "$rc" = 1 ] || fail "config '$text': exit $rc, expected 1: $out"
   [ "$(printf '%s\n' "$out" | wc -l)" -le 2 ] || fail "config '$text': more than one line: $out"
-  printf '%s' "$out" | grep -qF -- "$want" || fail "config '$text': no '$want' in: $out"
+  grep -qF -- "$want" <<<"$out" || fail "config '$text': no '$want' in: $out"
   [ -e "$WORK/x.sock" ] && fail "config '$text': a socket was left behind"
   return 0
 }
@@ -52,7 +52,7 @@ expect_daemon_fail "max_inflight_memory" "$store
 max_inflight_memory = \"lots\""
 expect_daemon_fail "max_inflight_memory must be 0 (off) or at least 64M" "$store" --max-inflight-memory 10M
 out=$("$SKERRYD" --config "$WORK/missing.toml" 2>&1) && fail "a missing config file was accepted"
-echo "$out" | grep -qF "missing.toml" || fail "missing config file: $out"
+grep -qF "missing.toml" <<<"$out" || fail "missing config file: $out"
 
 # A good file starts.
 printf '%s\nworkers = 4\nlock_lease_seconds = 10\nmax_inflight_memory = "256M"\n' "$store" >"$WORK/good.toml"

@@ -5,17 +5,17 @@ source "$(dirname "$0")/lib.sh"
 
 step "startup errors are clear and non-zero"
 out=$("$SKERRYD" --store "unknown:x" --listen "unix:$WORK/x.sock" --admin-socket "$WORK/x.admin" 2>&1) && fail "bad store accepted"
-echo "$out" | grep -q "cannot open store" || fail "bad store message: $out"
+grep -q "cannot open store" <<<"$out" || fail "bad store message: $out"
 "$SKERRY" create disk --size 64M
 make_image "$WORK/image.raw" 64
 start_daemon d1
 out=$("$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/d1.sock" --admin-socket "$WORK/other.admin" 2>&1) && fail "second bind accepted"
-echo "$out" | grep -q "cannot listen on unix:$WORK/d1.sock" || fail "bind failure message: $out"
+grep -q "cannot listen on unix:$WORK/d1.sock" <<<"$out" || fail "bind failure message: $out"
 
 step "qemu-img writes and reads through the daemon"
 qemu-img convert -n -f raw -O raw "$WORK/image.raw" "$(nbd_uri d1 disk)"
 qemu-img compare -f raw -F raw "$WORK/image.raw" "$(nbd_uri d1 disk)"
-qemu-img info "$(nbd_uri d1 disk)" | grep -q "virtual size: 64 MiB"
+qemu-img info "$(nbd_uri d1 disk)" | grep "virtual size: 64 MiB" >/dev/null
 # The map reports the zero runs of the image as holes (import-like sparseness through NBD).
 qemu-img map --output=json -f raw "$(nbd_uri d1 disk)" > "$WORK/map.json"
 python3 - "$WORK/map.json" <<'PY'
@@ -39,12 +39,12 @@ assert h.pread(4, 0) == b"BBBB"
 h.shutdown()
 PY
 [ "$("$SKERRY" export disk@live - | head -c 4)" = "AAAA" ] || fail "snapshot is not the point in time"
-qemu-io -r -f raw -c 'read -v 0 4' "$(nbd_uri d1 disk)" | head -1 | grep -q '42 42 42 42  BBBB' || fail "head lost the later write"
+qemu-io -r -f raw -c 'read -v 0 4' "$(nbd_uri d1 disk)" | head -1 | grep '42 42 42 42  BBBB' >/dev/null || fail "head lost the later write"
 
 step "read-only snapshot export"
-qemu-io -r -f raw -c 'read -P 0x41 0 64k' "$(nbd_uri d1 disk@live)" | grep -q "read 65536"
+qemu-io -r -f raw -c 'read -P 0x41 0 64k' "$(nbd_uri d1 disk@live)" | grep "read 65536" >/dev/null
 out=$(qemu-io -f raw -c 'write 0 4k' "$(nbd_uri d1 disk@live)" 2>&1) || true
-echo "$out" | grep -qi "read-only\|permission\|not permitted" || fail "write to a snapshot export: $out"
+grep -qi "read-only\|permission\|not permitted" <<<"$out" || fail "write to a snapshot export: $out"
 
 step "a second daemon cannot write a volume the first holds"
 "$PY_NBD" - "$WORK/d1.sock" "$WORK/d2.sock" "$SKERRYD" "$SKERRY_STORE" "$WORK" <<'PY'

@@ -24,7 +24,7 @@ expect_fail() {
   out=$("$@" 2>&1) || rc=$?
   [ "$rc" -ne 0 ] || fail "expected failure but succeeded: $*"
   [ "$(printf '%s\n' "$out" | wc -l)" -le 2 ] || fail "error is more than one line for: $*: $out"
-  printf '%s' "$out" | grep -qF -- "$want" || fail "error for '$*' does not mention '$want': $out"
+  grep -qF -- "$want" <<<"$out" || fail "error for '$*' does not mention '$want': $out"
 }
 
 # A raw image: random data in a few places, holes and zeros elsewhere.

@@ -25,7 +25,7 @@ fio --name=osdkill --ioengine=nbd --uri="$(nbd_uri d disk)" --rw=randwrite --bsr
 fio_pid=$!
 sleep 3
 kill -0 "$fio_pid" 2>/dev/null || fail "fio ended before the OSD was killed: $(cat "$WORK/fio.out")"
-ceph -c "$SKERRY_CEPH_DIR/ceph.conf" osd stat 2>&1 | grep -q '3 up' ||
+ceph -c "$SKERRY_CEPH_DIR/ceph.conf" osd stat 2>&1 | grep '3 up' >/dev/null ||
   fail "an OSD was already down before the test: $(ceph -c "$SKERRY_CEPH_DIR/ceph.conf" osd stat 2>&1); $(tail -n 5 "$SKERRY_CEPH_DIR"/log/osd.*.log)"
 "$CLUSTER" kill-osd "$SKERRY_CEPH_DIR" "$victim"
 sleep 8  # writes go on degraded (min_size 2)
@@ -47,7 +47,7 @@ start_daemon d
 out=$(fio --name=osdkill --ioengine=nbd --uri="$(nbd_uri d disk)" --rw=randwrite --bsrange=4k-64k \
           --iodepth=16 --size=256M --verify=crc32c --verify_fatal=1 --verify_only 2>&1) ||
   fail "verify after the OSD came back: $out"
-echo "$out" | grep -qE 'err= *0' || fail "verify after the OSD came back: $out"
+grep -qE 'err= *0' <<<"$out" || fail "verify after the OSD came back: $out"
 stop_daemon d
 "$SKERRY" check --json | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"], r' ||
   fail "skerry check"

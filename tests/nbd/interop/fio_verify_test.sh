@@ -11,8 +11,8 @@ for jobs in 1 4; do
   out=$(fio --name=verify --ioengine=nbd --uri="$(uri s disk)" --rw=randwrite --bs=4k \
             --iodepth=32 --size=64M --numjobs=$jobs --offset_increment=64M --verify=crc32c \
             --verify_fatal=1 --do_verify=1 --group_reporting 2>&1) || fail "fio ($jobs jobs): $out"
-  echo "$out" | grep -q 'verify: bad' && fail "fio verify ($jobs jobs): $out"
-  echo "$out" | grep -qE 'err= *0' || fail "fio reported errors ($jobs jobs): $out"
+  grep -q 'verify: bad' <<<"$out" && fail "fio verify ($jobs jobs): $out"
+  grep -qE 'err= *0' <<<"$out" || fail "fio reported errors ($jobs jobs): $out"
 done
 # Mixed sizes and a flush now and then.
 out=$(fio --name=mixed --ioengine=nbd --uri="$(uri s disk)" --rw=randrw --bsrange=512-256k \

@@ -11,7 +11,7 @@ hostile=$!
 out=$(fio --name=victim --ioengine=nbd --uri="$(uri s disk)" --rw=randwrite --bs=4k --iodepth=32 \
           --size=64M --verify=crc32c --verify_fatal=1 --do_verify=1 --runtime=5 2>&1) ||
   fail "fio beside hostile clients: $out"
-echo "$out" | grep -qE 'err= *0' || fail "fio saw errors: $out"
+grep -qE 'err= *0' <<<"$out" || fail "fio saw errors: $out"
 wait "$hostile" || fail "hostile client script failed: $(cat "$TMP/hostile.out")"
 cat "$TMP/hostile.out"
 kill -0 "$PID_s" || fail "server died"

@@ -8,7 +8,7 @@ start_server s --export disk:64M --export img:16M:ro:fill=0xab
 
 # info: the size and the raw format.
 info=$(qemu-img info --output=json "$(uri s img)")
-echo "$info" | grep -q '"virtual-size": 16777216' || fail "qemu-img info: $info"
+grep -q '"virtual-size": 16777216' <<<"$info" || fail "qemu-img info: $info"
 
 # map of the read-only export: first half data, second half a hole that reads as zeros.
 map=$(qemu-img map --output=json "$(uri s img)")

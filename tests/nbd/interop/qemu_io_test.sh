@@ -10,18 +10,18 @@ start_server s --export disk:16M --export ro:4M:ro
 qio() { qemu-io -f raw "$@" 2>&1 || true; }
 out=$(qio -c 'write -P 0x5a 0 1M' -c 'write -P 0x33 4M 64k' -c 'flush' \
           -c 'read -P 0x5a 0 1M' -c 'read -P 0x33 4M 64k' -c 'read -P 0 8M 1M' "$(uri s disk)")
-echo "$out" | grep -qiE 'verification failed|error|failed' && fail "qemu-io write/read: $out"
+grep -qiE 'verification failed|error|failed' <<<"$out" && fail "qemu-io write/read: $out"
 
 # write -z allocates zeros; write -z -u may unmap (a hole); discard punches a hole.
 out=$(qio -c 'write -P 0x11 2M 2M' -c 'write -z 2M 64k' -c 'write -z -u 3M 1M' -c 'discard 0 512k' \
           -c 'read -P 0 2M 64k' -c 'read -P 0x11 2162688 64k' -c 'read -P 0 3M 1M' -c 'read -P 0 0 512k' \
           -c 'read -P 0x5a 512k 512k' -c 'flush' "$(uri s disk)")
-echo "$out" | grep -qiE 'verification failed|error|failed' && fail "qemu-io zero/discard: $out"
+grep -qiE 'verification failed|error|failed' <<<"$out" && fail "qemu-io zero/discard: $out"
 
 # qemu-io's map runs (it reports allocation relative to a backing chain, so on a
 # raw export it calls everything allocated); qemu-img map shows the holes.
 map=$(qio -c 'map' "$(uri s disk)")
-echo "$map" | grep -q '16 MiB (0x1000000) bytes *allocated at offset 0 bytes' || fail "qemu-io map: $map"
+grep -q '16 MiB (0x1000000) bytes *allocated at offset 0 bytes' <<<"$map" || fail "qemu-io map: $map"
 layout=$(qemu-img map --output=json "$(uri s disk)" | python3 -c '
 import json, sys
 print(" ".join("%d+%d:%s%s" % (e["start"] >> 10, e["length"] >> 10, "D" if e["data"] else "-",
@@ -37,9 +37,9 @@ expect_eq "layout after zero/discard" "$layout" "$(by_backend \
 
 # Writes to a read-only export fail, reads work.
 out=$(qio -r -c 'read -P 0 0 4M' "$(uri s ro)")
-echo "$out" | grep -qE 'failed|error' && fail "read-only read: $out"
+grep -qE 'failed|error' <<<"$out" && fail "read-only read: $out"
 out=$(qio -c 'write -P 1 0 4k' "$(uri s ro)" || true)
-echo "$out" | grep -qiE 'read-only|Operation not permitted|Permission denied' || fail "read-only write: $out"
+grep -qiE 'read-only|Operation not permitted|Permission denied' <<<"$out" || fail "read-only write: $out"
 
 stop_server s
 echo PASS
