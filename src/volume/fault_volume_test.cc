@@ -183,6 +183,43 @@ TEST(FaultVolumeTest, AFailedWholeBlockWriteKeepsTheWritesHeldBeforeIt) {
   EXPECT_EQ(ReadAt(**again, 0, kBlock), expect);
 }
 
+// The same on a natively asynchronous store, where writes into a block the map calls ours
+// skip the blocking path (TryWriteAsync): a failed whole-block zero must leave the block
+// shared while its copy-up is pending. It used to name the new object first, so a later
+// asynchronous write went straight into it and the retried copy-up then copied over it.
+TEST(FaultVolumeTest, AFailedWholeBlockZeroLeavesAPendingCopyUpInChargeOfItsBlock) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");  // deferral needs copiers here
+  Faulty f("error=eio&ops=copy|zero", "delay:ms=0&async=2+mem:");
+  ASSERT_TRUE(f.store->capabilities().native_async);
+  ASSERT_TRUE(f.cat->Create("vm", 2 * kBlock, kBlock).ok());
+  auto v = f.cat->Open("vm");
+  ASSERT_TRUE(v.ok());
+  std::string expect = Pattern(kBlock, 20);
+  ASSERT_TRUE(WriteAt(**v, 0, expect).ok());
+  ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
+  f.On();  // copies fail: the copy-up stays pending with what it holds
+  ASSERT_TRUE(WriteAt(**v, 10, "held").ok());
+  expect.replace(10, 4, "held");
+  EXPECT_NE((*v)->WriteZeroes(0, kBlock, /*may_trim=*/false).code(), Code::kOk);
+  // Straight into the block's object if the map names it, else held like the write above.
+  const std::string later = "later";
+  std::promise<Status> done;
+  auto reply = done.get_future();
+  if (!(*v)->TryWriteAsync(100, std::span<const char>(later.data(), later.size()),
+                           [&](Status st) { done.set_value(std::move(st)); })) {
+    done.set_value((*v)->Write(100, std::span<const char>(later.data(), later.size())));
+  }
+  ASSERT_TRUE(reply.get().ok());
+  expect.replace(100, later.size(), later);
+  f.Off();
+  EXPECT_TRUE(ReadAt(**v, 0, kBlock) == expect) << "a write acknowledged after the failed zero was lost";
+  ASSERT_TRUE((*v)->Flush().ok());
+  ASSERT_TRUE((*v)->Close().ok());
+  auto again = f.cat->Open("vm");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(ReadAt(**again, 0, kBlock) == expect) << "not as written after reopening";
+}
+
 TEST(FaultVolumeTest, SnapshotCopyUpFailureIsNoSpaceToo) { CopyUpFailureIsNoSpace(false); }
 
 // Syncs wait at a gate once armed, so a test can act while a flush is inside its sync.

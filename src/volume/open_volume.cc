@@ -281,10 +281,10 @@ Result<std::vector<Extent>> OpenVolume::Extents(uint64_t offset, uint64_t length
 
 // ---------------------------------------------------------------- writes
 
-Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current, bool keep_content) {
+Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current) {
   std::string object = BlockObject(id_, epoch_.load(), block);
   if (IsWritable(current)) return object;
-  if (current.is_hole() || !keep_content) {
+  if (current.is_hole()) {
     // A leftover object of this name (a trimmed block whose delete is still pending, or
     // the remains of a crash) must not show through: start from an empty object.
     CancelDelete(block);
@@ -338,7 +338,7 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
     } else if (defer_copy_ups_ && StartCopyUp(block, e, off, data)) {
       return Status::OK();  // held: the block is copied, then written, off this thread
     } else {
-      SKERRY_ASSIGN_OR_RETURN(object, MakePrivate(block, e, /*keep_content=*/true));
+      SKERRY_ASSIGN_OR_RETURN(object, MakePrivate(block, e));
       SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
     }
   }
@@ -444,7 +444,20 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
     return Status::OK();
   }
-  SKERRY_ASSIGN_OR_RETURN(std::string object, MakePrivate(block, e, /*keep_content=*/!whole));
+  if (whole && !IsWritable(e)) {
+    // Zeros over a whole shared block (or hole) need none of its content: a new object,
+    // named by the map only once the zeros are in it. A failure then leaves the block as
+    // it was, shared, with a pending copy-up (the caller's claim) still in charge of it;
+    // naming the object first let later writes go straight into an object the retried
+    // copy-up then copies over.
+    std::string object = BlockObject(id_, epoch_.load(), block);
+    CancelDelete(block);  // a leftover of that name must not show through: start empty
+    SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, 0, {}, /*fresh=*/true));
+    SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
+    MarkDirty(object);  // before the entry: a flush that persists the entry syncs the object
+    return map_->Set(block, Entry::Private(id_, epoch_.load()));
+  }
+  SKERRY_ASSIGN_OR_RETURN(std::string object, MakePrivate(block, e));
   SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
   MarkDirty(object);
   return Status::OK();

@@ -130,7 +130,7 @@ class OpenVolume final : public Volume {
   // Makes block `block` a private object of the current epoch holding its current content
   // (copy-up of a shared object, or an empty object for a hole). Returns the object name.
   // REQUIRES: block lock held.
-  Result<std::string> MakePrivate(uint64_t block, const Entry& current, bool keep_content);
+  Result<std::string> MakePrivate(uint64_t block, const Entry& current);
 
   // ---- deferred copy-up ----
   // A deferred copy-up of one block in progress (state below, under copyup_mu_).
