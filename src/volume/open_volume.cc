@@ -544,7 +544,7 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
     target = c.target;
   }
   // A lease that lapsed meanwhile forbids this write like any other; checked again before
-  // the map names the copy.
+  // each batch of held writes and before the map names the copy.
   auto lease_lost = [&] {
     return Status::IOError(fmt::format("{}: write lock lost; held writes of block {} not written", name_, block));
   };
@@ -560,7 +560,9 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
       std::lock_guard lock(copyup_mu_);
       auto it = copyups_.find(block);
       CopyUp& c = it->second;
-      if (st.ok() && applied == c.held.size() && LeaseLost()) st = lease_lost();
+      // Before each batch of held writes too, not only before the map change: a copy-up
+      // that keeps taking writes for a while must not go on writing once the lease lapsed.
+      if (st.ok() && LeaseLost()) st = lease_lost();
       if (st.ok() && applied == c.held.size()) {
         // Nothing left to hold: from now on the map names the object and writes go there.
         MarkDirty(target);

@@ -877,9 +877,11 @@ class GatedCopyStore final : public ForwardingStore {
     }
     ForwardingStore::Copy(s, d, std::move(done));
   }
-  std::atomic<int> writes{0};  // data-path writes passed on
+  std::atomic<int> writes{0};        // data-path writes passed on
+  std::atomic<int> block_writes{0};  // of those, into block objects ("v.<id>.b.<epoch>.<block>")
   void Write(const std::string& n, uint64_t off, std::span<const char> data, bool fresh, Done done) override {
     writes++;
+    if (n.find(".b.") != std::string::npos) block_writes++;
     ForwardingStore::Write(n, off, data, fresh, std::move(done));
   }
 
@@ -1091,6 +1093,41 @@ TEST(DeferredCopyUpTest, HeldWritesAreBoundedPerVolume) {
   ASSERT_TRUE(v.Read(0, std::span<char>(got.data(), got.size())).ok());
   EXPECT_TRUE(got == expect);
   ASSERT_TRUE(v.Close().ok());
+}
+
+// A copy-up whose copy ends after the volume's lease lapsed must not write the writes it
+// holds: another owner may be writing that block by then. (The lease was checked before the
+// copy and before the map change, not before writing what was held.)
+TEST(DeferredCopyUpTest, HeldWritesAreNotWrittenOnceTheLeaseLapsed) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
+  auto mem = OpenStore("mem:");
+  ASSERT_TRUE(mem.ok());
+  auto gated = std::make_shared<GatedCopyStore>(*mem);
+  auto cat = Catalog::Open(gated);
+  ASSERT_TRUE(cat.ok());
+  ASSERT_TRUE((*cat)->Create("v", 2 * kBs, kBs).ok());
+  OpenOptions first;
+  first.owner = "first";
+  first.lease_ms = 300;
+  auto opened = (*cat)->Open("v", first);
+  ASSERT_TRUE(opened.ok());
+  Volume& v = **opened;
+  const std::string base = Pattern(kBs, 45);
+  ASSERT_TRUE(v.Write(0, std::span<const char>(base.data(), base.size())).ok());
+  ASSERT_TRUE(v.CreateSnapshot("s").ok());
+  ASSERT_TRUE(v.Write(100, std::span<const char>("mine", 4)).ok());  // held; its copy waits at the gate
+  for (int i = 0; i < 1000 && gated->waiting.load() == 0; i++) usleep(1000);
+  ASSERT_EQ(gated->waiting.load(), 1) << "the copier never reached the copy";
+  // Another owner takes the lock over, as after a stall past the lease.
+  auto lock_name = "v." + (*cat)->Info("v")->id + ".lock";
+  ASSERT_TRUE((*mem)->Delete(lock_name).ok());
+  ASSERT_TRUE((*mem)->Lock(lock_name, "second", 60'000).ok());
+  usleep(400 * 1000);  // past the lease: renewals found "second" there
+  const int before = gated->block_writes.load();
+  gated->OpenGate();
+  EXPECT_EQ(v.Flush().code(), Code::kIOError);
+  EXPECT_EQ(gated->block_writes.load(), before) << "held writes reached the store after the lease lapsed";
+  EXPECT_EQ(v.Close().code(), Code::kIOError);
 }
 
 // Writers, readers and trims on their own blocks while another thread keeps taking
