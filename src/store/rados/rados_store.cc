@@ -446,16 +446,18 @@ void RadosStore::Read(const std::string& name, uint64_t offset, std::span<char> 
   op->finish = [name, out, done = std::move(done)](int r, AioOp& o) {
     if (r < 0) return done(RadosError(r, "rados read " + Quote(name)));
     size_t got = std::min<size_t>(o.bl.length(), out.size());
-    // Usually the messenger has put the data straight into `out` (below); else copy it.
+    // Usually librados has copied the data into `out` already (below); else copy it here.
     if (got > 0 && !o.bl.is_provided_buffer(out.data())) o.bl.begin().copy(static_cast<unsigned>(got), out.data());
     // Past the end of the object: zeros.
     if (got < out.size()) std::memset(out.data() + got, 0, out.size() - got);
     done(out.size());
   };
-  // `out` offered as the receive buffer: librados then reads the reply's data into it
-  // in place (what its C API does with a caller's buffer), saving a copy of every byte
-  // read (a 1 MiB read: ~180 µs of CPU here). `out` outlives the op: the caller keeps it
-  // until `done` runs, and librados does not touch it after the completion.
+  // `out` offered as the output buffer: librados's Objecter copies a reply of exactly this
+  // length into it (on the messenger thread, before the completion) instead of handing
+  // back the buffer it received into. That is still one copy per byte, as before, only in
+  // librados rather than on the completion thread; shorter replies (the end of the object)
+  // come back in librados's buffer. `out` outlives the op: the caller keeps it until `done`
+  // runs, and librados does not touch it after the completion.
   op->bl.push_back(ceph::buffer::create_static(static_cast<unsigned>(out.size()), out.data()));
   impl_->Start(std::move(op), [&](librados::AioCompletion* c, AioOp& o) {
     return io.aio_read(name, c, &o.bl, out.size(), offset);
