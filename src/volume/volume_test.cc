@@ -28,6 +28,17 @@ using testing::TempDir;
 
 constexpr uint32_t kBs = 64 * 1024;
 
+// Another owner takes a volume's write lock over, as after the holder stalled past its
+// lease: delete the lock object and take it. Retried: the holder's lease keeper renews by
+// taking the lock, which recreates it when it runs between the two.
+void TakeOverLock(ObjectStore& store, const std::string& lock_name, const std::string& owner) {
+  for (int i = 0; i < 100; i++) {
+    ASSERT_TRUE(store.Delete(lock_name).ok());
+    if (store.Lock(lock_name, owner, 60'000).ok()) return;
+  }
+  FAIL() << "could not take " << lock_name << " over";
+}
+
 class VolumeTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -416,9 +427,8 @@ TEST_P(VolumeTest, WriterThatLostItsLeaseIsFenced) {
   // As if the first writer had stalled past its lease and a second one took over: the
   // lock object is replaced under it.
   auto lock_name = "v." + cat_->Info("d")->id + ".lock";
-  ASSERT_TRUE(raw_->Delete(lock_name).ok());
-  ASSERT_TRUE(raw_->Lock(lock_name, "second", 60'000).ok());
-  usleep(250 * 1000);  // the keeper's next renewal finds "second" there
+  ASSERT_NO_FATAL_FAILURE(TakeOverLock(*raw_, lock_name, "second"));
+  usleep(400 * 1000);  // past the lease; the keeper's renewals find "second" there
   Status st = v->Write(0, std::span<const char>("late", 4));
   EXPECT_EQ(st.code(), Code::kIOError) << st.ToString();
   EXPECT_EQ(v->Flush().code(), Code::kIOError);
@@ -1120,8 +1130,7 @@ TEST(DeferredCopyUpTest, HeldWritesAreNotWrittenOnceTheLeaseLapsed) {
   ASSERT_EQ(gated->waiting.load(), 1) << "the copier never reached the copy";
   // Another owner takes the lock over, as after a stall past the lease.
   auto lock_name = "v." + (*cat)->Info("v")->id + ".lock";
-  ASSERT_TRUE((*mem)->Delete(lock_name).ok());
-  ASSERT_TRUE((*mem)->Lock(lock_name, "second", 60'000).ok());
+  ASSERT_NO_FATAL_FAILURE(TakeOverLock(**mem, lock_name, "second"));
   usleep(400 * 1000);  // past the lease: renewals found "second" there
   const int before = gated->block_writes.load();
   gated->OpenGate();
