@@ -153,10 +153,11 @@ int Run(int argc, char** argv) {
       if (fresh.store != config.store || fresh.listen != config.listen ||
           fresh.admin_socket != config.admin_socket || fresh.lock_lease_ms != config.lock_lease_ms ||
           fresh.server.worker_threads != config.server.worker_threads ||
-          fresh.server.max_inflight_memory != config.server.max_inflight_memory)
+          fresh.server.max_inflight_memory != config.server.max_inflight_memory ||
+          fresh.server.limits.stall_timeout != config.server.limits.stall_timeout)
         spdlog::warn(
-            "SIGHUP: store, listen addresses, admin socket, workers, lease and max_inflight_memory change only on "
-            "restart");
+            "SIGHUP: store, listen addresses, admin socket, workers, lease, max_inflight_memory and "
+            "stall_timeout_seconds change only on restart");
       spdlog::info("SIGHUP: reloaded {}: log level {}, TLS {}",
                    config_path.empty() ? "the command line's files" : config_path,
                    spdlog::level::to_string_view(spdlog::get_level()), nbd::TlsModeName(fresh.server.tls.mode));

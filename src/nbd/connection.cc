@@ -9,6 +9,10 @@
 #include "skerry/volume.h"
 
 namespace skerry::nbd {
+namespace {
+// The whole handshake may take this many times the bound on each of its receives.
+constexpr int kHandshakeSteps = 3;
+}  // namespace
 
 Connection::Connection(UniqueFd fd, std::string peer, const ConnectionContext& context)
     : peer_(std::move(peer)), context_(context), fd_(std::move(fd)) {}
@@ -30,6 +34,18 @@ void Connection::Stop() {
   if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RD);
 }
 
+bool Connection::EndIfStalled(int64_t now_ms) {
+  StallWatch::Step step = watch_.Overdue(now_ms);
+  if (step == StallWatch::kSteps) return false;
+  std::lock_guard lock(fd_mu_);
+  if (!fd_.valid() || ended_for_stall_) return false;
+  ended_for_stall_ = true;
+  spdlog::warn("nbd: {}: the client {}; ending the connection", peer_, StallWatch::StepName(step));
+  // Both directions: a blocked send fails as well as a blocked receive.
+  ::shutdown(fd_.get(), SHUT_RDWR);
+  return true;
+}
+
 void Connection::SetReceiveTimeout(int fd, std::chrono::milliseconds timeout) {
   timeval tv{};
   tv.tv_sec = timeout.count() / 1000;
@@ -46,7 +62,11 @@ void Connection::Serve(int fd) {
   HandshakeConfig config{context_.provider, tls && tls->mode() != TlsMode::kOff ? tls.get() : nullptr,
                          context_.handshake_timeout};
   Handshake handshake(transport, fd, config, peer_);
+  // Each receive is bounded by the socket's timeout; the whole handshake too, so a client
+  // trickling bytes cannot sit in it (holding a connection slot) for long.
+  watch_.Start(StallWatch::kHandshake, kHandshakeSteps * context_.handshake_timeout);
   Result<NegotiatedExport> negotiated = handshake.Run();
+  watch_.Done(StallWatch::kHandshake);
   if (!negotiated.ok()) {
     if (IsPeerClosed(negotiated.status())) {
       spdlog::info("nbd: {}: closed by the client during the handshake", peer_);
@@ -69,7 +89,7 @@ void Connection::Serve(int fd) {
 
   Transmission::Outcome outcome;
   {
-    Transmission transmission(*transport, fd, exp, *context_.pool, context_.limits, peer_);
+    Transmission transmission(*transport, fd, exp, *context_.pool, context_.limits, peer_, &watch_);
     outcome = transmission.Run();
   }
   if (!outcome.status.ok()) {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "nbd/export_provider.h"
+#include "nbd/stall_watch.h"
 #include "nbd/tls.h"
 #include "nbd/transmission.h"
 #include "nbd/unique_fd.h"
@@ -58,6 +59,9 @@ class Connection {
   // Graceful stop for server shutdown: no further requests are read; those in
   // flight are answered, then the session ends as if the client had left.
   void Stop();
+  // Ends the session (shuts the socket down) when a step that waits on the client ran
+  // past its deadline at `now_ms` (StallWatch); true when it did. Any thread, any time.
+  bool EndIfStalled(int64_t now_ms);
 
  private:
   void Serve(int fd);
@@ -67,6 +71,8 @@ class Connection {
   const ConnectionContext& context_;
   std::mutex fd_mu_;  // Stop must never touch a closed (and maybe reused) fd number
   UniqueFd fd_;
+  StallWatch watch_;
+  bool ended_for_stall_ = false;  // under fd_mu_: log and shut down once
 };
 
 }  // namespace skerry::nbd

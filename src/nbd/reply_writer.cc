@@ -48,6 +48,7 @@ template <class Write>
 Status ReplyWriter::SendLocked(Write&& write) {
   std::lock_guard lock(send_mu_);
   if (broken()) return PeerClosed();
+  StallScope stall(watch_, StallWatch::kReply, stall_timeout_);
   Status st = write();
   if (!st.ok()) broken_.store(true, std::memory_order_relaxed);
   return st;
@@ -82,6 +83,7 @@ Status NonBlockingReplySink::Send(const iovec* iov, int iovcnt) {
 
 void ReplyWriter::Bye() {
   std::lock_guard lock(send_mu_);
+  StallScope stall(watch_, StallWatch::kReply, stall_timeout_);  // TLS sends close_notify
   if (!broken()) transport_.Bye();
 }
 

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nbd/stall_watch.h"
 #include "nbd/transport.h"
 #include "skerry/status.h"
 
@@ -71,8 +72,10 @@ class ReplySink {
 
 class ReplyWriter final : public ReplySink {
  public:
-  ReplyWriter(Transport& transport, bool structured_replies)
-      : ReplySink(structured_replies), transport_(transport) {}
+  // With `watch`, every send must end within `stall_timeout` (StallWatch::kReply).
+  ReplyWriter(Transport& transport, bool structured_replies, StallWatch* watch = nullptr,
+              std::chrono::milliseconds stall_timeout = std::chrono::milliseconds(0))
+      : ReplySink(structured_replies), transport_(transport), watch_(watch), stall_timeout_(stall_timeout) {}
 
   Status Send(const iovec* iov, int iovcnt) override;
   bool can_splice() const override { return transport_.can_splice(); }
@@ -92,6 +95,8 @@ class ReplyWriter final : public ReplySink {
   Status SendLocked(Write&& write);
 
   Transport& transport_;
+  StallWatch* const watch_;
+  const std::chrono::milliseconds stall_timeout_;
   std::mutex send_mu_;
   std::atomic<bool> broken_{false};
 };

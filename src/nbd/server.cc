@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -12,6 +13,13 @@ namespace {
 
 // Requests queued for workers across all connections before readers wait.
 constexpr size_t kQueuePerWorker = 64;
+
+std::chrono::milliseconds StallTick(const ServerOptions& o) {
+  using std::chrono::milliseconds;
+  milliseconds shortest = o.handshake_timeout;
+  if (o.limits.stall_timeout.count() > 0) shortest = std::min(shortest, o.limits.stall_timeout);
+  return std::clamp(shortest / 4, milliseconds(10), milliseconds(1000));
+}
 
 }  // namespace
 
@@ -27,7 +35,8 @@ Result<std::unique_ptr<Server>> Server::Create(std::shared_ptr<ExportProvider> p
 
 Server::Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& options,
                std::shared_ptr<TlsContext> tls)
-    : provider_(std::move(provider)),
+    : stall_tick_(StallTick(options)),
+      provider_(std::move(provider)),
       options_(options),
       budget_(options.max_inflight_memory),
       pool_(options.worker_threads, options.worker_threads * kQueuePerWorker) {
@@ -81,12 +90,13 @@ void Server::AcceptLoop() {
   fds.push_back({wake_fd_.get(), POLLIN, 0});
   for (const Listener& l : listeners_) fds.push_back({l.fd(), POLLIN, 0});
   while (!stopping_) {
-    int n = ::poll(fds.data(), fds.size(), -1);
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(stall_tick_.count()));
     if (n < 0) {
       if (errno == EINTR) continue;
       spdlog::error("nbd: poll: {}", std::strerror(errno));
       break;
     }
+    CheckStalls();
     if (fds[0].revents) {
       uint64_t count;
       (void)!::read(wake_fd_.get(), &count, sizeof count);
@@ -154,6 +164,12 @@ void Server::ReapFinished() {
   for (Active& a : done) a.thread.join();
 }
 
+void Server::CheckStalls() {
+  int64_t now = StallWatch::NowMs();
+  std::lock_guard lock(mu_);
+  for (auto& [id, active] : active_) active.connection->EndIfStalled(now);
+}
+
 void Server::Shutdown() {
   if (stopping_.exchange(true)) return;
   Wake();
@@ -169,7 +185,18 @@ void Server::Shutdown() {
       threads.push_back(std::move(active.thread));
     }
   }
+  // Replies still in flight go out, unless their client stopped taking them: keep ending
+  // stalled connections meanwhile, or one such client would hold the shutdown forever.
+  std::atomic<bool> drained{false};
+  std::thread watcher([&] {
+    while (!drained.load()) {
+      std::this_thread::sleep_for(stall_tick_);
+      CheckStalls();
+    }
+  });
   for (std::thread& t : threads) t.join();
+  drained = true;
+  watcher.join();
   {
     std::lock_guard lock(mu_);
     active_.clear();

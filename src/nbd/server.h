@@ -45,7 +45,9 @@ struct ServerOptions {
   // is also how many requests can be at the volumes at once.
   size_t worker_threads = 32;
   size_t max_connections = 1024;  // more are accepted and closed at once
-  // Bound on each step of the handshake (a receive, or the TLS handshake).
+  // Bound on each step of the handshake (a receive, or the TLS handshake); the whole
+  // handshake may take three times that. limits.stall_timeout bounds the other steps
+  // that wait on a client (a write's payload, taking a reply).
   std::chrono::milliseconds handshake_timeout{30'000};
   TransmissionLimits limits;  // per connection
   // Bytes of requests in flight across all connections (payloads, block-status lists);
@@ -85,6 +87,12 @@ class Server {
   void StartConnection(UniqueFd fd, std::string peer);
   void ReapFinished();  // joins threads of connections that ended
   void Wake();
+  // Ends connections whose client stalled a step past its deadline (StallWatch); run by
+  // the accept thread every stall_tick_, and during Shutdown while connections drain.
+  void CheckStalls();
+
+  // How often CheckStalls runs: a fraction of the shortest deadline, within 10 ms..1 s.
+  const std::chrono::milliseconds stall_tick_;
 
   struct Active {
     std::unique_ptr<Connection> connection;

@@ -42,7 +42,8 @@ const char* RejectionText(uint32_t error) {
 }  // namespace
 
 Transmission::Transmission(Transport& transport, int fd, const NegotiatedExport& exp,
-                           WorkerPool& pool, const TransmissionLimits& limits, std::string peer)
+                           WorkerPool& pool, const TransmissionLimits& limits, std::string peer,
+                           StallWatch* watch)
     : transport_(transport),
       fd_(fd),
       pool_(pool),
@@ -50,7 +51,8 @@ Transmission::Transmission(Transport& transport, int fd, const NegotiatedExport&
       peer_(std::move(peer)),
       export_limits_{exp.size, exp.transmission_flags, exp.structured_replies,
                      exp.allocation_context},
-      writer_(transport, exp.structured_replies),
+      watch_(watch),
+      writer_(transport, exp.structured_replies, watch, limits.stall_timeout),
       batch_(writer_),
       executor_(*exp.volume, export_limits_, peer_) {}
 
@@ -105,6 +107,7 @@ Status Transmission::Reject(BufferedReader& reader, const RequestHeader& h, uint
                                      " bytes is larger than the maximum payload");
     }
     if (reader.available() < h.length) FlushBatch();
+    StallScope stall(watch_, StallWatch::kPayload, limits_.stall_timeout);
     SKERRY_RETURN_IF_ERROR(reader.Discard(h.length));
   }
   spdlog::debug("nbd: {}: rejected {} flags {:#x} at {} length {}: error {}", peer_,
@@ -123,6 +126,8 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
   if (h.type == kCmdWrite) {
     if (reader.available() < h.length) FlushBatch();
     req->buffers.data.Resize(h.length);
+    // The payload's memory is taken from the budgets already: it must come in time.
+    StallScope stall(watch_, StallWatch::kPayload, limits_.stall_timeout);
     Status st = reader.ReadInto(req->buffers.data.data(), h.length);
     if (!st.ok()) {
       ReleaseRequest(req);

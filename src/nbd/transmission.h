@@ -36,6 +36,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -64,14 +65,18 @@ struct TransmissionLimits {
   size_t retained_buffer_bytes = 16u << 20;
   // Bytes in flight across all of the server's connections (null: no bound but theirs).
   MemoryBudget* server_budget = nullptr;
+  // How long a client may take to send a write's payload, or to take one reply, before
+  // the connection is ended (StallWatch; enforced by the server). 0: forever.
+  std::chrono::milliseconds stall_timeout{30'000};
 };
 
 class Transmission {
  public:
   // `fd` is the socket under `transport`, shut down to wake the reader when a
   // reply cannot be sent.
+  // `watch` (may be null) gets the payload and reply steps, with limits.stall_timeout.
   Transmission(Transport& transport, int fd, const NegotiatedExport& exp, WorkerPool& pool,
-               const TransmissionLimits& limits, std::string peer);
+               const TransmissionLimits& limits, std::string peer, StallWatch* watch = nullptr);
   ~Transmission();
 
   struct Outcome {
@@ -133,6 +138,7 @@ class Transmission {
   const TransmissionLimits limits_;
   const std::string peer_;
   const ExportLimits export_limits_;
+  StallWatch* const watch_;  // may be null
   ReplyWriter writer_;
   // Replies of requests the reader ran itself, and those requests (their buffers
   // hold the replies' data). Reader thread only.

@@ -33,6 +33,8 @@ expect_daemon_fail "'lock_lease_seconds' must be a whole number" "$store
 lock_lease_seconds = 2.5"
 expect_daemon_fail "lock_lease_seconds must be 3..3600" "$store
 lock_lease_seconds = 1"
+expect_daemon_fail "stall_timeout_seconds must be 1..3600" "$store
+stall_timeout_seconds = 0"
 expect_daemon_fail "'listen' must be a list" "$store
 listen = \"unix:/x\""
 expect_daemon_fail "bad.toml:2:" "$store

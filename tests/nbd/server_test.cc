@@ -5,12 +5,14 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -156,6 +158,30 @@ TEST_F(ServerTest, SilentClientTimesOutInTheHandshake) {
   EXPECT_TRUE(client.WaitForEof());  // never sent its flags
 }
 
+// Each receive of the handshake is bounded, and so is the whole of it: a client that
+// sends an option a byte at a time, each in time, cannot keep its connection slot.
+TEST_F(ServerTest, AClientTricklingItsHandshakeIsCutOff) {
+  ServerOptions options;
+  options.handshake_timeout = std::chrono::milliseconds(200);  // the whole: 600 ms
+  auto server = Make(options);
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(server->Start().ok());
+  RawClient client(ConnectUnix(socket_));
+  ASSERT_TRUE(client.ReadGreeting());
+  ASSERT_TRUE(client.SendClientFlags(kClientFlagFixedNewstyle));
+  ASSERT_TRUE(client.SendOptionHeader(kOptGo, 1000));
+  bool ended = false;
+  for (int i = 0; i < 50 && !ended; ++i) {  // 5 s of a byte every 100 ms
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    pollfd p{client.fd(), POLLIN, 0};
+    char c;
+    ended = ::poll(&p, 1, 0) == 1 && ::recv(client.fd(), &c, 1, MSG_DONTWAIT) <= 0;
+    if (!ended) ended = !client.Send("x");
+  }
+  EXPECT_TRUE(ended) << "the server kept a trickling handshake for 5 s";
+  server->Shutdown();
+}
+
 TEST_F(ServerTest, ServesAConnectedSocket) {
   auto server = Make();
   int fds[2];
@@ -219,6 +245,91 @@ TEST_F(ServerTest, ConnectionsTogetherStayWithinTheMemoryBudget) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->error, 0u);
   server->Shutdown();
+}
+
+// A client that stops in the middle of a write's payload holds the payload's memory of the
+// server's budget; past limits.stall_timeout its connection ends and the memory comes back,
+// so other clients go on. (Without the deadline the second write below waits for good.)
+TEST_F(ServerTest, AClientStalledInAWritePayloadIsCutOffAndItsMemoryReturned) {
+  ServerOptions options;
+  options.limits.stall_timeout = std::chrono::milliseconds(300);
+  options.max_inflight_memory = 1 << 20;  // exactly the stalled write
+  auto server = Make(options);
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(server->Start().ok());
+  RawClient staller(ConnectUnix(socket_));
+  ASSERT_TRUE(staller.Negotiate("disk", true, false));
+  // The header of a 1 MiB write and 100 bytes of its payload, then nothing.
+  ASSERT_TRUE(staller.SendRequest(0, kCmdWrite, 1, 0, 1 << 20, std::string(100, 's')));
+  for (int i = 0; i < 500 && server->budget().in_use() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_EQ(server->budget().in_use(), 1u << 20) << "the stalled write never took its memory";
+  RawClient other(ConnectUnix(socket_));
+  ASSERT_TRUE(other.Negotiate("disk", true, false));
+  ASSERT_TRUE(other.SendRequest(0, kCmdWrite, 2, 0, 65536, std::string(65536, 'o')));
+  auto reply = other.ReadReply();
+  ASSERT_TRUE(reply) << "a stalled client held the server's memory budget";
+  EXPECT_EQ(reply->error, 0u);
+  EXPECT_TRUE(staller.WaitForEof());
+  server->Shutdown();
+}
+
+// Idle between requests is not a stall: a client may stay silent as long as it likes.
+TEST_F(ServerTest, AnIdleClientIsNotCutOff) {
+  ServerOptions options;
+  options.limits.stall_timeout = std::chrono::milliseconds(100);
+  auto server = Make(options);
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(server->Start().ok());
+  RawClient client(ConnectUnix(socket_));
+  ASSERT_TRUE(client.Negotiate("disk", true, false));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_TRUE(client.SendRequest(0, kCmdFlush, 1, 0, 0));
+  auto reply = client.ReadReply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->error, 0u);
+  server->Shutdown();
+}
+
+// A client that sends reads and never takes the replies: the worker sending to it blocks,
+// and the workers with its other replies queue behind it, until no worker is left for
+// anyone. Past the deadline its connection ends; other clients are served, and a
+// shutdown (which answers what is in flight first) does not wait for it forever.
+TEST_F(ServerTest, AClientThatStopsTakingRepliesIsCutOffAndShutdownEnds) {
+  ServerOptions options;
+  options.limits.stall_timeout = std::chrono::milliseconds(300);
+  options.worker_threads = 4;
+  auto server = Make(options);
+  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
+  ASSERT_TRUE(server->Start().ok());
+  RawClient staller(ConnectUnix(socket_));
+  // Simple replies: every read answered with its data (structured ones of an empty
+  // volume would be short hole chunks).
+  ASSERT_TRUE(staller.Negotiate("disk", false, false));
+  auto send_reads = [](RawClient& c) {  // 32 MiB of replies nobody takes
+    for (int i = 0; i < 32; ++i)
+      if (!c.SendRequest(0, kCmdRead, i, 0, 1 << 20)) return false;
+    return true;
+  };
+  ASSERT_TRUE(send_reads(staller));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  RawClient other(ConnectUnix(socket_));
+  ASSERT_TRUE(other.Negotiate("disk", true, false));
+  ASSERT_TRUE(other.SendRequest(0, kCmdFlush, 1, 0, 0));  // a flush runs on a worker
+  auto reply = other.ReadReply();
+  ASSERT_TRUE(reply) << "one client that takes no replies held every worker";
+  EXPECT_EQ(reply->error, 0u);
+  // Another one stalls the same way, then the server shuts down.
+  RawClient second(ConnectUnix(socket_));
+  ASSERT_TRUE(second.Negotiate("disk", false, false));
+  ASSERT_TRUE(send_reads(second));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto shutdown = std::async(std::launch::async, [&] { server->Shutdown(); });
+  EXPECT_EQ(shutdown.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "shutdown waits for a client that takes no replies";
+  if (shutdown.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    ::shutdown(second.fd(), SHUT_RDWR);  // let it end, so the test can
+    shutdown.wait();
+  }
 }
 
 TEST_F(ServerTest, ShutdownWithoutStartAndTwice) {
