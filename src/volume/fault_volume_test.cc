@@ -17,6 +17,7 @@
 #include "store/fault/forwarding_store.h"
 #include "store/fault/nondurable_store.h"
 #include "store/mem/mem_store.h"
+#include "volume/format.h"
 #include "volume/test_util.h"
 
 namespace skerry {
@@ -218,6 +219,39 @@ TEST(FaultVolumeTest, AFailedWholeBlockZeroLeavesAPendingCopyUpInChargeOfItsBloc
   auto again = f.cat->Open("vm");
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(ReadAt(**again, 0, kBlock) == expect) << "not as written after reopening";
+}
+
+// A shrink whose new last map chunk cannot be read fails and leaves the volume as it was.
+// The map used to be cut before that chunk was loaded: the failed shrink left a map
+// shorter than the volume, writes past it failed, and the next header written paired the
+// old size with the short chunk table, a volume that no longer opened (found in review).
+TEST(FaultVolumeTest, AShrinkThatCannotLoadTheMapLeavesTheVolumeAsItWas) {
+  Faulty f("error=eio&ops=get", "mem:");
+  const uint64_t chunk_bytes = uint64_t{volume::kEntriesPerChunk} * kBlock;
+  ASSERT_TRUE(f.cat->Create("vm", 2 * chunk_bytes, kBlock).ok());
+  {
+    auto v = f.cat->Open("vm");  // data in both map chunks; closed, so none stays loaded
+    ASSERT_TRUE(v.ok());
+    ASSERT_TRUE(WriteAt(**v, 0, "first chunk").ok());
+    ASSERT_TRUE(WriteAt(**v, chunk_bytes, "second chunk").ok());
+    ASSERT_TRUE((*v)->Close().ok());
+  }
+  auto v = f.cat->Open("vm");
+  ASSERT_TRUE(v.ok());
+  // The second chunk loaded (what the shrink drops), the first not (the new last one).
+  EXPECT_EQ(ReadAt(**v, chunk_bytes, 12), "second chunk");
+  f.On();
+  EXPECT_FALSE((*v)->Resize(chunk_bytes, /*allow_shrink=*/true).ok());  // to exactly one chunk
+  f.Off();
+  EXPECT_EQ((*v)->size(), 2 * chunk_bytes);
+  EXPECT_EQ(ReadAt(**v, chunk_bytes, 12), "second chunk");
+  ASSERT_TRUE(WriteAt(**v, chunk_bytes + kBlock, "later").ok());
+  ASSERT_TRUE((*v)->CreateSnapshot("s").ok());  // writes the header
+  ASSERT_TRUE((*v)->Close().ok());
+  auto again = f.cat->Open("vm");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(ReadAt(**again, 0, 11), "first chunk");
+  EXPECT_EQ(ReadAt(**again, chunk_bytes + kBlock, 5), "later");
 }
 
 TEST(FaultVolumeTest, SnapshotCopyUpFailureIsNoSpaceToo) { CopyUpFailureIsNoSpace(false); }

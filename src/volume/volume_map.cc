@@ -131,6 +131,9 @@ Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>
   std::lock_guard lock(mu_);
   uint64_t old_blocks = blocks_;
   uint64_t new_chunks = ChunkCount(blocks, per_chunk_);
+  // Everything that can fail first: the chunks read below, the new last one included, are
+  // loaded before the table changes, so a failed load leaves the map as it was.
+  if (new_chunks > 0 && new_chunks - 1 < table_.size()) SKERRY_RETURN_IF_ERROR(Load(new_chunks - 1).status());
   if (blocks < old_blocks) {
     // Collect what falls off the end, chunk by chunk.
     for (uint64_t c = blocks / per_chunk_; c < table_.size(); c++) {
