@@ -161,15 +161,17 @@ Status OpenVolume::ReadBlockVia(uint64_t block, FromObject&& from_object, FromHo
   // Writes held for a deferred copy-up are in no object yet: land them first.
   if (copyups_pending_.load() > 0) SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
   for (int attempt = 0;; attempt++) {
+    const uint64_t deleted = objects_deleted_.load();
     SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
     if (e.is_hole()) return from_hole();
     std::string object = EntryObject(e, block);
     Status st = from_object(object);
     if (st.ok()) return Status::OK();
     if (!st.IsNotFound()) return st.Prefixed(name_);
-    // A concurrent trim may have released the object after we looked: look again.
+    // A concurrent trim may have released the object after we looked (and a write may
+    // have made one of the same name since): look again.
     SKERRY_ASSIGN_OR_RETURN(Entry again, map_->Get(block));
-    if (again == e || attempt > 3)
+    if ((again == e && objects_deleted_.load() == deleted) || attempt > 3)
       return Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object));
   }
 }
@@ -223,6 +225,7 @@ void OpenVolume::ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::sp
     // Rare: a block's first moments after its first write since a snapshot or clone.
     return RunOnCopier([this, op, block, off, out] { op->Finish(ReadBlock(block, off, out)); });
   }
+  const uint64_t deleted = objects_deleted_.load();  // see ReadBlockVia
   Result<Entry> e = map_->Get(block);
   if (!e.ok()) {
     return op->Finish(e.status());
@@ -233,13 +236,13 @@ void OpenVolume::ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::sp
   }
   std::string object = EntryObject(*e, block);
   Entry seen = *e;
-  store_->Read(object, off, out, [this, op, block, off, out, attempt, seen, object](Result<size_t> n) {
+  store_->Read(object, off, out, [this, op, block, off, out, attempt, seen, object, deleted](Result<size_t> n) {
     if (n.ok()) return op->Finish(Status::OK());
     if (!n.status().IsNotFound()) return op->Finish(n.status().Prefixed(name_));
     // A concurrent trim may have released the object after we looked: look again. The
     // map's chunk is loaded (we just read it), so this does not wait for the store.
     Result<Entry> again = map_->Get(block);
-    if (!again.ok() || *again == seen || attempt > 3)
+    if (!again.ok() || (*again == seen && objects_deleted_.load() == deleted) || attempt > 3)
       return op->Finish(again.ok() ? Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object))
                                    : again.status());
     ReadBlockAsync(op, block, off, out, attempt + 1);
@@ -825,6 +828,7 @@ Status OpenVolume::FlushLocked(bool force_header) {
       if (it == pending_deletes_.end() || it->second.seq != pending.seq) continue;
       pending_deletes_.erase(it);
     }
+    objects_deleted_.fetch_add(1);
     Status st = store_->Delete(pending.object);
     if (!st.ok() && !st.IsNotFound()) return st.Prefixed(name_);
   }

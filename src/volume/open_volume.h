@@ -245,6 +245,10 @@ class OpenVolume final : public Volume {
   };
   std::map<uint64_t, PendingDelete> pending_deletes_;
   uint64_t delete_seq_ = 0;
+  // Block objects a flush has deleted so far (counted before each delete). A read that
+  // finds its object missing reads again when this moved since it looked at the map: the
+  // block may have been trimmed, its object deleted, and written anew under the same name.
+  std::atomic<uint64_t> objects_deleted_{0};
 
   // Write lock lease (read-write heads only).
   std::string lock_owner_;
