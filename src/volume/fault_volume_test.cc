@@ -268,6 +268,19 @@ class GatedSyncStore final : public ForwardingStore {
     }
     cv_.notify_all();
   }
+  std::atomic<int> metadata_writes{0};  // Put, Create, CompareAndSwap: map chunks, headers
+  Status Put(const std::string& n, std::string_view d) override {
+    metadata_writes++;
+    return ForwardingStore::Put(n, d);
+  }
+  Status Create(const std::string& n, std::string_view d) override {
+    metadata_writes++;
+    return ForwardingStore::Create(n, d);
+  }
+  Status CompareAndSwap(const std::string& n, std::string_view expected, std::string_view desired) override {
+    metadata_writes++;
+    return ForwardingStore::CompareAndSwap(n, expected, desired);
+  }
   void Sync(std::vector<std::string> names, Done done) override {
     if (armed.exchange(false)) {
       std::unique_lock lock(mu_);
@@ -310,6 +323,41 @@ TEST(FaultVolumeTest, AWriteDuringAFlushIsNotInItsMapUnlessItsObjectWasSynced) {
   ASSERT_TRUE(report.ok());
   for (const CheckProblem& p : report->problems) ADD_FAILURE() << p.object << ": " << p.problem;
 }
+// A flush whose sync outlasts the volume's lease must not write the map or the header
+// after it: by then another owner may be writing the volume. It checked the lease only
+// when it started (found in review).
+TEST(FaultVolumeTest, AFlushWritesNoMetadataOnceTheLeaseLapsedDuringItsSync) {
+  auto gated = std::make_shared<GatedSyncStore>(std::make_shared<NonDurableStore>(std::make_shared<MemStore>()));
+  auto cat = Catalog::Open(gated);
+  ASSERT_TRUE(cat.ok());
+  ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
+  OpenOptions first;
+  first.owner = "first";
+  first.lease_ms = 300;
+  auto v = (*cat)->Open("vm", first);
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(WriteAt(**v, 0, "data").ok());  // a new object and a map change to persist
+  gated->armed = true;
+  auto flush = std::async(std::launch::async, [&] { return (*v)->Flush(); });
+  for (int i = 0; i < 1000 && !gated->waiting.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(gated->waiting.load());
+  // Another owner takes the lock over while the sync stalls (retried: the keeper's renewal
+  // recreates the lock object when it runs between the delete and the take).
+  const std::string lock_name = "v." + (*cat)->Info("vm")->id + ".lock";
+  bool taken = false;
+  for (int i = 0; i < 100 && !taken; i++) {
+    ASSERT_TRUE(gated->Delete(lock_name).ok());
+    taken = gated->Lock(lock_name, "second", 60'000).ok();
+  }
+  ASSERT_TRUE(taken);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the lease
+  const int before = gated->metadata_writes.load();
+  gated->Open();
+  EXPECT_EQ(flush.get().code(), Code::kIOError);
+  EXPECT_EQ(gated->metadata_writes.load(), before) << "the flush wrote metadata without the lease";
+  EXPECT_EQ((*v)->Close().code(), Code::kIOError);
+}
+
 TEST(FaultVolumeTest, DeferredCopyUpFailureFailsEveryFlushUntilARetryLandsTheWrite) {
   CopyUpFailureIsNoSpace(true);
 }

@@ -104,10 +104,15 @@ Status OpenVolume::CheckRange(uint64_t offset, uint64_t length) const {
 
 Status OpenVolume::CheckWritable() const {
   if (read_only_) return Status::ReadOnly(fmt::format("{} is read-only", name_));
+  SKERRY_RETURN_IF_ERROR(CheckLease());
+  if (closed_) return Status::InvalidArgument(fmt::format("{} is closed", name_));
+  return Status::OK();
+}
+
+Status OpenVolume::CheckLease() const {
   if (fenced_.load()) return Status::IOError(fmt::format("{}: lost its write lock to another owner; refusing writes", name_));
   if (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load())
     return Status::IOError(fmt::format("{}: write lock lease could not be renewed in time; refusing writes", name_));
-  if (closed_) return Status::InvalidArgument(fmt::format("{} is closed", name_));
   return Status::OK();
 }
 
@@ -794,6 +799,10 @@ Status OpenVolume::FlushLocked(bool force_header) {
   // objects that are. The map is encoded first and the dirty set read after: every entry in
   // it names an object marked dirty before the entry was set (writes concurrent with this
   // flush included), so the sync covers them all.
+  // The lease again before each step that writes metadata (the map's chunks, the header,
+  // deletes): a flush can take long (a sync of much dirty data), and once the lease has
+  // lapsed another owner may be writing this volume.
+  SKERRY_RETURN_IF_ERROR(CheckLease());
   bool table_changed = false;
   Status persisted = map_->Persist(&table_changed, [&]() -> Status {
     std::vector<std::string> objects;
@@ -802,23 +811,26 @@ Status OpenVolume::FlushLocked(bool force_header) {
       objects.assign(dirty_objects_.begin(), dirty_objects_.end());
       dirty_objects_.clear();
     }
-    if (objects.empty()) return Status::OK();
+    if (objects.empty()) return CheckLease();
     Status st = store_->SyncSync(objects);
     if (!st.ok()) {
       std::lock_guard lock(dirty_mu_);
       dirty_objects_.insert(objects.begin(), objects.end());
     }
-    return st;
+    // The sync may have taken long: the chunks are written after this only under the lease.
+    return st.ok() ? CheckLease() : st;
   });
   // The in-memory table already names the chunks written so far: remember that the header
   // must follow, until a header write succeeds (a later Persist reports no change).
   if (table_changed) header_stale_ = true;
   SKERRY_RETURN_IF_ERROR(persisted.Prefixed(name_));
   if (header_stale_) {
+    SKERRY_RETURN_IF_ERROR(CheckLease());
     SKERRY_RETURN_IF_ERROR(WriteHeader(nullptr).Prefixed(name_));
     header_stale_ = false;
   }
   // 3. Objects the persisted map no longer points at.
+  if (!deletes.empty()) SKERRY_RETURN_IF_ERROR(CheckLease());
   for (auto& [block, pending] : deletes) {
     std::lock_guard lock(BlockLock(block));
     {

@@ -131,6 +131,8 @@ class OpenVolume final : public Volume {
   // (copy-up of a shared object, or an empty object for a hole). Returns the object name.
   // REQUIRES: block lock held.
   Result<std::string> MakePrivate(uint64_t block, const Entry& current);
+  // IOError once the write lock was lost or its lease could not be renewed in time.
+  Status CheckLease() const;
 
   // ---- deferred copy-up ----
   // A deferred copy-up of one block in progress (state below, under copyup_mu_).
