@@ -14,6 +14,16 @@ constexpr size_t kReadAhead = 64 * 1024;
 // Buffers up to this size are always kept for reuse; larger ones only within
 // TransmissionLimits::retained_buffer_bytes.
 constexpr size_t kAlwaysRetained = 64 * 1024;
+// A request's other buffers (reply chunk headers, BLOCK_STATUS runs and descriptors, iovecs)
+// are kept only up to this size: an ordinary reply needs a few hundred bytes, while one
+// BLOCK_STATUS over a fragmented GiB grows them to hundreds of KiB, which 256 idle request
+// objects would otherwise keep per connection, outside every budget.
+constexpr size_t kSmallBuffersRetained = 16 * 1024;
+
+template <class T>
+void ReleaseIfLarge(std::vector<T>& v) {
+  if (v.capacity() * sizeof(T) > kSmallBuffersRetained) std::vector<T>().swap(v);
+}
 // Inline execution (see transmission.h): requests up to this size, while the
 // average service time stays below roughly the cost of a thread handoff.
 constexpr uint32_t kInlineMaxLength = 64 * 1024;
@@ -280,6 +290,9 @@ void Transmission::ReleaseRequest(Request* req) {
   std::lock_guard lock(mu_);
   size_t capacity = req->buffers.data.capacity();
   retained_bytes_ += capacity - req->capacity_at_start;
+  ReleaseIfLarge(req->buffers.meta);
+  ReleaseIfLarge(req->buffers.runs);
+  ReleaseIfLarge(req->buffers.iov);
   if (capacity > kAlwaysRetained && retained_bytes_ > limits_.retained_buffer_bytes) {
     retained_bytes_ -= capacity;
     req->buffers.data.Clear();
