@@ -341,15 +341,8 @@ TEST(FaultVolumeTest, AFlushWritesNoMetadataOnceTheLeaseLapsedDuringItsSync) {
   auto flush = std::async(std::launch::async, [&] { return (*v)->Flush(); });
   for (int i = 0; i < 1000 && !gated->waiting.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_TRUE(gated->waiting.load());
-  // Another owner takes the lock over while the sync stalls (retried: the keeper's renewal
-  // recreates the lock object when it runs between the delete and the take).
-  const std::string lock_name = "v." + (*cat)->Info("vm")->id + ".lock";
-  bool taken = false;
-  for (int i = 0; i < 100 && !taken; i++) {
-    ASSERT_TRUE(gated->Delete(lock_name).ok());
-    taken = gated->Lock(lock_name, "second", 60'000).ok();
-  }
-  ASSERT_TRUE(taken);
+  // Another owner takes the lock over while the sync stalls.
+  ASSERT_NO_FATAL_FAILURE(testing::TakeOverLock(*gated, "v." + (*cat)->Info("vm")->id + ".lock", "second"));
   std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the lease
   const int before = gated->metadata_writes.load();
   gated->Open();

@@ -60,6 +60,17 @@ class ScopedEnv {
 };
 
 // Deterministic bytes that differ by position and seed, so misplaced data is caught.
+// Another owner takes a volume's write lock over, as after the holder stalled past its
+// lease: delete the lock object and take it. Retried: the holder's lease keeper renews by
+// taking the lock, which recreates it when it runs between the two.
+inline void TakeOverLock(ObjectStore& store, const std::string& lock_name, const std::string& owner) {
+  for (int i = 0; i < 100; i++) {
+    ASSERT_TRUE(store.Delete(lock_name).ok());
+    if (store.Lock(lock_name, owner, 60'000).ok()) return;
+  }
+  FAIL() << "could not take " << lock_name << " over";
+}
+
 inline std::string Pattern(size_t n, uint32_t seed) {
   std::string s(n, '\0');
   uint32_t x = seed * 2654435761u + 1;

@@ -25,20 +25,10 @@ namespace {
 
 using testing::CountingStore;
 using testing::Pattern;
+using testing::TakeOverLock;
 using testing::TempDir;
 
 constexpr uint32_t kBs = 64 * 1024;
-
-// Another owner takes a volume's write lock over, as after the holder stalled past its
-// lease: delete the lock object and take it. Retried: the holder's lease keeper renews by
-// taking the lock, which recreates it when it runs between the two.
-void TakeOverLock(ObjectStore& store, const std::string& lock_name, const std::string& owner) {
-  for (int i = 0; i < 100; i++) {
-    ASSERT_TRUE(store.Delete(lock_name).ok());
-    if (store.Lock(lock_name, owner, 60'000).ok()) return;
-  }
-  FAIL() << "could not take " << lock_name << " over";
-}
 
 class VolumeTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -590,7 +580,9 @@ TEST(VolumeAsyncTest, AsyncReadsRacingTrimsNeverFail) {
       uint64_t b = i % 16;
       ASSERT_TRUE(v->Write(b * kBs, std::span<const char>(block.data(), block.size())).ok());
       ASSERT_TRUE(v->Trim(b * kBs, kBs).ok());
-      if (i % 20 == 0) ASSERT_TRUE(v->Flush().ok());  // deletes trimmed objects
+      if (i % 20 == 0) {
+        ASSERT_TRUE(v->Flush().ok());  // deletes trimmed objects
+      }
     }
     stop = true;
   });

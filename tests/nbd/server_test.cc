@@ -69,6 +69,19 @@ class ServerTest : public ::testing::Test {
     EXPECT_TRUE(server.ok()) << server.status().ToString();
     return std::move(server).value();
   }
+  // Make, listening on socket_ and started: the accept thread also ends stalled connections.
+  std::unique_ptr<Server> MakeStarted(ServerOptions options) {
+    auto server = Make(options);
+    EXPECT_TRUE(server->Listen("unix:" + socket_).ok());
+    EXPECT_TRUE(server->Start().ok());
+    return server;
+  }
+  // A client on socket_ with the handshake done for "disk".
+  std::unique_ptr<RawClient> Negotiated(bool structured) {
+    auto client = std::make_unique<RawClient>(ConnectUnix(socket_));
+    EXPECT_TRUE(client->Negotiate("disk", structured, false));
+    return client;
+  }
 
   std::string dir_, socket_;
   std::shared_ptr<MemExportProvider> provider_;
@@ -163,9 +176,7 @@ TEST_F(ServerTest, SilentClientTimesOutInTheHandshake) {
 TEST_F(ServerTest, AClientTricklingItsHandshakeIsCutOff) {
   ServerOptions options;
   options.handshake_timeout = std::chrono::milliseconds(200);  // the whole: 600 ms
-  auto server = Make(options);
-  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
-  ASSERT_TRUE(server->Start().ok());
+  auto server = MakeStarted(options);
   RawClient client(ConnectUnix(socket_));
   ASSERT_TRUE(client.ReadGreeting());
   ASSERT_TRUE(client.SendClientFlags(kClientFlagFixedNewstyle));
@@ -254,17 +265,15 @@ TEST_F(ServerTest, AClientStalledInAWritePayloadIsCutOffAndItsMemoryReturned) {
   ServerOptions options;
   options.limits.stall_timeout = std::chrono::milliseconds(300);
   options.max_inflight_memory = 1 << 20;  // exactly the stalled write
-  auto server = Make(options);
-  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
-  ASSERT_TRUE(server->Start().ok());
-  RawClient staller(ConnectUnix(socket_));
-  ASSERT_TRUE(staller.Negotiate("disk", true, false));
+  auto server = MakeStarted(options);
+  auto staller_client = Negotiated(true);
+  RawClient& staller = *staller_client;
   // The header of a 1 MiB write and 100 bytes of its payload, then nothing.
   ASSERT_TRUE(staller.SendRequest(0, kCmdWrite, 1, 0, 1 << 20, std::string(100, 's')));
   for (int i = 0; i < 500 && server->budget().in_use() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   ASSERT_EQ(server->budget().in_use(), 1u << 20) << "the stalled write never took its memory";
-  RawClient other(ConnectUnix(socket_));
-  ASSERT_TRUE(other.Negotiate("disk", true, false));
+  auto other_client = Negotiated(true);
+  RawClient& other = *other_client;
   ASSERT_TRUE(other.SendRequest(0, kCmdWrite, 2, 0, 65536, std::string(65536, 'o')));
   auto reply = other.ReadReply();
   ASSERT_TRUE(reply) << "a stalled client held the server's memory budget";
@@ -277,11 +286,9 @@ TEST_F(ServerTest, AClientStalledInAWritePayloadIsCutOffAndItsMemoryReturned) {
 TEST_F(ServerTest, AnIdleClientIsNotCutOff) {
   ServerOptions options;
   options.limits.stall_timeout = std::chrono::milliseconds(100);
-  auto server = Make(options);
-  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
-  ASSERT_TRUE(server->Start().ok());
-  RawClient client(ConnectUnix(socket_));
-  ASSERT_TRUE(client.Negotiate("disk", true, false));
+  auto server = MakeStarted(options);
+  auto idle = Negotiated(true);
+  RawClient& client = *idle;
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   ASSERT_TRUE(client.SendRequest(0, kCmdFlush, 1, 0, 0));
   auto reply = client.ReadReply();
@@ -297,14 +304,11 @@ TEST_F(ServerTest, AnIdleClientIsNotCutOff) {
 TEST_F(ServerTest, AClientThatStopsTakingRepliesIsCutOffAndShutdownEnds) {
   ServerOptions options;
   options.limits.stall_timeout = std::chrono::milliseconds(300);
-  options.worker_threads = 4;
-  auto server = Make(options);
-  ASSERT_TRUE(server->Listen("unix:" + socket_).ok());
-  ASSERT_TRUE(server->Start().ok());
-  RawClient staller(ConnectUnix(socket_));
+  auto server = MakeStarted(options);
   // Simple replies: every read answered with its data (structured ones of an empty
   // volume would be short hole chunks).
-  ASSERT_TRUE(staller.Negotiate("disk", false, false));
+  auto staller_client = Negotiated(false);
+  RawClient& staller = *staller_client;
   auto send_reads = [](RawClient& c) {  // 32 MiB of replies nobody takes
     for (int i = 0; i < 32; ++i)
       if (!c.SendRequest(0, kCmdRead, i, 0, 1 << 20)) return false;
@@ -312,15 +316,15 @@ TEST_F(ServerTest, AClientThatStopsTakingRepliesIsCutOffAndShutdownEnds) {
   };
   ASSERT_TRUE(send_reads(staller));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  RawClient other(ConnectUnix(socket_));
-  ASSERT_TRUE(other.Negotiate("disk", true, false));
+  auto other_client = Negotiated(true);
+  RawClient& other = *other_client;
   ASSERT_TRUE(other.SendRequest(0, kCmdFlush, 1, 0, 0));  // a flush runs on a worker
   auto reply = other.ReadReply();
   ASSERT_TRUE(reply) << "one client that takes no replies held every worker";
   EXPECT_EQ(reply->error, 0u);
   // Another one stalls the same way, then the server shuts down.
-  RawClient second(ConnectUnix(socket_));
-  ASSERT_TRUE(second.Negotiate("disk", false, false));
+  auto second_client = Negotiated(false);
+  RawClient& second = *second_client;
   ASSERT_TRUE(send_reads(second));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   auto shutdown = std::async(std::launch::async, [&] { server->Shutdown(); });
