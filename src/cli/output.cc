@@ -7,14 +7,9 @@
 #include <ctime>
 
 #include "util/sizes.h"
+#include "util/steady_ms.h"
 
 namespace skerry::cli {
-namespace {
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 std::string FormatTime(int64_t unix_ms) {
   std::time_t t = unix_ms / 1000;
@@ -50,11 +45,11 @@ nlohmann::json ToJson(const VolumeInfo& v) {
 }
 
 Progress::Progress(std::string what, uint64_t total, bool bytes)
-    : what_(std::move(what)), total_(total), bytes_(bytes), enabled_(isatty(STDERR_FILENO)), start_ms_(NowMs()) {}
+    : what_(std::move(what)), total_(total), bytes_(bytes), enabled_(isatty(STDERR_FILENO)), start_ms_(SteadyMs()) {}
 
 void Progress::Update(uint64_t done) {
   if (!enabled_) return;
-  int64_t now = NowMs();
+  int64_t now = SteadyMs();
   if (now - last_ms_ < 200 && done < total_) return;  // redraw at most 5 times a second
   last_ms_ = now;
   if (!bytes_) {

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/steady_ms.h"
+
 namespace skerry::nbd {
 namespace {
 
@@ -165,7 +167,7 @@ void Server::ReapFinished() {
 }
 
 void Server::CheckStalls() {
-  int64_t now = StallWatch::NowMs();
+  int64_t now = SteadyMs();
   std::lock_guard lock(mu_);
   for (auto& [id, active] : active_) active.connection->EndIfStalled(now);
 }

@@ -18,19 +18,17 @@
 #include <chrono>
 #include <cstdint>
 
+#include "util/steady_ms.h"
+
 namespace skerry::nbd {
 
 class StallWatch {
  public:
   enum Step { kHandshake = 0, kPayload = 1, kReply = 2, kSteps = 3 };
 
-  static int64_t NowMs() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-  }
   // `step` must end within `timeout` from now. A zero timeout: no deadline.
   void Start(Step step, std::chrono::milliseconds timeout) {
-    if (timeout.count() > 0) deadline_ms_[step].store(NowMs() + timeout.count(), std::memory_order_relaxed);
+    if (timeout.count() > 0) deadline_ms_[step].store(SteadyMs() + timeout.count(), std::memory_order_relaxed);
   }
   void Done(Step step) { deadline_ms_[step].store(0, std::memory_order_relaxed); }
   // A step past its deadline at `now_ms`, or kSteps when none is.

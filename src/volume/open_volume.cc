@@ -11,15 +11,11 @@
 
 #include "util/fan_in.h"
 #include "util/pipe.h"
+#include "util/steady_ms.h"
 #include "volume/metadata.h"
 
 namespace skerry::volume {
 namespace {
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // SKERRY_DEFERRED_COPY_UP: unset or "background" (copier threads do deferred copy-ups),
 // "on-demand" (no copier threads: a deferred copy-up runs when a read, trim, flush or the
 // bound on held bytes needs it done; the crash tests use it so a seed replays the same
@@ -121,9 +117,7 @@ uint64_t OpenVolume::BlockLength(uint64_t block) const {
   return std::min<uint64_t>(block_size_, size_.load() - start);
 }
 
-bool OpenVolume::LeaseLost() const {
-  return fenced_.load() || (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load());
-}
+bool OpenVolume::LeaseLost() const { return !CheckLease().ok(); }
 
 bool OpenVolume::IsWritable(const Entry& e) const {
   return e.kind == Entry::Kind::kPrivate && e.owner == id_ && e.epoch == epoch_.load();
@@ -308,6 +302,14 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
   return object;
 }
 
+Status OpenVolume::FillNewObject(uint64_t block, const std::function<Status(const std::string&)>& fill) {
+  std::string object = BlockObject(id_, epoch_.load(), block);
+  CancelDelete(block);  // a delete still pending for a leftover of this name is off
+  SKERRY_RETURN_IF_ERROR(fill(object));
+  MarkDirty(object);  // before the entry: a flush that persists the entry syncs the object
+  return map_->Set(block, Entry::Private(id_, epoch_.load()));
+}
+
 Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char> data) {
   std::lock_guard lock(BlockLock(block));
   // A write covering the whole block needs nothing of the old content.
@@ -339,10 +341,9 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
     SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
   } else {
     if (whole || e.is_hole()) {
-      CancelDelete(block);
-      SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data, /*fresh=*/true));
-      MarkDirty(object);  // before the entry: a flush that persists the entry syncs the object
-      SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
+      return FillNewObject(block, [&](const std::string& fresh) {
+        return store_->WriteSync(fresh, off, data, /*fresh=*/true);
+      });
     } else if (defer_copy_ups_ && StartCopyUp(block, e, off, data)) {
       return Status::OK();  // held: the block is copied, then written, off this thread
     } else {
@@ -458,12 +459,10 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     // it was, shared, with a pending copy-up (the caller's claim) still in charge of it;
     // naming the object first let later writes go straight into an object the retried
     // copy-up then copies over.
-    std::string object = BlockObject(id_, epoch_.load(), block);
-    CancelDelete(block);  // a leftover of that name must not show through: start empty
-    SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, 0, {}, /*fresh=*/true));
-    SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
-    MarkDirty(object);  // before the entry: a flush that persists the entry syncs the object
-    return map_->Set(block, Entry::Private(id_, epoch_.load()));
+    return FillNewObject(block, [&](const std::string& fresh) {
+      SKERRY_RETURN_IF_ERROR(store_->WriteSync(fresh, 0, {}, /*fresh=*/true));
+      return store_->ZeroSync(fresh, off, len);
+    });
   }
   SKERRY_ASSIGN_OR_RETURN(std::string object, MakePrivate(block, e));
   SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));

@@ -131,6 +131,10 @@ class OpenVolume final : public Volume {
   // (copy-up of a shared object, or an empty object for a hole). Returns the object name.
   // REQUIRES: block lock held.
   Result<std::string> MakePrivate(uint64_t block, const Entry& current);
+  // Gives block `block` a new object of the current epoch, which `fill(name)` creates fresh
+  // (replacing any leftover of that name) and fills; the map names it only once that
+  // succeeded, so a failure leaves the block as it was. REQUIRES: block lock held.
+  Status FillNewObject(uint64_t block, const std::function<Status(const std::string&)>& fill);
   // IOError once the write lock was lost or its lease could not be renewed in time.
   Status CheckLease() const;
 
