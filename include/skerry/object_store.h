@@ -97,8 +97,9 @@ class ObjectStore {
 
   // Zero-copy read, synchronous (capabilities().pipe_reads; else NotSupported): puts
   // `length` bytes of `name` at `offset` into the pipe `pipe_fd` without copying them
-  // through this process; bytes past the end of the object go in as zeros. The caller
-  // promises the pipe room for them (a full pipe is an error, Busy, never a wait).
+  // through this process; bytes past the end of the object go in as zeros. A full pipe is
+  // an error, Busy, never a wait; a pipe holds a number of page pieces, not of bytes, so a
+  // range that starts or ends mid-page may not fit although its bytes would.
   // NotFound when the object does not exist (then nothing was put in the pipe); after
   // other errors part of the bytes may be in the pipe.
   virtual Status ReadToPipe(const std::string& name, uint64_t offset, uint64_t length, int pipe_fd);

@@ -91,8 +91,9 @@ class Volume {
   virtual bool async_reads() const { return false; }
   // Zero-copy read, where the store can (pipe_reads()): puts the range into the pipe
   // `pipe_fd` (holes as zeros) without copying it through this process, for a server
-  // that splices the pipe into a socket. The caller promises the pipe room for `length`
-  // bytes. After an error part of the bytes may be in the pipe. Else NotSupported.
+  // that splices the pipe into a socket. Busy when the pipe fills up (it counts page
+  // pieces, not bytes: see ObjectStore::ReadToPipe). After an error part of the bytes may
+  // be in the pipe. Else NotSupported.
   virtual bool pipe_reads() const { return false; }
   virtual Status ReadToPipe(uint64_t /*offset*/, uint64_t /*length*/, int /*pipe_fd*/) {
     return Status::NotSupported(name() + ": no zero-copy reads");

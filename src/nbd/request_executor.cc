@@ -126,6 +126,10 @@ Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySin
     ThreadPipe* pipe = ThreadPipe::Get();
     if (pipe && h.length <= pipe->capacity()) return SplicedRead(h, b, sink, *pipe);
   }
+  return CopiedRead(h, b, sink);
+}
+
+Status RequestExecutor::CopiedRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
   PlanRead(h, b, sink.structured());
   for (const StatusRun& run : b.runs) {
     if (run.state & kStateZero) continue;
@@ -152,6 +156,10 @@ Status RequestExecutor::SplicedRead(const RequestHeader& h, RequestBuffers& b, R
     st = Status::IOError(fmt::format("internal: the read's pipe holds {} bytes, not {}", queued, in_pipe));
   if (!st.ok()) {
     pipe.Reset();  // throw away what part of the data went in
+    // Full although the read's bytes fit: splice and vmsplice take a slot per page piece,
+    // so a read of about the pipe's size that does not start and end on a page (or that
+    // meets the end of an object mid-page) can need one slot more than its bytes fill.
+    if (st.code() == Code::kBusy) return CopiedRead(h, b, sink);
     return Finish(h, st, sink);  // nothing sent yet: one error reply says it all
   }
   st = SendRead(h, b, sink, pipe.read_fd());

@@ -97,8 +97,11 @@ class RequestExecutor {
 
  private:
   Status Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
+  // READ into b.data, then sent from there.
+  Status CopiedRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink);
   // READ through the thread's pipe: the data runs are put into the pipe (failing there
-  // still allows an error reply), then spliced into the socket after their headers.
+  // still allows an error reply), then spliced into the socket after their headers. A read
+  // that does not fit in the pipe is done by CopiedRead instead.
   Status SplicedRead(const RequestHeader& h, RequestBuffers& b, ReplySink& sink, ThreadPipe& pipe);
   // The runs a READ's reply describes, in b.runs (holes as zero runs only for structured
   // replies); PlanRead also sizes b.data for the data.
