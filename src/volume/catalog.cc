@@ -132,13 +132,23 @@ class StoreCatalog final : public Catalog {
   Status Rename(const std::string& from, const std::string& to) override {
     SKERRY_RETURN_IF_ERROR(ValidateVolumeName(from).Prefixed("volume"));
     SKERRY_RETURN_IF_ERROR(ValidateVolumeName(to).Prefixed("new name"));
-    return volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, from));
+    // The write lock: a daemon that has the volume open under its old name would otherwise
+    // open it a second time under the new one, two maps of one volume flushing over each other.
+    std::string owner = DefaultOwner();
+    SKERRY_RETURN_IF_ERROR(LockOrExplain(from, id, owner, 60'000));
+    Status st = volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
       if (d.Find(to)) return Status::AlreadyExists(fmt::format("volume '{}' already exists", to));
       auto it = std::find_if(d.entries.begin(), d.entries.end(), [&](auto& e) { return e.name == from; });
-      if (it == d.entries.end()) return Status::NotFound(fmt::format("volume '{}' does not exist", from));
+      if (it == d.entries.end() || it->id != id)
+        return Status::NotFound(fmt::format("volume '{}' does not exist", from));
       it->name = to;
       return Status::OK();
     });
+    Status u = store_->Unlock(volume::LockObject(id), owner);
+    if (!st.ok()) return st;
+    return u.IsNotFound() ? Status::OK() : u;
   }
 
   Status Resize(const std::string& name, uint64_t new_size, bool allow_shrink) override {

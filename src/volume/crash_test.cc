@@ -655,6 +655,7 @@ class CrashRun {
   }
 
   void RenameOp(const std::string& name) {
+    if (!CloseHandle(name)) return;  // a rename takes the write lock, as a removal does
     std::string to = "v" + std::to_string(next_++);
     Trace("rename " + name + " " + to);
     Status st = cat_->Rename(name, to);
@@ -662,6 +663,7 @@ class CrashRun {
       Rename(name, to);
     } else if (Crashed()) {
       inflight_ = {InFlight::Kind::kRename, name, "", to, "", 0, SparseBytes()};
+    } else if (LeakedLease(st, name)) {
     } else {
       ExpectInjected(st, "rename " + name);
       Quiet q(this);

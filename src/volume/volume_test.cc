@@ -359,8 +359,16 @@ TEST_P(VolumeTest, RenameKeepsDataAndSnapshots) {
   ASSERT_TRUE(cat_->Create("c", kBs, kBs).ok());
   EXPECT_EQ(cat_->Rename("a", "c").code(), Code::kAlreadyExists);
   EXPECT_EQ(cat_->Rename("zz", "q").code(), Code::kNotFound);
+  {
+    // Open for writing (by a daemon, say): a rename would let it be opened twice.
+    auto v = Open("a");
+    EXPECT_EQ(cat_->Rename("a", "b").code(), Code::kBusy);
+    EXPECT_TRUE(cat_->Info("a").ok());
+  }
   ASSERT_TRUE(cat_->Rename("a", "b").ok());
   EXPECT_EQ(cat_->Info("a").status().code(), Code::kNotFound);
+  ASSERT_TRUE(cat_->Rename("b", "a").ok()) << "the lock was left taken";
+  ASSERT_TRUE(cat_->Rename("a", "b").ok());
   EXPECT_EQ(ReadSpec("b").substr(0, 4), "data");
   EXPECT_EQ(ReadSpec("b@s").substr(0, 4), "data");
 }
