@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "skerry/volume.h"
 #include "util/crc32c.h"
 #include "volume/codec.h"
 
@@ -158,7 +159,10 @@ Result<Header> DecodeHeader(std::string_view data, std::string_view object) {
   if (r.remaining() != 0) return Bad(object, "trailing bytes");
   if (!ValidBlockSize(h.block_size)) return Bad(object, fmt::format("bad block size {}", h.block_size));
   if (h.entries_per_chunk == 0 || h.entries_per_chunk > (1u << 20)) return Bad(object, "bad entries per chunk");
-  if (h.size % 512 != 0) return Bad(object, "size not a multiple of 512");
+  // A size past the maximum could wrap the block count (an empty chunk table would match).
+  if (!ValidateVolumeSize(h.size).ok()) return Bad(object, fmt::format("bad size {}", h.size));
+  for (const SnapshotEntry& s : h.snapshots)
+    if (!ValidateVolumeSize(s.size).ok()) return Bad(object, fmt::format("bad size {} of snapshot '{}'", s.size, s.name));
   if (h.epoch == 0) return Bad(object, "epoch 0");
   if (h.flags != 0) return Status::NotSupported(fmt::format("{}: unknown flags {:#x}", object, h.flags));
   if (h.chunks.size() != ChunkCount(h.block_count(), h.entries_per_chunk))
@@ -248,6 +252,7 @@ Result<SnapshotRecord> DecodeSnapshotRecord(std::string_view data, std::string_v
   if (r.remaining() != 0) return Bad(object, "trailing bytes");
   if (!ValidBlockSize(s.block_size)) return Bad(object, "bad block size");
   if (s.entries_per_chunk == 0 || s.entries_per_chunk > (1u << 20)) return Bad(object, "bad entries per chunk");
+  if (!ValidateVolumeSize(s.size).ok()) return Bad(object, fmt::format("bad size {}", s.size));
   uint64_t blocks = (s.size + s.block_size - 1) / s.block_size;
   if (s.chunks.size() != ChunkCount(blocks, s.entries_per_chunk)) return Bad(object, "chunk table does not match the size");
   return s;

@@ -62,6 +62,29 @@ TEST(Format, EveryFlippedByteIsDetected) {
   for (size_t n = 0; n < raw.size(); n++) EXPECT_FALSE(DecodeHeader(raw.substr(0, n), "hdr").ok()) << n;
 }
 
+// Sizes are checked even where the checksum is right: a size near 2^64 would wrap the block
+// count to 0, which an empty chunk table matches, and every read would then fail.
+TEST(Format, SizesOutOfRangeAreCorruption) {
+  for (uint64_t size : {uint64_t{0}, ~uint64_t{511}}) {  // empty; wraps the block count to 0
+    Header h = SampleHeader();
+    h.size = size;
+    h.chunks.resize(ChunkCount(h.block_count(), h.entries_per_chunk));
+    EXPECT_EQ(DecodeHeader(EncodeHeader(h), "hdr").status().code(), Code::kCorruption) << size;
+    h = SampleHeader();
+    h.snapshots[0].size = size;
+    EXPECT_EQ(DecodeHeader(EncodeHeader(h), "hdr").status().code(), Code::kCorruption) << size;
+    SnapshotRecord r;
+    r.volume = VolumeId::Random();
+    r.id = 3;
+    r.epoch = 2;
+    r.size = size;
+    r.block_size = 4 << 20;
+    r.entries_per_chunk = 1024;
+    r.chunks.resize(ChunkCount((size + r.block_size - 1) / r.block_size, r.entries_per_chunk));
+    EXPECT_EQ(DecodeSnapshotRecord(EncodeSnapshotRecord(r), "snap").status().code(), Code::kCorruption) << size;
+  }
+}
+
 TEST(Format, NewerVersionIsRefusedClearly) {
   std::string raw = EncodeHeader(SampleHeader());
   raw[8] = 2;  // version field
