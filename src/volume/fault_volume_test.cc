@@ -18,6 +18,7 @@
 #include "store/fault/nondurable_store.h"
 #include "store/mem/mem_store.h"
 #include "volume/format.h"
+#include "volume/open_volume.h"
 #include "volume/test_util.h"
 
 namespace skerry {
@@ -282,15 +283,23 @@ class GatedSyncStore final : public ForwardingStore {
     return ForwardingStore::CompareAndSwap(n, expected, desired);
   }
   void Sync(std::vector<std::string> names, Done done) override {
-    if (armed.exchange(false)) {
-      std::unique_lock lock(mu_);
-      waiting = true;
-      cv_.wait(lock, [&] { return open_; });
-    }
+    if (armed.exchange(false)) Wait();
     ForwardingStore::Sync(std::move(names), std::move(done));
   }
+  // With get_gate set, the first Get of a name containing it stalls instead of a Sync.
+  std::string get_gate;
+  Result<std::string> Get(const std::string& n) override {
+    if (!get_gate.empty() && n.find(get_gate) != std::string::npos && get_armed.exchange(false)) Wait();
+    return ForwardingStore::Get(n);
+  }
+  std::atomic<bool> get_armed{false};
 
  private:
+  void Wait() {
+    std::unique_lock lock(mu_);
+    waiting = true;
+    cv_.wait(lock, [&] { return open_; });
+  }
   std::mutex mu_;
   std::condition_variable cv_;
   bool open_ = false;
@@ -349,6 +358,47 @@ TEST(FaultVolumeTest, AFlushWritesNoMetadataOnceTheLeaseLapsedDuringItsSync) {
   EXPECT_EQ(flush.get().code(), Code::kIOError);
   EXPECT_EQ(gated->metadata_writes.load(), before) << "the flush wrote metadata without the lease";
   EXPECT_EQ((*v)->Close().code(), Code::kIOError);
+}
+
+// Rollback and snapshot removal read snapshot records and maps after their flush; a lease
+// that lapses during those reads must stop them before the header update and the deletes.
+void LeaseLapsesWhileReadingSnapshots(bool rollback) {
+  auto gated = std::make_shared<GatedSyncStore>(std::make_shared<NonDurableStore>(std::make_shared<MemStore>()));
+  auto cat = Catalog::Open(gated);
+  ASSERT_TRUE(cat.ok());
+  ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
+  ASSERT_TRUE((*cat)->SnapCreate("vm", "s").ok());
+  OpenOptions first;
+  first.owner = "first";
+  first.lease_ms = 300;
+  auto v = (*cat)->Open("vm", first);
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(WriteAt(**v, 0, "data").ok());
+  ASSERT_TRUE((*v)->Flush().ok());
+  auto* head = dynamic_cast<volume::OpenVolume*>(v->get());
+  ASSERT_NE(head, nullptr);
+  gated->get_gate = ".snap.";
+  gated->get_armed = true;
+  auto op = std::async(std::launch::async, [&] {
+    return rollback ? head->Rollback("s") : head->RemoveSnapshot("s", [](const volume::SnapshotEntry&) {
+      return Result<std::vector<std::string>>(std::vector<std::string>{});
+    });
+  });
+  for (int i = 0; i < 1000 && !gated->waiting.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(gated->waiting.load());
+  ASSERT_NO_FATAL_FAILURE(testing::TakeOverLock(*gated, "v." + (*cat)->Info("vm")->id + ".lock", "second"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the lease
+  const int before = gated->metadata_writes.load();
+  auto objects_before = gated->List("v.");
+  gated->Open();
+  EXPECT_EQ(op.get().code(), Code::kIOError);
+  EXPECT_EQ(gated->metadata_writes.load(), before) << "the header was written without the lease";
+  EXPECT_EQ(gated->List("v.").value(), objects_before.value()) << "objects were deleted without the lease";
+}
+
+TEST(FaultVolumeTest, ARollbackStopsOnceTheLeaseLapsedDuringItsReads) { LeaseLapsesWhileReadingSnapshots(true); }
+TEST(FaultVolumeTest, ASnapshotRemovalStopsOnceTheLeaseLapsedDuringItsReads) {
+  LeaseLapsesWhileReadingSnapshots(false);
 }
 
 TEST(FaultVolumeTest, DeferredCopyUpFailureFailsEveryFlushUntilARetryLandsTheWrite) {

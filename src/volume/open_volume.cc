@@ -980,6 +980,9 @@ Status OpenVolume::RemoveSnapshot(
   }
   SKERRY_RETURN_IF_ERROR(collect(*map_, map_->chunk_table(), &candidates, true));
   uint64_t snap_id = target->id;
+  // Reading every snapshot's map can take long: the lease may have lapsed meanwhile, and
+  // then another daemon may own the volume and its header.
+  SKERRY_RETURN_IF_ERROR(CheckLease());
   SKERRY_RETURN_IF_ERROR(UpdateHeader(*store_, id_, [&](Header& cur) -> Status {
     auto it = std::find_if(cur.snapshots.begin(), cur.snapshots.end(), [&](auto& s) { return s.id == snap_id; });
     if (it == cur.snapshots.end()) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name_, snap));
@@ -993,6 +996,7 @@ Status OpenVolume::RemoveSnapshot(
     return Status::OK();
   }));
   // The snapshot is gone from the header; what follows only frees space.
+  SKERRY_RETURN_IF_ERROR(CheckLease());
   SKERRY_RETURN_IF_ERROR(store_->DeleteMany(std::vector<std::string>(candidates.begin(), candidates.end())));
   Status st = store_->Delete(SnapshotObject(id_, snap_id));
   return st.IsNotFound() ? Status::OK() : st;
@@ -1017,6 +1021,9 @@ Status OpenVolume::Rollback(const std::string& snap) {
     if (IsWritable(e)) garbage.push_back(BlockObject(id_, old_epoch, block));
   }));
   uint64_t new_epoch = old_epoch + 1;
+  // As in a flush: after the reads above, a lapsed lease means the header and the current
+  // epoch's objects may be another daemon's now; neither is touched.
+  SKERRY_RETURN_IF_ERROR(CheckLease());
   SKERRY_RETURN_IF_ERROR(UpdateHeader(*store_, id_, [&](Header& cur) -> Status {
     cur.size = rec.size;
     cur.epoch = new_epoch;
@@ -1027,6 +1034,7 @@ Status OpenVolume::Rollback(const std::string& snap) {
   size_.store(rec.size);
   map_ = std::make_unique<VolumeMap>(*store_, id_, new_epoch, (rec.size + block_size_ - 1) / block_size_,
                                      per_chunk_, rec.chunks);
+  SKERRY_RETURN_IF_ERROR(CheckLease());
   return store_->DeleteMany(garbage);
 }
 
