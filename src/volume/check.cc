@@ -45,6 +45,29 @@ class Checker {
     report_->problems.push_back({std::move(object), std::move(volume), std::move(what)});
   }
 
+  // Whether `name` exists: in the listing taken at the start, or made since. A store in use
+  // gains objects while it is checked (a flush writes new chunks and blocks, then a header
+  // naming them), and those must not read as missing.
+  bool Exists(const std::string& name) {
+    if (existing_.count(name)) return true;
+    if (!store_.Stat(name).ok()) return false;
+    existing_.insert(name);
+    return true;
+  }
+
+  // After a header or snapshot record could not be read: whether it is gone because its
+  // volume or snapshot was removed while the check ran (then there is nothing to report).
+  bool VolumeRemovedMeanwhile(const std::string& name, const VolumeId& id) {
+    auto dir = volume::ReadDirectory(store_);
+    if (!dir.ok()) return false;
+    const volume::DirectoryEntry* e = dir->Find(name);
+    return e == nullptr || e->id != id;
+  }
+  bool SnapshotRemovedMeanwhile(const VolumeId& id, uint64_t snap_id) {
+    auto h = volume::ReadHeader(store_, id);
+    return h.ok() && h->FindSnapshotById(snap_id) == nullptr;
+  }
+
   void CheckVolume(const std::string& name, const VolumeId& id) {
     report_->volumes++;
     std::string header_name = volume::HeaderObject(id);
@@ -52,6 +75,10 @@ class Checker {
     referenced_.insert(volume::LockObject(id));  // may or may not exist
     auto h = volume::ReadHeader(store_, id);
     if (!h.ok()) {
+      if (h.status().IsNotFound() && VolumeRemovedMeanwhile(name, id)) {
+        report_->volumes--;
+        return;
+      }
       Problem(header_name, name, h.status().message());
       return;
     }
@@ -63,6 +90,11 @@ class Checker {
       referenced_.insert(rec_name);
       auto rec = volume::ReadSnapshotRecord(store_, id, s.id);
       if (!rec.ok()) {
+        // (A record that is not there reads as Corruption: a header names it.)
+        if (!store_.Stat(rec_name).ok() && SnapshotRemovedMeanwhile(id, s.id)) {
+          report_->snapshots--;
+          continue;
+        }
         Problem(rec_name, spec, rec.status().message());
         continue;
       }
@@ -84,7 +116,7 @@ class Checker {
       std::string cname = volume::ChunkObject(chunks[c], c);
       if (!referenced_.insert(cname).second) continue;
       report_->chunks++;
-      if (!existing_.count(cname)) {
+      if (!Exists(cname)) {
         Problem(cname, spec, "map chunk is missing");
         continue;
       }
@@ -96,7 +128,7 @@ class Checker {
       Status st = m.ForEach([&](uint64_t block, const volume::Entry& e) {
         std::string obj = volume::EntryObject(e, block);
         if (!referenced_.insert(obj).second) return;
-        if (!existing_.count(obj)) {
+        if (!Exists(obj)) {
           Problem(obj, spec, fmt::format("block {} points at a missing object", block));
           return;
         }

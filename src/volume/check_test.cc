@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "skerry/volume.h"
+#include "store/fault/forwarding_store.h"
 #include "volume/format.h"
 #include "volume/test_util.h"
 
@@ -38,6 +41,50 @@ class CheckTest : public ::testing::Test {
   std::shared_ptr<ObjectStore> store_;
   std::unique_ptr<Catalog> cat_;
 };
+
+// Runs hooks once each: right after the check lists the whole store, and before the first
+// Get of a name ending in a given suffix.
+class HookStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::function<void()> after_list;
+  std::map<std::string, std::function<void()>> before_get;
+  Result<std::vector<std::string>> List(std::string_view prefix) override {
+    auto r = ForwardingStore::List(prefix);
+    if (prefix.empty() && after_list) std::exchange(after_list, nullptr)();
+    return r;
+  }
+  Result<std::string> Get(const std::string& name) override {
+    for (auto& [suffix, hook] : before_get)
+      if (hook && name.ends_with(suffix)) std::exchange(hook, nullptr)();
+    return ForwardingStore::Get(name);
+  }
+};
+
+// A store in use changes while it is checked: new chunks and blocks named by a newer header,
+// a volume and a snapshot removed between reading the directory and reading their header or
+// record. None of that is corruption.
+TEST_F(CheckTest, ChangesWhileCheckingAreNotReportedAsProblems) {
+  ASSERT_TRUE(cat_->Create("gone", 4 * kBs, kBs).ok());
+  ASSERT_TRUE(cat_->Create("c", 4 * kBs, kBs).ok());
+  ASSERT_TRUE(cat_->SnapCreate("c", "old").ok());
+  auto hooked = std::make_shared<HookStore>(store_);
+  hooked->after_list = [&] {
+    auto v = std::move(*cat_->Open("a"));
+    std::string data = testing::Pattern(kBs, 7);
+    ASSERT_TRUE(v->Write(3 * kBs, std::span<const char>(data.data(), data.size())).ok());
+    ASSERT_TRUE(v->Close().ok());
+  };
+  hooked->before_get["v." + cat_->Info("gone")->id + ".header"] = [&] { ASSERT_TRUE(cat_->Remove("gone").ok()); };
+  hooked->before_get["v." + cat_->Info("c")->id + ".snap.1"] = [&] { ASSERT_TRUE(cat_->SnapRemove("c", "old").ok()); };
+  auto r = CheckStore(*hooked, {});
+  ASSERT_TRUE(r.ok());
+  for (auto& p : r->problems) ADD_FAILURE() << p.object << " [" << p.volume << "]: " << p.problem;
+  for (auto& [suffix, hook] : hooked->before_get) EXPECT_FALSE(hook) << suffix << " was never read";
+  EXPECT_EQ(r->volumes, 3u);    // a, b, c
+  EXPECT_EQ(r->snapshots, 1u);  // a@s
+  EXPECT_TRUE(Check().ok());
+}
 
 TEST_F(CheckTest, CleanStoreHasNoProblemsAndNoLeftovers) {
   CheckReport r = Check();
