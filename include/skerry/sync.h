@@ -7,6 +7,10 @@
 // Objects the target already has with the same content are skipped, so a second run only
 // copies what is missing or changed. Every copied object is read back and compared.
 //
+// The directory written last is the source's as read first: volumes created during the
+// sync are left for the next run, and a volume removed during it fails the sync (Conflict)
+// before the target's directory is touched, so it never names a volume without its header.
+//
 // REQUIRES: no volume of the source is open for writing (checked: Busy names the holder).
 #pragma once
 

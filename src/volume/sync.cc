@@ -20,10 +20,9 @@ using volume::Directory;
 bool IsLock(const std::string& n) { return n.size() > 5 && n.ends_with(".lock"); }
 bool IsHeader(const std::string& n) { return n.ends_with(".header"); }
 
-// Copies one object unless the target has it with the same content; verifies the copy.
-Status CopyOne(ObjectStore& from, ObjectStore& to, const std::string& name, bool target_has, bool* copied,
-               uint64_t* bytes) {
-  SKERRY_ASSIGN_OR_RETURN(std::string data, from.Get(name));
+// Writes `data` as `name` unless the target has it with the same content; verifies the copy.
+Status PutVerified(ObjectStore& to, const std::string& name, const std::string& data, bool target_has,
+                   bool* copied, uint64_t* bytes) {
   if (target_has) {
     auto existing = to.Get(name);
     if (existing.ok() && *existing == data) {
@@ -40,11 +39,27 @@ Status CopyOne(ObjectStore& from, ObjectStore& to, const std::string& name, bool
   return Status::OK();
 }
 
+// Copies one object unless the target has it with the same content; verifies the copy.
+Status CopyOne(ObjectStore& from, ObjectStore& to, const std::string& name, bool target_has, bool* copied,
+               uint64_t* bytes) {
+  SKERRY_ASSIGN_OR_RETURN(std::string data, from.Get(name));
+  return PutVerified(to, name, data, target_has, copied, bytes);
+}
+
 }  // namespace
 
 Result<SyncReport> SyncStores(ObjectStore& from, ObjectStore& to, const SyncOptions& options) {
+  // The directory as it is now is what the target's becomes at the end, byte for byte: a
+  // volume created during the sync is left out (its header may not be in the listing below),
+  // and one removed during it stops the sync before the directory is written.
+  const std::string directory(volume::kDirectoryObject);
+  Result<std::string> dir_raw = from.Get(directory);
+  if (!dir_raw.ok() && !dir_raw.status().IsNotFound()) return dir_raw.status();
+  Directory dir;
+  if (dir_raw.ok()) {
+    SKERRY_ASSIGN_OR_RETURN(dir, volume::DecodeDirectory(*dir_raw, directory));
+  }
   // A volume open for writing changes under us: refuse, naming it.
-  SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(from));
   for (const auto& e : dir.entries) {
     auto lock = from.GetLock(volume::LockObject(e.id));
     if (lock.ok() && lock->expires_unix_ms > volume::NowUnixMs())
@@ -63,7 +78,6 @@ Result<SyncReport> SyncStores(ObjectStore& from, ObjectStore& to, const SyncOpti
   SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> names, from.List(""));
   SKERRY_ASSIGN_OR_RETURN(std::vector<std::string> present, to.List(""));
   std::set<std::string> on_target(present.begin(), present.end());
-  const std::string directory(volume::kDirectoryObject);
   std::vector<std::string> data, headers;
   for (const std::string& n : names) {
     if (IsLock(n) || n == directory) continue;
@@ -114,7 +128,19 @@ Result<SyncReport> SyncStores(ObjectStore& from, ObjectStore& to, const SyncOpti
   };
   SKERRY_RETURN_IF_ERROR(run_phase(data));
   SKERRY_RETURN_IF_ERROR(run_phase(headers));
-  if (from.Stat(directory).ok()) SKERRY_RETURN_IF_ERROR(run_phase({directory}));
+  if (dir_raw.ok()) {
+    for (const auto& e : dir.entries)
+      if (!to.Stat(volume::HeaderObject(e.id)).ok())
+        return Status::Conflict(fmt::format("volume '{}' was removed from the source during the sync; the "
+                                            "target's directory was left as it was: run the sync again",
+                                            e.name));
+    bool did = false;
+    uint64_t n = 0;
+    SKERRY_RETURN_IF_ERROR(PutVerified(to, directory, *dir_raw, on_target.count(directory) > 0, &did, &n));
+    copied += did ? 1 : 0;
+    bytes += n;
+    ++done;
+  }
   report.copied = copied;
   report.bytes_copied = bytes;
   report.skipped = done - copied;
