@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -141,6 +142,98 @@ Status ImportStream(Volume& v, int fd, uint64_t limit, TransferStats* stats, uin
 
 uint64_t RoundUp512(uint64_t n) { return (n + 511) / 512 * 512; }
 
+std::string DirOf(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Where an export writes. A regular file (or a path not there yet) is written as a
+// temporary file beside it and renamed over it only once complete, so a failed export
+// leaves last night's backup as it was. A device or a pipe (/dev/sdX, /dev/stdout) cannot
+// be replaced by a rename and is written in place.
+struct ExportTarget {
+  int fd = -1;
+  bool owned = true;  // false for standard output, which stays open
+  std::string tmp;    // empty: writing in place
+  std::string dest;   // what tmp is renamed to: the path, or the file a symlink points at
+};
+
+Result<ExportTarget> OpenExportTarget(const std::string& path) {
+  ExportTarget t;
+  t.dest = path;
+  struct stat st {};
+  bool exists = stat(path.c_str(), &st) == 0;
+  if (!exists && errno != ENOENT) return Status::FromErrno(errno, "open " + path);
+  struct stat lst {};
+  bool dangling_link = !exists && lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode);
+  if ((exists && !S_ISREG(st.st_mode)) || dangling_link) {
+    // In place: a device or pipe; or a dangling symlink, whose target does not exist yet
+    // (nothing to lose) and which a rename would replace by a plain file.
+    t.fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (t.fd < 0) return Status::FromErrno(errno, "open " + path);
+    return t;
+  }
+  if (exists) {
+    // Replace the file a symlink points at, not the link.
+    char* real = realpath(path.c_str(), nullptr);
+    if (!real) return Status::FromErrno(errno, "resolve " + path);
+    t.dest = real;
+    free(real);
+  }
+  std::string dir = DirOf(t.dest);
+  std::string base = t.dest.substr(t.dest.find_last_of('/') + 1).substr(0, 200);  // stay under NAME_MAX
+  std::random_device rd;
+  for (int attempt = 0; t.fd < 0; attempt++) {
+    t.tmp = fmt::format("{}/.{}.skerry-export.{:08x}", dir, base, rd());
+    // O_EXCL: never write into someone else's file; 0644 less the umask, as a new file gets.
+    t.fd = open(t.tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (t.fd < 0 && (errno != EEXIST || attempt == 100))
+      return Status::FromErrno(errno, "create a temporary file in " + dir + " to export " + path);
+  }
+  if (exists) {
+    // Keep the replaced file's mode, and its owner where we may (root); else it is ours.
+    [[maybe_unused]] int owned = fchown(t.fd, st.st_uid, st.st_gid);
+    if (fchmod(t.fd, st.st_mode & 07777) != 0) {
+      Status err = Status::FromErrno(errno, "chmod " + t.tmp);
+      close(t.fd);
+      unlink(t.tmp.c_str());
+      return err;
+    }
+  }
+  return t;
+}
+
+// Syncs and renames a temporary export over its destination, then syncs the directory so
+// the rename survives a crash. Writing in place: syncs what can be synced.
+Status FinishExport(ExportTarget& t, const std::string& path) {
+  struct stat st {};
+  fstat(t.fd, &st);
+  Status result;
+  if (!t.tmp.empty()) {
+    if (fdatasync(t.fd) != 0) result = Status::FromErrno(errno, "fsync " + path);
+  } else if ((S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) && fsync(t.fd) != 0) {
+    result = Status::FromErrno(errno, "fsync " + path);
+  }
+  if (t.owned && close(t.fd) != 0 && result.ok()) result = Status::FromErrno(errno, "close " + path);
+  t.fd = -1;
+  if (!result.ok() || t.tmp.empty()) return result;
+  if (rename(t.tmp.c_str(), t.dest.c_str()) != 0) return Status::FromErrno(errno, "rename over " + t.dest);
+  t.tmp.clear();
+  int dir = open(DirOf(t.dest).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return Status::FromErrno(errno, "open directory of " + t.dest);
+  if (fsync(dir) != 0) result = Status::FromErrno(errno, "fsync directory of " + t.dest);
+  close(dir);
+  return result;
+}
+
+// A failed export: the temporary file goes, the file it was to replace stays as it was.
+void AbandonExport(ExportTarget& t) {
+  if (t.fd >= 0 && t.owned) close(t.fd);
+  t.fd = -1;
+  if (!t.tmp.empty()) unlink(t.tmp.c_str());
+}
+
 }  // namespace
 
 Result<TransferStats> Import(Catalog& catalog, const std::string& path, const std::string& name,
@@ -251,9 +344,13 @@ Result<TransferStats> Export(Catalog& catalog, const std::string& spec, const st
   OpenOptions ro;
   ro.read_only = true;
   SKERRY_ASSIGN_OR_RETURN(auto v, catalog.Open(spec, ro));
-  bool is_stdout = path == "-";
-  int fd = is_stdout ? STDOUT_FILENO : open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  ExportTarget target;
+  target.fd = STDOUT_FILENO;
+  target.owned = false;
+  if (path != "-") {
+    SKERRY_ASSIGN_OR_RETURN(target, OpenExportTarget(path));
+  }
+  const int fd = target.fd;
   struct stat st {};
   fstat(fd, &st);
   bool sparse = S_ISREG(st.st_mode);  // a file can keep holes; a pipe or device gets every byte
@@ -287,9 +384,11 @@ Result<TransferStats> Export(Catalog& catalog, const std::string& spec, const st
     }
   }
   progress.Finish();
-  if (result.ok() && sparse && fsync(fd) != 0) result = Status::FromErrno(errno, "fsync " + path);
-  if (!is_stdout && close(fd) != 0 && result.ok()) result = Status::FromErrno(errno, "close " + path);
-  if (!result.ok()) return result;
+  if (result.ok()) result = FinishExport(target, path);
+  if (!result.ok()) {
+    AbandonExport(target);
+    return result;
+  }
   stats.skipped_bytes = size - stats.data_bytes;
   stats.seconds = Since(start);
   return stats;

@@ -26,7 +26,10 @@ Result<TransferStats> Import(Catalog& catalog, const std::string& path, const st
 Result<TransferStats> WriteInto(Catalog& catalog, const std::string& name, uint64_t offset, const std::string& path);
 
 // Writes `spec` ("vol" or "vol@snap") to `path` ("-": standard output). A file is written
-// sparse: holes and all-zero blocks are skipped, and the file is synced at the end.
+// sparse: holes and all-zero blocks are skipped, and the file is synced at the end. A file
+// is written as a temporary beside it and renamed over it when complete, so a failed export
+// leaves the old file (it becomes a new inode: hard links keep the old contents); a device
+// or pipe is written in place.
 Result<TransferStats> Export(Catalog& catalog, const std::string& spec, const std::string& path);
 
 }  // namespace skerry::cli

@@ -33,14 +33,22 @@ expect_fail "clones" "$SKERRY" rm a
 expect_fail "already exists" "$SKERRY" rename a c
 [ "$("$SKERRY" ls | tr '\n' ' ')" = "a c " ] || fail "a failed command left a volume behind: $("$SKERRY" ls)"
 
-# A corrupted map chunk: reading reports it by name and changes nothing.
+# A corrupted map chunk: reading reports it by name and changes nothing, not even the
+# file a failed export was to replace (last night's backup) or a path that was not there.
 "$SKERRY" write c "$WORK/one"
+"$SKERRY" export c "$WORK/out.raw"
+backup=$(md5sum < "$WORK/out.raw")
 id=$("$SKERRY" info c --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 chunk=$(find "$WORK/store" -type f -name "v.$id.map.*" | head -1)
 [ -n "$chunk" ] || fail "no map chunk found"
 printf 'garbage' | dd of="$chunk" bs=1 seek=100 conv=notrunc status=none
 before=$(md5sum "$chunk")
 expect_fail "checksum mismatch" "$SKERRY" export c "$WORK/out.raw"
+[ "$(md5sum < "$WORK/out.raw")" = "$backup" ] || fail "a failed export destroyed the file it was to replace"
+expect_fail "checksum mismatch" "$SKERRY" export c "$WORK/new.raw"
+[ ! -e "$WORK/new.raw" ] || fail "a failed export left a partial new file"
+leftover=$(find "$WORK" -maxdepth 1 -name '.*skerry*')
+[ -z "$leftover" ] || fail "a failed export left its temporary file: $leftover"
 [ "$(md5sum "$chunk")" = "$before" ] || fail "the corrupted chunk was changed"
 out=$("$SKERRY" check --json) && fail "check passed a corrupt store"
 echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r["ok"] and r["problems"][0]["object"].startswith("v.'"$id"'.map."), r'

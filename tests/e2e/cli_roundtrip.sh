@@ -44,6 +44,18 @@ if command -v qemu-img >/dev/null; then
   qemu-img compare -f raw -F raw "$WORK/expect.raw" "$WORK/vm1.raw"
 fi
 
+step "export over an existing file replaces it, through a symlink, keeping its mode"
+chmod 600 "$WORK/vm1.raw"
+ln -s vm1.raw "$WORK/link.raw"
+"$SKERRY" export img@gold "$WORK/link.raw"
+[ -L "$WORK/link.raw" ] || fail "export replaced the symlink instead of the file it points at"
+cmp "$WORK/base.raw" "$WORK/vm1.raw"
+[ "$(stat -c %a "$WORK/vm1.raw")" = 600 ] || fail "export changed the mode of the file it replaced"
+"$SKERRY" export vm1 "$WORK/vm1.raw"
+cmp "$WORK/expect.raw" "$WORK/vm1.raw"
+# A pipe cannot be renamed over: written in place.
+cmp "$WORK/base.raw" <("$SKERRY" export img /dev/stdout)
+
 step "export is sparse"
 alloc=$(du -k "$WORK/gold.raw" | cut -f1)
 [ "$alloc" -lt 16000 ] || fail "exported file allocates ${alloc} KiB for ~6 MiB of data"
