@@ -369,4 +369,15 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace skerry::cli
 
-int main(int argc, char** argv) { return skerry::cli::Run(argc, argv); }
+int main(int argc, char** argv) {
+  // Errors are Status values; an exception from a library (std::filesystem, allocation)
+  // that slipped through is still one line and exit 1, never an abort with a core dump.
+  try {
+    return skerry::cli::Run(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "skerry: error: internal: {}\n", e.what());
+  } catch (...) {
+    fmt::print(stderr, "skerry: error: internal: unknown exception\n");
+  }
+  return skerry::cli::kFailed;
+}

@@ -24,11 +24,19 @@ Result<StoreChoice> ResolveStore(const std::string& flag_store, const std::strin
     }
   }
   if (path.empty()) path = kSystemConfig;
-  if (!std::filesystem::exists(path)) {
+  // The error_code form: a symlink loop or an unreadable directory on the way is an error
+  // naming the path, not a filesystem_error that aborts the CLI.
+  std::error_code ec;
+  auto type = std::filesystem::status(path, ec).type();
+  if (type == std::filesystem::file_type::not_found) {
     if (explicit_path) return Status::NotFound(fmt::format("config file {} does not exist", path));
     return Status::InvalidArgument(
         fmt::format("no store given: use --store URI, SKERRY_STORE, or store = \"dir:/path\" in {}", kSystemConfig));
   }
+  if (ec) return Status::FromErrno(ec.value(), "config file " + path);
+  // toml++ reads a directory as an empty file: say what is wrong instead of "no store".
+  if (type == std::filesystem::file_type::directory)
+    return Status::InvalidArgument(fmt::format("config file {} is a directory", path));
   toml::table config;
   try {
     config = toml::parse_file(path);

@@ -13,4 +13,13 @@ SKERRY_STORE="dir:$WORK/b" "$SKERRY" create from-env --size 1M
 echo 'store = ' > "$WORK/bad.toml"
 expect_fail "bad.toml" "$SKERRY" --config "$WORK/bad.toml" ls
 expect_fail "does not exist" "$SKERRY" --config "$WORK/none.toml" ls
+# A config path that cannot be looked at (a symlink loop; EACCES the same way for non-root)
+# is an error naming it, exit 1, not an exception that aborts with a core dump.
+ln -s loop "$WORK/loop"
+expect_fail "config file $WORK/loop/x.toml: Too many levels of symbolic links" \
+  "$SKERRY" --config "$WORK/loop/x.toml" ls
+expect_fail "config file $WORK/loop: Too many levels" env SKERRY_CONFIG="$WORK/loop" "$SKERRY" ls
+rc=0; "$SKERRY" --config "$WORK/loop/x.toml" ls 2>/dev/null || rc=$?
+[ "$rc" -eq 1 ] || fail "unreadable config path: exit $rc, want 1 as for a missing file"
+expect_fail "is a directory" "$SKERRY" --config "$WORK/a" ls
 echo "cli_config: ok"

@@ -23,6 +23,7 @@ expect_fail() {
   local out rc=0
   out=$("$@" 2>&1) || rc=$?
   [ "$rc" -ne 0 ] || fail "expected failure but succeeded: $*"
+  [ "$rc" -lt 128 ] || fail "killed by a signal (exit $rc), not an error exit: $*: $out"
   [ "$(printf '%s\n' "$out" | wc -l)" -le 2 ] || fail "error is more than one line for: $*: $out"
   grep -qF -- "$want" <<<"$out" || fail "error for '$*' does not mention '$want': $out"
 }
