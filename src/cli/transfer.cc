@@ -321,8 +321,19 @@ Result<TransferStats> WriteInto(Catalog& catalog, const std::string& name, uint6
       break;
     }
     if (r == 0) break;
-    if (off > (*v)->size() || static_cast<uint64_t>(r) > (*v)->size() - off) {
-      result = Status::InvalidArgument(fmt::format("{}: input runs past the end of {} ({} bytes)", path, name, (*v)->size()));
+    // A stream's length is known only at its end, when the blocks before are written:
+    // refusing it whole would mean spooling up to the volume's size of input. So, as dd
+    // onto a disk, what fits up to the end is written, and the error says how much.
+    uint64_t room = off < (*v)->size() ? (*v)->size() - off : 0;
+    if (static_cast<uint64_t>(r) > room) {
+      if (room > 0) result = (*v)->Write(off, std::span<const char>(buf.data(), room));
+      if (!result.ok()) break;
+      uint64_t written = off + room - offset;
+      result = Status::InvalidArgument(fmt::format(
+          "{}: input runs past the end of {} ({} bytes): {}", path, name, (*v)->size(),
+          written == 0 ? std::string("nothing was written")
+                       : fmt::format("the first {} bytes of the input were written, up to the end; the rest was not",
+                                     written)));
       break;
     }
     result = (*v)->Write(off, std::span<const char>(buf.data(), r));

@@ -22,7 +22,8 @@ Result<TransferStats> Import(Catalog& catalog, const std::string& path, const st
                              std::optional<uint64_t> size, uint32_t block_size);
 
 // Writes the bytes of `path` ("-": standard input) into the existing volume `name` at
-// `offset`, and flushes. Refuses input that would run past the end of the volume.
+// `offset`, and flushes. Refuses a file that would run past the end of the volume before
+// writing anything; a stream that does is written up to the end, then refused.
 Result<TransferStats> WriteInto(Catalog& catalog, const std::string& name, uint64_t offset, const std::string& path);
 
 // Writes `spec` ("vol" or "vol@snap") to `path` ("-": standard output). A file is written

@@ -25,6 +25,14 @@ truncate -s 100M "$WORK/big"
 before_a=$("$SKERRY" export a - | md5sum)
 expect_fail "past the end" "$SKERRY" write a "$WORK/big"
 [ "$("$SKERRY" export a - | md5sum)" = "$before_a" ] || fail "a refused write changed the volume"
+# A stream's length is known only at its end: what fits up to the end of the volume is
+# written, then the error says how much. Here 1000 bytes too many, at an unaligned offset.
+head -c $((16 << 20)) /dev/urandom > "$WORK/stream"
+expect_fail "the first $(((16 << 20) - 1000)) bytes of the input were written" \
+  "$SKERRY" write a - --offset 1000 < <(cat "$WORK/stream")
+cmp <("$SKERRY" export a -) <(head -c 1000 /dev/zero; head -c $(((16 << 20) - 1000)) "$WORK/stream") ||
+  fail "a stream past the end did not leave exactly the part up to the end written"
+expect_fail "nothing was written" "$SKERRY" write a - --offset 16M < <(echo x)
 expect_fail "unknown store URI" "$SKERRY" --store nfs:/x ls
 "$SKERRY" snap create a@s
 "$SKERRY" clone a@s c
