@@ -122,6 +122,9 @@ Status DirLayout::CheckOrWriteMarker() const {
     if (!fd.status().IsNotFound()) return fd.status();
 
     SKERRY_ASSIGN_OR_RETURN(bool foreign, HasForeignEntries(root_));
+    // What looks foreign may be the tree of a process that initialised the store since we
+    // looked for the marker (it links the marker before it makes anything else): read it.
+    if (foreign && attempt == 0 && access(marker.c_str(), F_OK) == 0) continue;
     if (foreign) {
       return Status::InvalidArgument(
           "directory " + root_ + " is not empty and is not a skerry store (it has no " +

@@ -405,8 +405,12 @@ Status DirStore::Delete(const std::string& name) {
   SKERRY_RETURN_IF_ERROR(CheckName(name));
   const uint32_t shard = DirLayout::ShardOf(name);
   SKERRY_ASSIGN_OR_RETURN(auto guard, shard_locks_->Lock(shard));
-  SKERRY_RETURN_IF_ERROR(UnlinkLocked(name));
-  return dirstore::SyncDir(layout_.ShardDir(shard));
+  Status st = UnlinkLocked(name);
+  if (!st.ok() && !st.IsNotFound()) return st;
+  // Also when it was not there: an earlier Delete may have unlinked it and then failed in
+  // this fsync, and the caller, told NotFound now, takes the deletion for durable.
+  SKERRY_RETURN_IF_ERROR(dirstore::SyncDir(layout_.ShardDir(shard)));
+  return st;
 }
 
 Status DirStore::UnlinkLocked(const std::string& name) {
@@ -444,14 +448,21 @@ Result<std::vector<std::string>> DirStore::List(std::string_view prefix) {
     const std::string dir = layout_.ShardDir(shard);
     DIR* d = opendir(dir.c_str());
     if (d == nullptr) return Status::FromErrno(errno, "list " + dir);
-    while (dirent* e = readdir(d)) {
+    for (;;) {
+      errno = 0;  // readdir's end and its failure (EIO, ESTALE on NFS) are told apart by errno
+      dirent* e = readdir(d);
+      if (e == nullptr) break;
       std::string_view n = e->d_name;
       // Only object names: not ".", "..", NFS leftovers or files someone else put here.
       if (n.starts_with(prefix) && IsValidObjectName(n) && !n.starts_with(kNfsSillyPrefix)) {
         names.emplace_back(n);
       }
     }
+    const int err = errno;
     closedir(d);
+    // A partial listing would read as objects that are not there: sync would leave them
+    // out, check would call them missing.
+    if (err != 0) return Status::FromErrno(err, "list " + dir);
   }
   std::sort(names.begin(), names.end());
   return names;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -158,6 +159,31 @@ TEST(DirStoreTest, OpensAnExistingEmptyDirectory) {
   ASSERT_EQ(mkdir((tmp.path() + "/lost+found").c_str(), 0700), 0);  // a fresh file system's root
   EXPECT_NE(OpenOrDie(tmp.path() + "/"), nullptr);
   EXPECT_TRUE(Exists(tmp.path() + "/skerry-store"));
+}
+
+// Several daemons or CLIs opening a new store at once: one writes the marker and the tree,
+// the others must read that marker, not take the tree for someone else's files.
+TEST(DirStoreTest, OpeningANewStoreFromManyThreadsAtOnceAllSucceed) {
+  for (int round = 0; round < 25; round++) {  // without the fix, one run in two or three fails
+    TestTempDir tmp;
+    std::vector<std::thread> threads;
+    std::atomic<int> failed{0};
+    std::string first_error;
+    std::mutex mu;
+    for (int t = 0; t < 4; t++) {
+      threads.emplace_back([&, t] {
+        std::this_thread::sleep_for(std::chrono::microseconds(150 * t));  // staggered
+        auto store = DirStore::Open(tmp.path());
+        if (!store.ok()) {
+          failed++;
+          std::lock_guard lock(mu);
+          first_error = store.status().ToString();
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    ASSERT_EQ(failed.load(), 0) << "round " << round << ": " << first_error;
+  }
 }
 
 TEST(DirStoreTest, RefusesANonEmptyDirectoryThatIsNotAStore) {
