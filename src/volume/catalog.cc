@@ -105,6 +105,15 @@ class StoreCatalog final : public Catalog {
     Status st = volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
       auto it = std::find_if(d.entries.begin(), d.entries.end(), [&](auto& e) { return e.name == name; });
       if (it == d.entries.end() || it->id != id) return Status::NotFound(fmt::format("volume '{}' does not exist", name));
+      // Again in the update itself: a clone registered since the look above and published
+      // by now is in `d` (one published later finds its parent gone and fails).
+      SKERRY_ASSIGN_OR_RETURN(Header now, volume::ReadHeader(*store_, id));
+      for (const SnapshotEntry& s : now.snapshots) {
+        std::vector<std::string> kids = LiveChildren(d, s);
+        if (!kids.empty())
+          return Status::Busy(fmt::format("volume '{}' has clones of snapshot '{}': {}; remove them first", name,
+                                          s.name, Join(kids)));
+      }
       d.entries.erase(it);
       return Status::OK();
     });
@@ -237,8 +246,30 @@ class StoreCatalog final : public Catalog {
       unregister();
       return st;
     }
-    st = Publish(new_name, h.id);
-    if (!st.ok()) unregister();
+    st = Publish(new_name, h.id, parent);
+    if (!st.ok()) {
+      unregister();
+      return st;
+    }
+    // 4. Confirm the snapshot still has us. A removal that looked for live clones in the
+    // directory before step 3 did not see this one and may have gone ahead: then the snapshot
+    // is gone, and the clone takes its name back and fails. This update also changes the
+    // header, so a removal that has not yet written it must read it and the directory again,
+    // and then finds the clone.
+    st = volume::UpdateHeader(*store_, parent, [&](Header& cur) -> Status {
+      for (const SnapshotEntry& e : cur.snapshots)
+        if (e.id == rec.id && std::find(e.children.begin(), e.children.end(), h.id) != e.children.end())
+          return Status::OK();
+      return Status::Conflict(fmt::format("snapshot '{}@{}' was removed while it was being cloned", name, snap));
+    });
+    if (!st.ok()) {
+      (void)volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
+        std::erase_if(d.entries, [&](const DirectoryEntry& e) { return e.id == h.id; });
+        return Status::OK();
+      });
+      (void)store_->Delete(volume::HeaderObject(h.id));
+      unregister();
+    }
     return st;
   }
 
@@ -289,9 +320,14 @@ class StoreCatalog final : public Catalog {
     return st;
   }
 
-  Status Publish(const std::string& name, const VolumeId& id) {
+  // Names volume `id` in the directory; a clone only while its parent is still there (a
+  // removal of the parent takes its name in the same kind of update, so one of them sees the other).
+  Status Publish(const std::string& name, const VolumeId& id, const VolumeId& parent = VolumeId{}) {
     Status st = volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
       if (d.Find(name)) return Status::AlreadyExists(fmt::format("volume '{}' already exists", name));
+      if (!parent.IsZero() && std::none_of(d.entries.begin(), d.entries.end(),
+                                           [&](const DirectoryEntry& e) { return e.id == parent; }))
+        return Status::Conflict(fmt::format("the volume to clone was removed while '{}' was being made", name));
       d.entries.push_back(DirectoryEntry{name, id});
       return Status::OK();
     });
