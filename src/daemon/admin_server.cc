@@ -69,7 +69,12 @@ void AdminServer::Loop() {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
     // One request at a time: admin operations are rare and each drains a volume anyway.
-    Serve(fd);
+    // Nothing one request does may end the daemon that serves every volume.
+    try {
+      Serve(fd);
+    } catch (const std::exception& e) {
+      spdlog::error("admin: request failed: {}", e.what());
+    }
     close(fd);
   }
 }
@@ -110,8 +115,10 @@ void AdminServer::Serve(int fd) {
       answer = admin::ErrorJson(Status::InvalidArgument(std::string("bad admin request: ") + e.what()));
     }
   }
-  spdlog::debug("admin: {} -> {}", in.substr(0, in.find('\n')), answer.dump());
-  std::string out = answer.dump() + "\n";
+  // A message may quote the request's bytes, which need not be whole UTF-8 characters.
+  std::string out = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  spdlog::debug("admin: {} -> {}", in.substr(0, in.find('\n')), out);
+  out += "\n";
   (void)!write(fd, out.data(), out.size());
 }
 

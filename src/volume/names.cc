@@ -3,10 +3,22 @@
 #include "skerry/volume.h"
 
 namespace skerry {
+namespace {
+
+// The first `max` bytes of `text`, less a UTF-8 character that would be cut in two: the
+// message goes out in JSON (the admin socket), which must be valid UTF-8.
+std::string_view Abbreviated(std::string_view text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) end--;
+  return text.substr(0, end);
+}
+
+}  // namespace
 
 Status ValidateVolumeName(std::string_view name) {
   if (name.empty()) return Status::InvalidArgument("name is empty");
-  if (name.size() > 100) return Status::InvalidArgument(fmt::format("name '{}...' is longer than 100 characters", name.substr(0, 20)));
+  if (name.size() > 100) return Status::InvalidArgument(fmt::format("name '{}...' is longer than 100 characters", Abbreviated(name, 20)));
   if (name[0] == '.' || name[0] == '-')
     return Status::InvalidArgument(fmt::format("name '{}' must not start with '.' or '-'", name));
   for (char c : name) {

@@ -1,0 +1,56 @@
+# skerryd's admin socket against requests the CLI would never send: each gets an error
+# answer, and the daemon goes on serving (the socket, its volumes, SIGTERM).
+source "$(dirname "$0")/lib.sh"
+
+# admin_call NAME REQUEST: sends REQUEST (text, a newline added) to NAME's admin socket and
+# prints the answer line; fails if the answer is not UTF-8.
+admin_call() {
+  python3 - "$WORK/$1.admin" "$2" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+answer = b""
+while not answer.endswith(b"\n"):
+    chunk = s.recv(4096)
+    if not chunk: break
+    answer += chunk
+print(answer.decode("utf-8").strip())
+PY
+}
+
+# hold_open NAME VOLUME: a client keeps VOLUME open in daemon NAME (admin operations need
+# the volume open for writing there).
+hold_open() {
+  "$PY_NBD" - "$WORK/$1.sock" "$2" <<'PY' &
+import nbd, sys, time
+h = nbd.NBD()
+h.connect_uri(f"nbd+unix:///{sys.argv[2]}?socket={sys.argv[1]}")
+time.sleep(600)
+PY
+  local pid=$!
+  cleanup_hooks+=("kill $pid 2>/dev/null")
+  for _ in $(seq 100); do
+    grep -q "export $2: opened read-write" "$WORK/$1.log" && return 0
+    sleep 0.05
+  done
+  fail "volume $2 was not opened in $1"
+}
+
+"$SKERRY" create vm1 --size 16M >/dev/null
+start_daemon d1 --log-level debug
+hold_open d1 vm1
+
+step "a long snapshot name cut inside a UTF-8 character is an error answer, not a crash"
+long="aaaaaaaaaaaaaaaaaaaé$(printf 'b%.0s' $(seq 100))"
+out=$(admin_call d1 "{\"op\":\"snap_create\",\"volume\":\"vm1\",\"snap\":\"$long\"}")
+grep -qF '"ok":false' <<<"$out" || fail "long snapshot name: $out"
+# Cut before the é, not inside it.
+grep -qF "name 'aaaaaaaaaaaaaaaaaaa...' is longer than 100 characters" <<<"$out" || fail "long snapshot name: $out"
+kill -0 "$d1_pid" 2>/dev/null || { cat "$WORK/d1.log" >&2; fail "skerryd died of a long snapshot name"; }
+out=$(admin_call d1 '{"op":"status"}')
+grep -qF '"name":"vm1"' <<<"$out" || fail "status after the long name: $out"
+
+stop_daemon d1
+echo "daemon_admin: ok"
