@@ -9,40 +9,32 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "daemon/admin_client.h"
+#include "util/unix_socket.h"
 
 namespace skerry::daemon {
 
 AdminServer::~AdminServer() { Stop(); }
 
 Status AdminServer::Start(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) return Status::InvalidArgument("admin socket path too long: " + path);
+  auto addr = UnixAddress(path);
+  if (!addr.ok()) return addr.status().Prefixed("admin socket");
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  // A stale socket from a daemon that died is in the way; a live daemon answers connect().
-  if (std::filesystem::exists(path)) {
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size());
-    bool live = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    close(probe);
-    if (live) return Status::Busy(fmt::format("another skerryd is serving the admin socket {}", path));
-    unlink(path.c_str());
-  }
+  // A stale socket from a daemon that died is in the way; a live daemon answers connect(),
+  // and whatever else is at the path is not ours to delete.
+  SKERRY_RETURN_IF_ERROR(RemoveStaleSocket(path, *addr).Prefixed("admin socket"));
   listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) return Status::FromErrno(errno, "socket");
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size());
   mode_t old = umask(077);
-  int rc = bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int rc = bind(listen_fd_, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr));
   umask(old);
-  if (rc != 0 || listen(listen_fd_, 16) != 0) return Status::FromErrno(errno, "listen on admin socket " + path);
-  path_ = path;
+  if (rc != 0) return Status::FromErrno(errno, "bind admin socket " + path);
+  path_ = path;  // from here Stop() removes the file
+  if (listen(listen_fd_, 16) != 0) return Status::FromErrno(errno, "listen on admin socket " + path);
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
   thread_ = std::thread([this] { Loop(); });
   return Status::OK();

@@ -5,11 +5,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "util/unix_socket.h"
 
 namespace skerry::nbd {
 namespace {
@@ -29,33 +30,6 @@ std::string FormatSockaddr(const sockaddr* sa) {
     return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
   }
   return "?";
-}
-
-Result<sockaddr_un> UnixAddress(const std::string& path) {
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof sun.sun_path) {
-    return Status::InvalidArgument("unix socket path is empty or longer than " +
-                                   std::to_string(sizeof sun.sun_path - 1) + " bytes: " + path);
-  }
-  std::memcpy(sun.sun_path, path.data(), path.size());
-  return sun;
-}
-
-// Removes a socket file nobody answers on (a server that died without cleaning up).
-Status RemoveStaleSocket(const std::string& path, const sockaddr_un& sun) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return Status::OK();
-  if (!S_ISSOCK(st.st_mode)) return Status::AlreadyExists(path + " exists and is not a socket");
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!probe.valid()) return Status::FromErrno(errno, "socket");
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&sun), sizeof sun) == 0) {
-    return Status::AlreadyExists("a server is already listening on " + path);
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::FromErrno(errno, "unlink stale socket " + path);
-  }
-  return Status::OK();
 }
 
 }  // namespace

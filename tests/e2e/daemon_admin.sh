@@ -39,6 +39,20 @@ PY
 }
 
 "$SKERRY" create vm1 --size 16M >/dev/null
+
+step "whatever is at the admin socket path that is not a socket stays, and skerryd does not start"
+echo "somebody's file" >"$WORK/file.admin"
+ln -s loop.admin "$WORK/loop.admin"   # stat() says ELOOP
+for admin in file.admin loop.admin; do
+  rc=0
+  out=$(timeout 20 "$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/x.sock" \
+        --admin-socket "$WORK/$admin" 2>&1) || rc=$?
+  [ "$rc" = 1 ] || fail "admin socket $admin: exit $rc, expected 1: $out"
+  grep -qF "$WORK/$admin exists and is not a socket" <<<"$out" || fail "admin socket $admin: $out"
+  [ -e "$WORK/x.sock" ] && fail "admin socket $admin: the NBD socket was left behind"
+done
+[ "$(cat "$WORK/file.admin")" = "somebody's file" ] || fail "the file at the admin socket path was removed"
+[ -L "$WORK/loop.admin" ] || fail "the symlink at the admin socket path was removed"
 start_daemon d1 --log-level debug
 hold_open d1 vm1
 
