@@ -18,7 +18,8 @@
 namespace skerry::admin {
 
 // Sends `request` to the daemon listening on `socket_path`, returns its answer; a
-// {"ok":false} answer becomes the Status it describes.
+// {"ok":false} answer becomes the Status it describes. TimedOut if the daemon takes no
+// connection within 10 s or gives no answer within 5 minutes ($SKERRY_ADMIN_TIMEOUT seconds).
 Result<nlohmann::json> Call(const std::string& socket_path, const nlohmann::json& request);
 
 // The admin socket named in a lock owner string, or empty.

@@ -13,9 +13,32 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/admin_client.h"
+#include "util/steady_ms.h"
 #include "util/unix_socket.h"
 
 namespace skerry::daemon {
+namespace {
+
+constexpr int64_t kRequestTimeoutMs = 5'000;
+constexpr int64_t kAnswerTimeoutMs = 5'000;
+
+// A message may quote the request's bytes, which need not be whole UTF-8 characters.
+std::string Dump(const nlohmann::json& answer) {
+  return answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Best effort (SO_SNDTIMEO bounds it): a client that went away gets no answer.
+void WriteAnswer(int fd, const nlohmann::json& answer) {
+  std::string out = Dump(answer) + "\n";
+  for (size_t done = 0; done < out.size();) {
+    ssize_t n = write(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += n;
+  }
+}
+
+}  // namespace
 
 AdminServer::~AdminServer() { Stop(); }
 
@@ -72,14 +95,36 @@ void AdminServer::Loop() {
 }
 
 void AdminServer::Serve(int fd) {
-  timeval tv{5, 0};  // a client that connects and says nothing does not hold us up
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  timeval send_timeout{kAnswerTimeoutMs / 1000, 0};  // a client that takes no answer does not hold us up
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
+  // The whole request within kRequestTimeoutMs, not each read: one connection is served at
+  // a time, and a client sending a byte every few seconds would otherwise hold the socket.
+  int64_t deadline = SteadyMs() + kRequestTimeoutMs;
   std::string in;
   char buf[4096];
+  bool timed_out = false;
   while (in.find('\n') == std::string::npos && in.size() < 65536) {
+    int64_t left = deadline - SteadyMs();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    // The wake fd too: Stop() must not wait for a client.
+    pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    int ready = poll(fds, 2, static_cast<int>(left));
+    if (ready < 0 && errno != EINTR) return;
+    if (stopping_.load()) return;
+    if (ready <= 0) continue;
     ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     in.append(buf, n);
+  }
+  if (timed_out) {
+    spdlog::warn("admin: a client sent no whole request within {} s; dropped", kRequestTimeoutMs / 1000);
+    WriteAnswer(fd, admin::ErrorJson(Status::TimedOut(
+                        fmt::format("no whole admin request within {} s", kRequestTimeoutMs / 1000))));
+    return;
   }
   nlohmann::json answer;
   auto req = nlohmann::json::parse(in, nullptr, false);
@@ -107,11 +152,8 @@ void AdminServer::Serve(int fd) {
       answer = admin::ErrorJson(Status::InvalidArgument(std::string("bad admin request: ") + e.what()));
     }
   }
-  // A message may quote the request's bytes, which need not be whole UTF-8 characters.
-  std::string out = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  spdlog::debug("admin: {} -> {}", in.substr(0, in.find('\n')), out);
-  out += "\n";
-  (void)!write(fd, out.data(), out.size());
+  spdlog::debug("admin: {} -> {}", in.substr(0, in.find('\n')), Dump(answer));
+  WriteAnswer(fd, answer);
 }
 
 }  // namespace skerry::daemon

@@ -66,5 +66,70 @@ kill -0 "$d1_pid" 2>/dev/null || { cat "$WORK/d1.log" >&2; fail "skerryd died of
 out=$(admin_call d1 '{"op":"status"}')
 grep -qF '"name":"vm1"' <<<"$out" || fail "status after the long name: $out"
 
+# trickle NAME SECONDS: a client that sends a byte a second and never a newline; prints how
+# many seconds passed until the daemon closed the connection, or "held" after SECONDS.
+trickle() {
+  python3 - "$WORK/$1.admin" "$2" <<'PY'
+import select, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+start = time.monotonic()
+while time.monotonic() - start < float(sys.argv[2]):
+    try:
+        s.send(b"{")
+    except OSError:
+        break
+    if select.select([s], [], [], 1)[0]:  # the daemon answered or closed
+        break
+else:
+    print("held")
+    sys.exit()
+print(round(time.monotonic() - start))
+PY
+}
+
+step "a client trickling its request is cut off after 5 s in all, and the next request is served"
+took=$(trickle d1 20)
+[ "$took" != held ] && [ "$took" -le 8 ] || fail "a trickling client held the admin socket: $took"
+out=$(admin_call d1 '{"op":"status"}')
+grep -qF '"ok":true' <<<"$out" || fail "status after a trickling client: $out"
+
+step "the CLI gives up on a daemon that does not answer, with a clear error"
+kill -STOP "$d1_pid"
+cleanup_hooks+=("kill -CONT $d1_pid 2>/dev/null")
+SKERRY_ADMIN_TIMEOUT=2 expect_fail "did not answer within 2 s" timeout 60 "$SKERRY" snap create vm1@late
+# A full listen backlog: connect() itself waits.
+python3 - "$WORK/d1.admin" "$SKERRY" <<'PY'
+import socket, subprocess, sys, os
+held = []
+while True:
+    s = socket.socket(socket.AF_UNIX)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        break
+    held.append(s)
+r = subprocess.run(["timeout", "60", sys.argv[2], "snap", "create", "vm1@never"], capture_output=True, text=True,
+                   env=dict(os.environ, SKERRY_ADMIN_TIMEOUT="2"))
+assert r.returncode not in (0, 124), r
+assert "took no connection within 2 s" in r.stderr, r.stderr
+PY
+kill -CONT "$d1_pid"
+# The daemon serves what was queued in order, the status last: the request the CLI gave up
+# on was taken ("the operation may still complete there"), the one that never connected not.
+out=$(admin_call d1 '{"op":"status"}')
+grep -qF '"ok":true' <<<"$out" || fail "status after SIGCONT: $out"
+"$SKERRY" info vm1@late >/dev/null || fail "the request the CLI gave up on was not served"
+"$SKERRY" info vm1@never >/dev/null 2>&1 && fail "a request that never connected was served"
+
+step "SIGTERM while a client trickles its request: skerryd stops at once"
+trickle d1 30 >/dev/null &
+trickler=$!
+sleep 1
+start=$(date +%s%N)
 stop_daemon d1
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$elapsed_ms" -lt 3500 ] || fail "SIGTERM took ${elapsed_ms} ms with a trickling admin client"
+wait "$trickler" || true
 echo "daemon_admin: ok"
