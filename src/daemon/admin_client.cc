@@ -56,8 +56,14 @@ nlohmann::json ErrorJson(const Status& st) {
 }
 
 Status StatusFromJson(const nlohmann::json& j) {
-  if (j.value("ok", false)) return Status::OK();
-  std::string code = j.value("code", "io_error"), msg = j.value("error", "the daemon reported an error");
+  // Fields of the wrong type are read as absent: j.value() would throw on them.
+  auto string_field = [&j](const char* key, const char* absent) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string(absent);
+  };
+  auto ok = j.find("ok");
+  if (ok != j.end() && ok->is_boolean() && ok->get<bool>()) return Status::OK();
+  std::string code = string_field("code", "io_error"), msg = string_field("error", "the daemon reported an error");
   if (code == "not_found") return Status::NotFound(msg);
   if (code == "already_exists") return Status::AlreadyExists(msg);
   if (code == "invalid") return Status::InvalidArgument(msg);
@@ -138,6 +144,8 @@ Result<nlohmann::json> Call(const std::string& path, const nlohmann::json& reque
   auto answer = nlohmann::json::parse(in, nullptr, false);
   if (answer.is_discarded() || !answer.is_object())
     return Status::IOError(fmt::format("skerryd at {} sent an answer that is not JSON", path));
+  if (!answer.contains("ok") || !answer["ok"].is_boolean())
+    return Status::IOError(fmt::format("skerryd at {} sent an answer without \"ok\": true or false", path));
   SKERRY_RETURN_IF_ERROR(StatusFromJson(answer));
   return answer;
 }

@@ -66,6 +66,15 @@ kill -0 "$d1_pid" 2>/dev/null || { cat "$WORK/d1.log" >&2; fail "skerryd died of
 out=$(admin_call d1 '{"op":"status"}')
 grep -qF '"name":"vm1"' <<<"$out" || fail "status after the long name: $out"
 
+step "a resize size that is negative or not whole is refused"
+for size in -1 134217728.5 '"32M"'; do
+  out=$(admin_call d1 "{\"op\":\"resize\",\"volume\":\"vm1\",\"size\":$size}")
+  grep -qF '"size\" must be a whole number of bytes' <<<"$out" || fail "resize to $size: $out"
+done
+"$SKERRY" info vm1 | grep -q "size: *16 MiB" || fail "a refused resize changed the size: $("$SKERRY" info vm1)"
+out=$(admin_call d1 '{"op":"resize","volume":"vm1","size":33554432}')
+grep -qF '"ok":true' <<<"$out" || fail "resize to 32M: $out"
+
 # trickle NAME SECONDS: a client that sends a byte a second and never a newline; prints how
 # many seconds passed until the daemon closed the connection, or "held" after SECONDS.
 trickle() {
@@ -122,6 +131,36 @@ out=$(admin_call d1 '{"op":"status"}')
 grep -qF '"ok":true' <<<"$out" || fail "status after SIGCONT: $out"
 "$SKERRY" info vm1@late >/dev/null || fail "the request the CLI gave up on was not served"
 "$SKERRY" info vm1@never >/dev/null 2>&1 && fail "a request that never connected was served"
+
+step "answers of the wrong shape get a clear error from the CLI, not an abort"
+# A stand-in answers in d1's place (its socket moved aside; connect() finds it by inode).
+mv "$WORK/d1.admin" "$WORK/d1.admin.real"
+python3 - "$WORK/d1.admin" "$SKERRY" <<'PY'
+import socket, subprocess, sys, threading
+answers = [b'{"ok":"yes"}', b'{"ok":1}', b'{"code":"busy"}', b'{"ok":false,"code":7,"error":["x"]}', b'[true]']
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(sys.argv[1])
+srv.listen(1)
+def serve():
+    for a in answers:
+        c, _ = srv.accept()
+        c.recv(65536)
+        c.sendall(a + b"\n")
+        c.close()
+threading.Thread(target=serve, daemon=True).start()
+for a in answers:
+    r = subprocess.run(["timeout", "60", sys.argv[2], "snap", "create", "vm1@odd"], capture_output=True, text=True)
+    assert r.returncode == 1, (a, r)
+    assert r.stderr.count("\n") == 1 and "volume 'vm1' is open in skerryd" in r.stderr, (a, r.stderr)
+    if a.startswith(b'{"ok":false'):
+        assert "the daemon reported an error" in r.stderr, (a, r.stderr)
+    elif a.startswith(b"{"):
+        assert 'without "ok": true or false' in r.stderr, (a, r.stderr)
+    else:
+        assert "not JSON" in r.stderr, (a, r.stderr)
+PY
+rm "$WORK/d1.admin"
+mv "$WORK/d1.admin.real" "$WORK/d1.admin"
 
 step "SIGTERM while a client trickles its request: skerryd stops at once"
 trickle d1 30 >/dev/null &
