@@ -1,10 +1,13 @@
 #include "daemon/config.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <fstream>
+#include <cerrno>
+#include <filesystem>
 #include <set>
-#include <sstream>
 #include <type_traits>
 #include <toml++/toml.h>
 
@@ -42,11 +45,41 @@ Status Get(const std::string& path, const toml::table& t, const char* key, T* ou
 }  // namespace
 
 Status LoadConfigFile(const std::string& path, DaemonConfig* config) {
-  std::ifstream in(path);
-  if (!in) return Status::FromErrno(errno, "open " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return LoadConfigText(text.str(), path, config);
+  // Not std::ifstream: it opens a directory, reads nothing and reports no error, which
+  // made `--config DIR` an empty config.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  std::string text;
+  Status st;
+  struct stat info;
+  if (fstat(fd, &info) != 0) {
+    st = Status::FromErrno(errno, "stat " + path);
+  } else if (!S_ISREG(info.st_mode)) {
+    st = Status::InvalidArgument(fmt::format("{} is not a regular file", path));
+  } else {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) st = Status::FromErrno(errno, "read " + path);
+      if (n <= 0) break;
+      text.append(buf, n);
+    }
+  }
+  close(fd);
+  if (!st.ok()) return st;
+  return LoadConfigText(text, path, config);
+}
+
+Result<std::string> AdminSocketPath(const std::string& path) {
+  for (unsigned char c : path)
+    if (c < 0x20 || c == 0x7f)
+      return Status::InvalidArgument("admin_socket must not contain control characters (such as a newline)");
+  if (path.empty()) return path;
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  if (ec) return Status::FromErrno(ec.value(), "admin_socket " + path);
+  return absolute.string();
 }
 
 Result<uint64_t> ParseInflightMemory(std::string_view text) {
@@ -72,6 +105,9 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
                                  ""));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "store", &config->store));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "admin_socket", &config->admin_socket));
+  auto admin_socket = AdminSocketPath(config->admin_socket);
+  if (!admin_socket.ok()) return admin_socket.status().Prefixed(path);
+  config->admin_socket = *admin_socket;
   SKERRY_RETURN_IF_ERROR(Get(path, root, "log_level", &config->log_level));
   if (const toml::node* n = root.get("listen")) {
     const toml::array* arr = n->as_array();

@@ -28,8 +28,13 @@ inline constexpr const char* kDefaultAdminSocket = "/run/skerry/admin.sock";
 // request's worth (64M) unless 0. InvalidArgument naming the setting otherwise.
 Result<uint64_t> ParseInflightMemory(std::string_view text);
 
+// The admin socket path as the daemon uses it: absolute, since it goes into the lock owner
+// of every volume the daemon opens and the CLI connects to it from its own working
+// directory. InvalidArgument if it has a control character: a lock owner is one line.
+Result<std::string> AdminSocketPath(const std::string& path);
+
 // Reads a TOML config file into `config` (only the keys present change it). Unknown keys
-// are errors, so a typo never silently does nothing.
+// are errors, so a typo never silently does nothing. The path must name a regular file.
 Status LoadConfigFile(const std::string& path, DaemonConfig* config);
 // The same from text; `source` names it in messages (a path, or "<fuzz>").
 Status LoadConfigText(std::string_view text, const std::string& source, DaemonConfig* config);

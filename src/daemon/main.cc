@@ -89,6 +89,7 @@ int Run(int argc, char** argv) {
     if (c->listen.empty()) c->listen = {kDefaultTcpListen, kDefaultUnixListen};
     if (!admin_socket.empty()) c->admin_socket = admin_socket;
     if (c->admin_socket.empty()) c->admin_socket = kDefaultAdminSocket;
+    SKERRY_ASSIGN_OR_RETURN(c->admin_socket, AdminSocketPath(c->admin_socket));
     if (!log_level.empty()) c->log_level = log_level;
     if (workers > 0) c->server.worker_threads = static_cast<size_t>(workers);
     if (!inflight_memory.empty()) {
@@ -153,11 +154,12 @@ int Run(int argc, char** argv) {
       if (fresh.store != config.store || fresh.listen != config.listen ||
           fresh.admin_socket != config.admin_socket || fresh.lock_lease_ms != config.lock_lease_ms ||
           fresh.server.worker_threads != config.server.worker_threads ||
+          fresh.server.max_connections != config.server.max_connections ||
           fresh.server.max_inflight_memory != config.server.max_inflight_memory ||
           fresh.server.limits.stall_timeout != config.server.limits.stall_timeout)
         spdlog::warn(
-            "SIGHUP: store, listen addresses, admin socket, workers, lease, max_inflight_memory and "
-            "stall_timeout_seconds change only on restart");
+            "SIGHUP: store, listen addresses, admin socket, workers, lease, max_connections, "
+            "max_inflight_memory and stall_timeout_seconds change only on restart");
       spdlog::info("SIGHUP: reloaded {}: log level {}, TLS {}",
                    config_path.empty() ? "the command line's files" : config_path,
                    spdlog::level::to_string_view(spdlog::get_level()), nbd::TlsModeName(fresh.server.tls.mode));

@@ -162,6 +162,20 @@ PY
 rm "$WORK/d1.admin"
 mv "$WORK/d1.admin.real" "$WORK/d1.admin"
 
+step "a relative admin socket is made absolute: the CLI finds it from another directory"
+"$SKERRY" create vm2 --size 16M >/dev/null
+mkdir "$WORK/sub"
+(cd "$WORK/sub" && exec "$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/d2.sock" \
+   --admin-socket d2.admin) >"$WORK/d2.log" 2>&1 &
+d2_pid=$!
+cleanup_hooks+=("kill -9 $d2_pid 2>/dev/null")
+for _ in $(seq 100); do [ -S "$WORK/d2.sock" ] && [ -S "$WORK/sub/d2.admin" ] && break; sleep 0.05; done
+[ -S "$WORK/sub/d2.admin" ] || { cat "$WORK/d2.log" >&2; fail "skerryd d2 did not start"; }
+grep -qF "admin socket $WORK/sub/d2.admin" "$WORK/d2.log" || fail "admin socket not absolute: $(cat "$WORK/d2.log")"
+hold_open d2 vm2
+(cd "$WORK" && "$SKERRY" snap create vm2@through-d2) || fail "the CLI did not find d2's relative admin socket"
+stop_daemon d2
+
 step "SIGTERM while a client trickles its request: skerryd stops at once"
 trickle d1 30 >/dev/null &
 trickler=$!

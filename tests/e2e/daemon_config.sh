@@ -55,9 +55,28 @@ max_inflight_memory = \"lots\""
 expect_daemon_fail "max_inflight_memory must be 0 (off) or at least 64M" "$store" --max-inflight-memory 10M
 out=$("$SKERRYD" --config "$WORK/missing.toml" 2>&1) && fail "a missing config file was accepted"
 grep -qF "missing.toml" <<<"$out" || fail "missing config file: $out"
+# A directory reads as nothing through an ifstream: it was an empty config.
+mkdir "$WORK/conf.d"
+out=$(timeout 20 "$SKERRYD" --config "$WORK/conf.d" --store "$SKERRY_STORE" --listen "unix:$WORK/x.sock" \
+      --admin-socket "$WORK/x.admin" 2>&1) && fail "a directory was accepted as the config file"
+grep -qF "$WORK/conf.d is not a regular file" <<<"$out" || fail "config directory: $out"
+# A newline in the admin socket would go into every lock owner, which is one line: every
+# read-write export was refused.
+expect_daemon_fail "admin_socket must not contain control characters" "$store
+admin_socket = \"$WORK/a\\nb.admin\""
+out=$(timeout 20 "$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/x.sock" \
+      --admin-socket "$WORK/a"$'\t'"b.admin" 2>&1) && fail "a tab in --admin-socket was accepted"
+grep -qF "admin_socket must not contain control characters" <<<"$out" || fail "tab in --admin-socket: $out"
 
 # A good file starts.
 printf '%s\nworkers = 4\nlock_lease_seconds = 10\nmax_inflight_memory = "256M"\n' "$store" >"$WORK/good.toml"
 start_daemon good --config "$WORK/good.toml"
+step "SIGHUP warns of a setting that changes only on restart"
+echo "max_connections = 7" >>"$WORK/good.toml"
+kill -HUP "$good_pid"
+for _ in $(seq 100); do grep -q "SIGHUP: reloaded" "$WORK/good.log" && break; sleep 0.05; done
+grep -q "SIGHUP: reloaded" "$WORK/good.log" || fail "no reload after SIGHUP: $(cat "$WORK/good.log")"
+grep "change only on restart" "$WORK/good.log" | grep -q max_connections ||
+  fail "a changed max_connections was reloaded without a warning: $(cat "$WORK/good.log")"
 stop_daemon good
 echo "daemon_config: ok"
