@@ -93,12 +93,7 @@ class StoreCatalog final : public Catalog {
     SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
     SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
     SKERRY_ASSIGN_OR_RETURN(Header h, volume::ReadHeader(*store_, id));
-    for (const SnapshotEntry& s : h.snapshots) {
-      std::vector<std::string> kids = LiveChildren(dir, s);
-      if (!kids.empty())
-        return Status::Busy(fmt::format("volume '{}' has clones of snapshot '{}': {}; remove them first", name,
-                                        s.name, Join(kids)));
-    }
+    SKERRY_RETURN_IF_ERROR(RefuseIfCloned(name, h, dir));
     // Hold the write lock so nobody is writing it while it disappears.
     std::string owner = DefaultOwner();
     SKERRY_RETURN_IF_ERROR(LockOrExplain(name, id, owner, 60'000));
@@ -108,12 +103,7 @@ class StoreCatalog final : public Catalog {
       // Again in the update itself: a clone registered since the look above and published
       // by now is in `d` (one published later finds its parent gone and fails).
       SKERRY_ASSIGN_OR_RETURN(Header now, volume::ReadHeader(*store_, id));
-      for (const SnapshotEntry& s : now.snapshots) {
-        std::vector<std::string> kids = LiveChildren(d, s);
-        if (!kids.empty())
-          return Status::Busy(fmt::format("volume '{}' has clones of snapshot '{}': {}; remove them first", name,
-                                          s.name, Join(kids)));
-      }
+      SKERRY_RETURN_IF_ERROR(RefuseIfCloned(name, now, d));
       d.entries.erase(it);
       return Status::OK();
     });
@@ -339,6 +329,17 @@ class StoreCatalog final : public Catalog {
     const DirectoryEntry* e = dir.Find(name);
     if (!e) return Status::NotFound(fmt::format("volume '{}' does not exist", name));
     return e->id;
+  }
+
+  // Busy, naming them, when clones in `dir` depend on a snapshot of volume `name`.
+  static Status RefuseIfCloned(const std::string& name, const Header& h, const Directory& dir) {
+    for (const SnapshotEntry& s : h.snapshots) {
+      std::vector<std::string> kids = LiveChildren(dir, s);
+      if (!kids.empty())
+        return Status::Busy(fmt::format("volume '{}' has clones of snapshot '{}': {}; remove them first", name,
+                                        s.name, Join(kids)));
+    }
+    return Status::OK();
   }
 
   static std::vector<std::string> LiveChildren(const Directory& dir, const SnapshotEntry& s) {
