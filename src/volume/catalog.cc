@@ -253,12 +253,16 @@ class StoreCatalog final : public Catalog {
       return Status::Conflict(fmt::format("snapshot '{}@{}' was removed while it was being cloned", name, snap));
     });
     if (!st.ok()) {
-      (void)volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
+      Status unnamed = volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
         std::erase_if(d.entries, [&](const DirectoryEntry& e) { return e.id == h.id; });
         return Status::OK();
       });
-      (void)store_->Delete(volume::HeaderObject(h.id));
-      unregister();
+      // The header goes only once no name points at it: a name without a header would be
+      // worse than a clone left in place.
+      if (unnamed.ok()) {
+        (void)store_->Delete(volume::HeaderObject(h.id));
+        unregister();
+      }
     }
     return st;
   }
