@@ -56,7 +56,9 @@ for round in $(seq 1 "$rounds"); do
   for _ in $(seq 300); do [ -s "$state" ] && ! cmp -s "$state" "$state.before" && break; sleep 0.1; done
   kill -9 "$d_pid"
   wait "$d_pid" 2>/dev/null || true
-  wait "$writer" || fail "round $round: writer failed: $(cat "$WORK/writer.out")"
+  # With the daemon's last words: an error answer (EIO once on RADOS in CI) says why there.
+  wait "$writer" || fail "round $round: writer failed: $(cat "$WORK/writer.out")
+skerryd's log, last lines: $(tail -n 40 "$WORK/d.log")"
   wait "$fio_pid" 2>/dev/null || true  # fio fails when its server dies; that is expected
   grep -q 'connection ended' "$WORK/writer.out" || fail "round $round: writer: $(cat "$WORK/writer.out")"
 
