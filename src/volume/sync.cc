@@ -139,7 +139,7 @@ Result<SyncReport> SyncStores(ObjectStore& from, ObjectStore& to, const SyncOpti
     SKERRY_RETURN_IF_ERROR(PutVerified(to, directory, *dir_raw, on_target.count(directory) > 0, &did, &n));
     copied += did ? 1 : 0;
     bytes += n;
-    ++done;
+    note();  // counted and reported like every other object
   }
   report.copied = copied;
   report.bytes_copied = bytes;
