@@ -2,6 +2,9 @@
 // snapshot / clone / rollback / resize / remove / reopen, checked byte for byte against a
 // plain in-memory model of what every volume and snapshot must contain.
 //
+// Every run ends with `skerry check`: no problem, and (nothing crashed) no object that nothing
+// names, so space is freed exactly when the last volume or snapshot stops naming an object.
+//
 // Every run prints its seed; replay one with SKERRY_MODEL_SEED=<seed>. SKERRY_MODEL_RUNS
 // sets how many seeds to run (default 20), SKERRY_MODEL_STEPS the steps per run (default 300).
 #include <gtest/gtest.h>
@@ -11,6 +14,7 @@
 #include <map>
 #include <random>
 
+#include "skerry/check.h"
 #include "skerry/volume.h"
 #include "volume/test_util.h"
 
@@ -32,7 +36,7 @@ struct ModelVolume {
 
 class ModelRun {
  public:
-  ModelRun(uint64_t seed, std::shared_ptr<ObjectStore> store) : rng_(seed), seed_(seed) {
+  ModelRun(uint64_t seed, std::shared_ptr<ObjectStore> store) : rng_(seed), seed_(seed), store_(store) {
     cat_ = std::move(*Catalog::Open(std::move(store)));
   }
 
@@ -43,6 +47,10 @@ class ModelRun {
       Verify(name, m.data);
       for (auto& [snap, content] : m.snaps) Verify(name + "@" + snap, content);
     }
+    auto report = CheckStore(*store_, {});
+    ASSERT_TRUE(report.ok()) << Ctx() << ": " << report.status().ToString();
+    for (const CheckProblem& p : report->problems) ADD_FAILURE() << Ctx() << ": problem: " << p.object << ": " << p.problem;
+    for (const std::string& o : report->unreferenced) ADD_FAILURE() << Ctx() << ": left behind: " << o;
   }
 
  private:
@@ -240,6 +248,7 @@ class ModelRun {
   bool trace_ = std::getenv("SKERRY_MODEL_TRACE") != nullptr;
   std::mt19937_64 rng_;
   uint64_t seed_;
+  std::shared_ptr<ObjectStore> store_;
   int step_ = 0;
   int next_ = 0;
   std::unique_ptr<Catalog> cat_;

@@ -63,6 +63,7 @@ OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, Vol
       pipe_reads_(store_->capabilities().pipe_reads),
       size_(size),
       epoch_(epoch),
+      snapshot_refs_(*store_, id_),
       copier_threads_(DeferredCopyUpFromEnv().threads),
       // On a natively asynchronous store (RADOS) only with copier threads: an asynchronous
       // read of a block with a pending copy-up is handed to them (ReadBlockAsync), as it must
@@ -145,12 +146,31 @@ void OpenVolume::MarkDirty(const std::string& object) {
 
 void OpenVolume::QueueDelete(uint64_t block, std::string object) {
   std::lock_guard lock(dirty_mu_);
-  pending_deletes_[block] = PendingDelete{std::move(object), ++delete_seq_};
+  pending_deletes_[std::move(object)] = PendingDelete{block, ++delete_seq_};
 }
 
-void OpenVolume::CancelDelete(uint64_t block) {
+void OpenVolume::CancelDelete(const std::string& object) {
   std::lock_guard lock(dirty_mu_);
-  pending_deletes_.erase(block);
+  pending_deletes_.erase(object);
+}
+
+void OpenVolume::ReleaseIfUnshared(uint64_t block, const Entry& old) {
+  // Objects of other volumes (a clone's parent) and content-addressed ones are not ours to
+  // free; ours of the current epoch are released by their callers (trim, shrink).
+  if (old.kind != Entry::Kind::kPrivate || old.owner != id_ || old.epoch >= epoch_.load()) return;
+  Result<bool> named = snapshot_refs_.NamesBlock(block, old);
+  if (named.ok() && !*named) QueueDelete(block, BlockObject(id_, old.epoch, block));
+}
+
+Status OpenVolume::DeleteUnsharedChunks(const std::vector<std::pair<uint64_t, ChunkRef>>& chunks) {
+  for (const auto& [c, ref] : chunks) {
+    if (ref.owner != id_ || ref.epoch >= epoch_.load()) continue;
+    SKERRY_ASSIGN_OR_RETURN(bool named, snapshot_refs_.NamesChunk(c, ref));
+    if (named) continue;
+    Status st = store_->Delete(ChunkObject(ref, c));
+    if (!st.ok() && !st.IsNotFound()) return st.Prefixed(name_);
+  }
+  return Status::OK();
 }
 
 // ---------------------------------------------------------------- reads
@@ -289,7 +309,7 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
   if (current.is_hole()) {
     // A leftover object of this name (a trimmed block whose delete is still pending, or
     // the remains of a crash) must not show through: start from an empty object.
-    CancelDelete(block);
+    CancelDelete(object);
     SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, 0, {}, /*fresh=*/true));
   } else {
     // Copy-up: the store copies the shared object (reflink or in-store copy).
@@ -299,15 +319,19 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
   // next flush must sync it before persisting that map.
   MarkDirty(object);
   SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
+  ReleaseIfUnshared(block, current);
   return object;
 }
 
-Status OpenVolume::FillNewObject(uint64_t block, const std::function<Status(const std::string&)>& fill) {
+Status OpenVolume::FillNewObject(uint64_t block, const Entry& replaced,
+                                 const std::function<Status(const std::string&)>& fill) {
   std::string object = BlockObject(id_, epoch_.load(), block);
-  CancelDelete(block);  // a delete still pending for a leftover of this name is off
+  CancelDelete(object);  // a delete still pending for a leftover of this name is off
   SKERRY_RETURN_IF_ERROR(fill(object));
   MarkDirty(object);  // before the entry: a flush that persists the entry syncs the object
-  return map_->Set(block, Entry::Private(id_, epoch_.load()));
+  SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
+  ReleaseIfUnshared(block, replaced);
+  return Status::OK();
 }
 
 Status OpenVolume::WriteBlock(uint64_t block, uint64_t off, std::span<const char> data) {
@@ -341,7 +365,7 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
     SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
   } else {
     if (whole || e.is_hole()) {
-      return FillNewObject(block, [&](const std::string& fresh) {
+      return FillNewObject(block, e, [&](const std::string& fresh) {
         return store_->WriteSync(fresh, off, data, /*fresh=*/true);
       });
     } else if (defer_copy_ups_ && StartCopyUp(block, e, off, data)) {
@@ -451,6 +475,7 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     // so the map it persists has the hole.
     SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry{}));
     if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
+    else ReleaseIfUnshared(block, e);
     return Status::OK();
   }
   if (whole && !IsWritable(e)) {
@@ -459,7 +484,7 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     // it was, shared, with a pending copy-up (the caller's claim) still in charge of it;
     // naming the object first let later writes go straight into an object the retried
     // copy-up then copies over.
-    return FillNewObject(block, [&](const std::string& fresh) {
+    return FillNewObject(block, e, [&](const std::string& fresh) {
       SKERRY_RETURN_IF_ERROR(store_->WriteSync(fresh, 0, {}, /*fresh=*/true));
       return store_->ZeroSync(fresh, off, len);
     });
@@ -530,6 +555,7 @@ bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off,
   CopyUp c;
   if (copiers_stop_ || !AddHeldWrite(c, off, data)) return false;
   c.source = EntryObject(current, block);
+  c.source_entry = current;
   c.target = BlockObject(id_, epoch_.load(), block);
   c.seq = ++copyup_seq_;
   copyups_.emplace(block, std::move(c));
@@ -544,11 +570,13 @@ bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off,
 
 Status OpenVolume::RunCopyUp(uint64_t block) {
   std::string source, target;
+  Entry source_entry;
   {
     std::lock_guard lock(copyup_mu_);
     const CopyUp& c = copyups_.at(block);
     source = c.source;
     target = c.target;
+    source_entry = c.source_entry;
   }
   // A lease that lapsed meanwhile forbids this write like any other; checked again before
   // each batch of held writes and before the map names the copy.
@@ -576,7 +604,7 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
         st = map_->Set(block, Entry::Private(id_, epoch_.load()));
         if (st.ok()) {
           ForgetCopyUp(it);
-          return Status::OK();
+          break;
         }
       }
       if (!st.ok()) {
@@ -592,6 +620,10 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
     st = ApplyHeldExtents(target, batch.Extents());
     if (st.ok()) applied = batch_end;
   }
+  // The map names the copy now (no block lock needed: an older epoch's object is never
+  // written again, so nobody makes a new object of its name).
+  ReleaseIfUnshared(block, source_entry);
+  return Status::OK();
 }
 
 Status OpenVolume::ApplyHeldExtents(const std::string& target, const std::vector<HeldExtent>& extents) {
@@ -789,7 +821,7 @@ Status OpenVolume::FlushLocked(bool force_header) {
   }
   SKERRY_RETURN_IF_ERROR(FinishCopyUpsStartedBefore(started + 1));
   // Captured before the map is encoded: these holes are in the map we persist below.
-  std::map<uint64_t, PendingDelete> deletes;
+  std::map<std::string, PendingDelete> deletes;
   {
     std::lock_guard lock(dirty_mu_);
     deletes = pending_deletes_;
@@ -803,7 +835,8 @@ Status OpenVolume::FlushLocked(bool force_header) {
   // lapsed another owner may be writing this volume.
   SKERRY_RETURN_IF_ERROR(CheckLease());
   bool table_changed = false;
-  Status persisted = map_->Persist(&table_changed, [&]() -> Status {
+  std::vector<std::pair<uint64_t, ChunkRef>> replaced;
+  Status persisted = map_->Persist(&table_changed, &replaced, [&]() -> Status {
     std::vector<std::string> objects;
     {
       std::lock_guard lock(dirty_mu_);
@@ -822,25 +855,28 @@ Status OpenVolume::FlushLocked(bool force_header) {
   // The in-memory table already names the chunks written so far: remember that the header
   // must follow, until a header write succeeds (a later Persist reports no change).
   if (table_changed) header_stale_ = true;
+  replaced_chunks_.insert(replaced_chunks_.end(), replaced.begin(), replaced.end());
   SKERRY_RETURN_IF_ERROR(persisted.Prefixed(name_));
   if (header_stale_) {
     SKERRY_RETURN_IF_ERROR(CheckLease());
     SKERRY_RETURN_IF_ERROR(WriteHeader(nullptr).Prefixed(name_));
     header_stale_ = false;
   }
-  // 3. Objects the persisted map no longer points at.
-  if (!deletes.empty()) SKERRY_RETURN_IF_ERROR(CheckLease());
-  for (auto& [block, pending] : deletes) {
-    std::lock_guard lock(BlockLock(block));
+  // 3. Objects the persisted map and header no longer point at: chunks of older epochs
+  // the table replaced (unless a snapshot names them), then blocks.
+  if (!deletes.empty() || !replaced_chunks_.empty()) SKERRY_RETURN_IF_ERROR(CheckLease());
+  SKERRY_RETURN_IF_ERROR(DeleteUnsharedChunks(std::exchange(replaced_chunks_, {})));
+  for (auto& [object, pending] : deletes) {
+    std::lock_guard lock(BlockLock(pending.block));
     {
       std::lock_guard dl(dirty_mu_);
-      auto it = pending_deletes_.find(block);
-      // Rewritten (and maybe trimmed again) since we captured it: not ours to delete now.
+      auto it = pending_deletes_.find(object);
+      // Written anew (and maybe trimmed again) since we captured it: not ours to delete now.
       if (it == pending_deletes_.end() || it->second.seq != pending.seq) continue;
       pending_deletes_.erase(it);
     }
     objects_deleted_.fetch_add(1);
-    Status st = store_->Delete(pending.object);
+    Status st = store_->Delete(object);
     if (!st.ok() && !st.IsNotFound()) return st.Prefixed(name_);
   }
   return Status::OK();
@@ -895,6 +931,7 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
   // From here on, everything of the old epoch is frozen: the next write to any block copies it.
   epoch_.store(next_epoch);
   map_->SetEpoch(next_epoch);
+  snapshot_refs_.Forget();
   return Status::OK();
 }
 
@@ -906,7 +943,7 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
   SKERRY_RETURN_IF_ERROR(FinishCopyUpsStartedBefore(UINT64_MAX));
   uint64_t old_size = size_.load();
   if (new_size == old_size) return Status::OK();
-  std::vector<std::string> dropped_chunks;
+  std::vector<std::pair<uint64_t, ChunkRef>> dropped_chunks;
   if (new_size < old_size) {
     if (!allow_shrink)
       return Status::InvalidArgument(fmt::format("{}: shrinking from {} to {} bytes discards data; pass --allow-shrink",
@@ -916,11 +953,11 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
     if (tail_end > new_size) SKERRY_RETURN_IF_ERROR(ZeroRange(new_size, tail_end - new_size, true));
     std::vector<std::pair<uint64_t, Entry>> dropped;
     SKERRY_RETURN_IF_ERROR(map_->Resize((new_size + block_size_ - 1) / block_size_, &dropped, &dropped_chunks));
-    for (auto& [block, e] : dropped)
-      if (IsWritable(e)) {
-        std::lock_guard lock(BlockLock(block));
-        QueueDelete(block, BlockObject(id_, epoch_.load(), block));
-      }
+    for (auto& [block, e] : dropped) {
+      std::lock_guard lock(BlockLock(block));
+      if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
+      else ReleaseIfUnshared(block, e);
+    }
   } else {
     std::vector<std::pair<uint64_t, Entry>> none;
     SKERRY_RETURN_IF_ERROR(map_->Resize((new_size + block_size_ - 1) / block_size_, &none, &dropped_chunks));
@@ -928,11 +965,14 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
   size_.store(new_size);
   Status st = FlushLocked(/*force_header=*/true);
   if (!st.ok()) return st;
-  for (const std::string& c : dropped_chunks) {
-    Status d = store_->Delete(c);
+  // Chunks beyond the new end: ours of the current epoch are the head's alone; older ones
+  // go unless a snapshot names them.
+  for (const auto& [c, ref] : dropped_chunks) {
+    if (ref.epoch != epoch_.load()) continue;
+    Status d = store_->Delete(ChunkObject(ref, c));
     if (!d.ok() && !d.IsNotFound()) return d;
   }
-  return Status::OK();
+  return DeleteUnsharedChunks(dropped_chunks);
 }
 
 Status OpenVolume::RemoveSnapshot(
@@ -995,6 +1035,7 @@ Status OpenVolume::RemoveSnapshot(
     cur.snapshots.erase(it);
     return Status::OK();
   }));
+  snapshot_refs_.Forget();
   // The snapshot is gone from the header; what follows only frees space.
   SKERRY_RETURN_IF_ERROR(CheckLease());
   SKERRY_RETURN_IF_ERROR(store_->DeleteMany(std::vector<std::string>(candidates.begin(), candidates.end())));
@@ -1011,15 +1052,28 @@ Status OpenVolume::Rollback(const std::string& snap) {
   if (!target) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name_, snap));
   SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, ReadSnapshotRecord(*store_, id_, target->id));
   // Everything of the current epoch belongs to the head alone (snapshots froze older
-  // epochs), so it is exactly what the rollback makes garbage.
+  // epochs), so it is garbage after the rollback; so is what the head names of older epochs
+  // that no snapshot names (their snapshots were removed), the target included.
   uint64_t old_epoch = epoch_.load();
   std::vector<std::string> garbage;
   std::vector<ChunkRef> old_table = map_->chunk_table();
-  for (uint64_t c = 0; c < old_table.size(); c++)
-    if (old_table[c].owner == id_ && old_table[c].epoch == old_epoch) garbage.push_back(ChunkObject(old_table[c], c));
+  for (uint64_t c = 0; c < old_table.size(); c++) {
+    if (old_table[c].owner != id_) continue;
+    bool named = false;
+    if (old_table[c].epoch != old_epoch) {
+      SKERRY_ASSIGN_OR_RETURN(named, snapshot_refs_.NamesChunk(c, old_table[c]));
+    }
+    if (!named) garbage.push_back(ChunkObject(old_table[c], c));
+  }
+  std::vector<std::pair<uint64_t, Entry>> older;
   SKERRY_RETURN_IF_ERROR(map_->ForEach([&](uint64_t block, const Entry& e) {
     if (IsWritable(e)) garbage.push_back(BlockObject(id_, old_epoch, block));
+    else if (e.kind == Entry::Kind::kPrivate && e.owner == id_) older.push_back({block, e});
   }));
+  for (const auto& [block, e] : older) {
+    SKERRY_ASSIGN_OR_RETURN(bool named, snapshot_refs_.NamesBlock(block, e));
+    if (!named) garbage.push_back(BlockObject(id_, e.epoch, block));
+  }
   uint64_t new_epoch = old_epoch + 1;
   // As in a flush: after the reads above, a lapsed lease means the header and the current
   // epoch's objects may be another daemon's now; neither is touched.

@@ -37,6 +37,7 @@
 #include "volume/format.h"
 #include "volume/held_writes.h"
 #include "volume/io_gate.h"
+#include "volume/snapshot_refs.h"
 #include "volume/volume_map.h"
 
 namespace skerry {
@@ -133,8 +134,17 @@ class OpenVolume final : public Volume {
   Result<std::string> MakePrivate(uint64_t block, const Entry& current);
   // Gives block `block` a new object of the current epoch, which `fill(name)` creates fresh
   // (replacing any leftover of that name) and fills; the map names it only once that
-  // succeeded, so a failure leaves the block as it was. REQUIRES: block lock held.
-  Status FillNewObject(uint64_t block, const std::function<Status(const std::string&)>& fill);
+  // succeeded, so a failure leaves the block as it was. `replaced` is the entry it replaces.
+  // REQUIRES: block lock held.
+  Status FillNewObject(uint64_t block, const Entry& replaced, const std::function<Status(const std::string&)>& fill);
+  // The head no longer names `old` for `block` (the map says so already): if it is an object
+  // of ours of an older epoch that no snapshot names either, its delete is queued like a
+  // trimmed block's, for after the next flush persisted the map. Best effort: when the
+  // snapshots cannot be read the object stays, and `skerry check` lists it as unreferenced.
+  void ReleaseIfUnshared(uint64_t block, const Entry& old);
+  // The same for chunk objects the chunk table no longer names: deleted now when no snapshot
+  // names them. REQUIRES: the header naming the new table was written.
+  Status DeleteUnsharedChunks(const std::vector<std::pair<uint64_t, ChunkRef>>& chunks);
   // IOError once the write lock was lost or its lease could not be renewed in time.
   Status CheckLease() const;
 
@@ -147,6 +157,7 @@ class OpenVolume final : public Volume {
   struct CopyUp {
     enum class State { kQueued, kRunning, kFailed } state = State::kQueued;
     std::string source;  // the shared object
+    Entry source_entry;  // the entry naming it, released when the copy replaces it
     std::string target;  // this volume's object of the current epoch
     uint64_t seq = 0;    // start order (Flush finishes the ones started before it)
     // Acknowledged writes, applied in order after each copy attempt. A deque: a copier reads
@@ -195,8 +206,11 @@ class OpenVolume final : public Volume {
   void StopCopiers();
 
   void MarkDirty(const std::string& object);
-  void QueueDelete(uint64_t block, std::string object);  // REQUIRES: block lock held
-  void CancelDelete(uint64_t block);                      // REQUIRES: block lock held
+  // A block object to delete after the next flush persisted the map. Keyed by object name:
+  // one block may have an older epoch's object and a trimmed object of ours pending at once.
+  void QueueDelete(uint64_t block, std::string object);
+  // A new object of this name is being made: its pending delete (of a leftover) is off.
+  void CancelDelete(const std::string& object);  // REQUIRES: block lock held
   // Flush without taking the gate. REQUIRES: gate held (either mode).
   Status FlushLocked(bool force_header);
   Status WriteHeader(const std::function<Status(Header&)>& extra);
@@ -227,6 +241,11 @@ class OpenVolume final : public Volume {
   // The persisted header lags the chunk table or size: a flush changed them but failed
   // before its header update succeeded. The next flush writes the header. GUARDED_BY(flush_mu_)
   bool header_stale_ = false;
+  // Chunks of ours (older epochs) the chunk table stopped naming, to delete once a header
+  // write names the new table. GUARDED_BY(flush_mu_)
+  std::vector<std::pair<uint64_t, ChunkRef>> replaced_chunks_;
+  // What this volume's snapshots name: decides whether the head's older objects can go.
+  SnapshotRefs snapshot_refs_;
 
   // Deferred copy-up state. Lock order: block lock, then copyup_mu_, then the map's own.
   const int copier_threads_;  // 0: deferred copy-ups run only when someone needs them done
@@ -246,10 +265,10 @@ class OpenVolume final : public Volume {
   std::mutex dirty_mu_;  // guards the three below
   std::unordered_set<std::string> dirty_objects_;
   struct PendingDelete {
-    std::string object;
+    uint64_t block;
     uint64_t seq;
   };
-  std::map<uint64_t, PendingDelete> pending_deletes_;
+  std::map<std::string, PendingDelete> pending_deletes_;  // by object name
   uint64_t delete_seq_ = 0;
   // Block objects a flush has deleted so far (counted before each delete). A read that
   // finds its object missing reads again when this moved since it looked at the map: the

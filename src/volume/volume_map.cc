@@ -62,7 +62,8 @@ Status VolumeMap::Set(uint64_t block, const Entry& entry) {
   return Status::OK();
 }
 
-Status VolumeMap::Persist(bool* table_changed, const std::function<Status()>& before_write) {
+Status VolumeMap::Persist(bool* table_changed, std::vector<std::pair<uint64_t, ChunkRef>>* replaced,
+                          const std::function<Status()>& before_write) {
   *table_changed = false;
   struct Pending {
     uint64_t index;
@@ -102,6 +103,7 @@ Status VolumeMap::Persist(bool* table_changed, const std::function<Status()>& be
     }
     std::lock_guard lock(mu_);
     if (p.index < table_.size() && !(table_[p.index] == mine)) {
+      if (table_[p.index].owner == self_) replaced->push_back({p.index, table_[p.index]});
       table_[p.index] = mine;
       *table_changed = true;
     }
@@ -127,7 +129,7 @@ void VolumeMap::SetEpoch(uint64_t epoch) {
 }
 
 Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>>* dropped,
-                         std::vector<std::string>* dropped_chunks) {
+                         std::vector<std::pair<uint64_t, ChunkRef>>* dropped_chunks) {
   std::lock_guard lock(mu_);
   uint64_t old_blocks = blocks_;
   uint64_t new_chunks = ChunkCount(blocks, per_chunk_);
@@ -142,8 +144,7 @@ Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>
         uint64_t b = c * per_chunk_ + i;
         if (b >= blocks && !chunk->entries[i].is_hole()) dropped->push_back({b, chunk->entries[i]});
       }
-      if (c >= new_chunks && table_[c].owner == self_ && table_[c].epoch == epoch_)
-        dropped_chunks->push_back(ChunkObject(table_[c], c));
+      if (c >= new_chunks && table_[c].owner == self_) dropped_chunks->push_back({c, table_[c]});
     }
   }
   table_.resize(new_chunks);

@@ -37,8 +37,10 @@ class VolumeMap {
   // written; if it fails, nothing is written and the chunks stay dirty. Encoding first is
   // what makes the sync cover every object the written chunks name: an entry is set only
   // after its object was marked dirty, so a set that the encoding saw was preceded by a mark
-  // that the sync's later look at the dirty set sees.
-  Status Persist(bool* table_changed, const std::function<Status()>& before_write);
+  // that the sync's later look at the dirty set sees. Chunks of this volume (of older
+  // epochs) that the table named before and no longer does are added to `replaced`.
+  Status Persist(bool* table_changed, std::vector<std::pair<uint64_t, ChunkRef>>* replaced,
+                 const std::function<Status()>& before_write);
 
   std::vector<ChunkRef> chunk_table() const;
   uint64_t blocks() const;
@@ -46,10 +48,10 @@ class VolumeMap {
   // After a snapshot: chunks of the old epoch become frozen.
   void SetEpoch(uint64_t epoch);
   // Changes the number of blocks: new blocks are holes; dropped entries are returned through
-  // `dropped` (block, entry) so the caller can release their objects. Chunk objects that were
-  // this volume's at the current epoch and are now beyond the end are returned in `dropped_chunks`.
+  // `dropped` (block, entry) so the caller can release their objects. Chunks of this volume
+  // (of any epoch) now beyond the end are returned in `dropped_chunks` (index, reference).
   Status Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>>* dropped,
-                std::vector<std::string>* dropped_chunks);
+                std::vector<std::pair<uint64_t, ChunkRef>>* dropped_chunks);
 
   // Calls fn(block, entry) for every non-hole entry, in order (loads every chunk).
   Status ForEach(const std::function<void(uint64_t, const Entry&)>& fn);
