@@ -75,6 +75,9 @@ class Volume {
   virtual ~Volume() = default;
 
   virtual const std::string& name() const = 0;  // "vol" or "vol@snap"
+  // The volume's id, 32 hex digits as in VolumeInfo (a snapshot's is its volume's): unlike
+  // the name it never changes, and it tells apart volumes of one name in different stores.
+  virtual std::string volume_id() const = 0;
   virtual uint64_t size() const = 0;
   virtual uint32_t block_size() const = 0;
   virtual bool read_only() const = 0;

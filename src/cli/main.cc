@@ -52,14 +52,19 @@ Result<uint64_t> SizeArg(const std::string& text, const char* what) {
 
 // Runs `local`; if the volume is open for writing in a skerryd, asks that daemon to do the
 // operation on its open volume instead (a consistent snapshot without disconnecting the VM).
+// The request carries the volume's id: the daemon at the socket the lock names acts only if
+// the volume it has open under that name is this one.
 Status LocalOrDaemon(Catalog& c, const std::string& volume, const std::function<Status()>& local,
-                     const nlohmann::json& request) {
+                     nlohmann::json request) {
   Status st = local();
   if (st.code() != Code::kBusy) return st;
   auto holder = c.LockHolder(volume);
   if (!holder.ok()) return st;
   std::string socket = admin::AdminSocketOf(holder->owner);
   if (socket.empty()) return st;
+  auto info = c.Info(volume);
+  if (!info.ok()) return info.status();
+  request["volume_id"] = info->id;
   auto answer = admin::Call(socket, request);
   if (!answer.ok()) return answer.status().Prefixed(fmt::format("volume '{}' is open in skerryd", volume));
   return Status::OK();

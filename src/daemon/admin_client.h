@@ -1,8 +1,9 @@
 // The admin protocol between `skerry` and `skerryd`: one JSON request per connection on a
 // Unix socket, one JSON line back.
 //
-//   {"op":"snap_create","volume":"vm1","snap":"before-upgrade"}
-//   {"op":"resize","volume":"vm1","size":21474836480,"allow_shrink":false}
+//   {"op":"snap_create","volume":"vm1","volume_id":"<32 hex>","snap":"before-upgrade"}
+//   {"op":"resize","volume":"vm1","volume_id":"<32 hex>","size":21474836480,"allow_shrink":false}
+// "volume_id" (optional) must be the id of the volume the daemon has open under that name.
 //   {"op":"status"}
 // answer: {"ok":true, ...} or {"ok":false,"code":"busy","error":"one line"}
 //

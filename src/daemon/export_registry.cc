@@ -68,25 +68,36 @@ Result<std::vector<std::string>> ExportRegistry::ListExports() {
   return names;
 }
 
-Result<std::shared_ptr<Volume>> ExportRegistry::FindOpen(const std::string& name) {
+Result<std::shared_ptr<Volume>> ExportRegistry::FindOpen(const std::string& name, const std::string& volume_id) {
   auto it = open_.find(name);
   if (it == open_.end() || it->second.volume->read_only())
     return Status::NotFound(fmt::format("volume '{}' is not open for writing in this daemon", name));
+  const std::string have = it->second.volume->volume_id();
+  if (!volume_id.empty() && volume_id != have) {
+    // Another store's lock named this daemon's admin socket (a path shared between hosts
+    // or daemons, a restart on another store): its volume of this name is not the one meant.
+    spdlog::warn("admin: a request for volume '{}' with id {} refused: the volume open here has id {}", name,
+                 volume_id, have);
+    return Status::Conflict(fmt::format(
+        "volume '{}' open in this daemon is another volume (id {}, not {}): this daemon serves another store",
+        name, have, volume_id));
+  }
   return it->second.volume;
 }
 
-Status ExportRegistry::Snapshot(const std::string& volume, const std::string& snap) {
+Status ExportRegistry::Snapshot(const std::string& volume, const std::string& volume_id, const std::string& snap) {
   std::lock_guard lock(mu_);
-  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(volume));
+  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(volume, volume_id));
   Status st = v->CreateSnapshot(snap);
   if (st.ok()) spdlog::info("export {}: snapshot {}@{} taken while open", volume, volume, snap);
   else spdlog::warn("export {}: snapshot {} failed: {}", volume, snap, st.ToString());
   return st;
 }
 
-Status ExportRegistry::Resize(const std::string& volume, uint64_t size, bool allow_shrink) {
+Status ExportRegistry::Resize(const std::string& volume, const std::string& volume_id, uint64_t size,
+                              bool allow_shrink) {
   std::lock_guard lock(mu_);
-  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(volume));
+  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(volume, volume_id));
   Status st = v->Resize(size, allow_shrink);
   if (st.ok()) spdlog::info("export {}: resized to {} bytes (connected clients see it on reconnect)", volume, size);
   return st;

@@ -42,9 +42,11 @@ class ExportRegistry final : public nbd::ExportProvider {
   Result<ExportInfo> DescribeExport(const std::string& name) override;
   Result<std::vector<std::string>> ListExports() override;
 
-  // Admin operations on a volume open here. NotFound if it is not open in this daemon.
-  Status Snapshot(const std::string& volume, const std::string& snap);
-  Status Resize(const std::string& volume, uint64_t size, bool allow_shrink);
+  // Admin operations on a volume open here. NotFound if it is not open in this daemon;
+  // Conflict if `volume_id` (when not empty) is not the id of the volume open here under
+  // that name: the caller found this daemon through another store's lock (docs/operations.md).
+  Status Snapshot(const std::string& volume, const std::string& volume_id, const std::string& snap);
+  Status Resize(const std::string& volume, const std::string& volume_id, uint64_t size, bool allow_shrink);
   std::vector<ExportStatus> Exports() const;
 
   // Flushes and closes every open volume (shutdown). Returns the first error.
@@ -55,7 +57,7 @@ class ExportRegistry final : public nbd::ExportProvider {
     std::shared_ptr<Volume> volume;
     int refs = 0;
   };
-  Result<std::shared_ptr<Volume>> FindOpen(const std::string& name);
+  Result<std::shared_ptr<Volume>> FindOpen(const std::string& name, const std::string& volume_id);
 
   std::unique_ptr<Catalog> catalog_;
   const std::string owner_;

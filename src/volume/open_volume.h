@@ -59,6 +59,7 @@ class OpenVolume final : public Volume {
   ~OpenVolume() override;
 
   const std::string& name() const override { return name_; }
+  std::string volume_id() const override { return id_.Hex(); }
   uint64_t size() const override { return size_.load(); }
   uint32_t block_size() const override { return block_size_; }
   bool read_only() const override { return read_only_; }

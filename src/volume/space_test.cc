@@ -193,7 +193,9 @@ TEST_P(SpaceTest, SnapshotsThatComeAndGoLeaveNothingBehind) {
     }
     std::string snap = "night" + std::to_string(night);
     ASSERT_TRUE(cat_->SnapCreate("d", snap).ok());
-    if (night > 0) ASSERT_TRUE(cat_->SnapRemove("d", "night" + std::to_string(night - 1)).ok());
+    if (night > 0) {
+      ASSERT_TRUE(cat_->SnapRemove("d", "night" + std::to_string(night - 1)).ok());
+    }
     EXPECT_EQ(ReadSpec("d@" + snap), expect);
   }
   ASSERT_TRUE(cat_->SnapRemove("d", "night5").ok());

@@ -176,6 +176,26 @@ hold_open d2 vm2
 (cd "$WORK" && "$SKERRY" snap create vm2@through-d2) || fail "the CLI did not find d2's relative admin socket"
 stop_daemon d2
 
+step "a daemon on another store at the admin socket a lock names refuses, and changes nothing"
+# d3 holds vm3 open in this store and is killed: its lock stays for the lease (60 s). A
+# daemon on another store, with a volume of the same name open, then takes d3's paths.
+"$SKERRY" create vm3 --size 16M >/dev/null
+start_daemon d3
+hold_open d3 vm3
+kill -9 "$d3_pid"
+wait "$d3_pid" 2>/dev/null || true
+other="dir:$WORK/other-store"
+"$SKERRY" --store "$other" create vm3 --size 16M >/dev/null
+rm -f "$WORK/d3.sock" "$WORK/d3.admin"
+SKERRY_STORE=$other start_daemon d3
+hold_open d3 vm3
+expect_fail "is another volume" "$SKERRY" snap create vm3@wrong
+expect_fail "is another volume" "$SKERRY" resize vm3 --size 32M
+"$SKERRY" --store "$other" info vm3@wrong >/dev/null 2>&1 && fail "the daemon on the other store took the snapshot"
+"$SKERRY" --store "$other" info vm3 | grep -q "size: *16 MiB" || fail "the daemon on the other store resized its volume"
+grep -qF "a request for volume 'vm3' with id" "$WORK/d3.log" || fail "the refusal is not in d3's log"
+stop_daemon d3
+
 step "SIGTERM while a client trickles its request: skerryd stops at once"
 trickle d1 30 >/dev/null &
 trickler=$!

@@ -32,6 +32,7 @@ class MemVolume final : public Volume {
   ~MemVolume() override;  // completes queued asynchronous reads, joins their thread
 
   const std::string& name() const override { return name_; }
+  std::string volume_id() const override { return std::string(32, '0'); }
   uint64_t size() const override { return size_; }
   uint32_t block_size() const override { return block_size_; }
   bool read_only() const override { return read_only_; }
