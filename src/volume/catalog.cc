@@ -54,7 +54,8 @@ class StoreCatalog final : public Catalog {
     h.chunks.resize(ChunkCount(h.block_count(), h.entries_per_chunk));
     // Header first, invisible until the directory names it.
     SKERRY_RETURN_IF_ERROR(store_->Create(volume::HeaderObject(h.id), volume::EncodeHeader(h)));
-    return Publish(name, h.id);
+    bool maybe_visible = false;
+    return Publish(name, h.id, VolumeId{}, &maybe_visible);
   }
 
   Result<std::vector<VolumeInfo>> List(bool with_usage) override {
@@ -236,9 +237,11 @@ class StoreCatalog final : public Catalog {
       unregister();
       return st;
     }
-    st = Publish(new_name, h.id, parent);
+    bool maybe_visible = false;
+    st = Publish(new_name, h.id, parent, &maybe_visible);
     if (!st.ok()) {
-      unregister();
+      // A clone that may be in the directory keeps its place among the snapshot's children.
+      if (!maybe_visible) unregister();
       return st;
     }
     // 4. Confirm the snapshot still has us. A removal that looked for live clones in the
@@ -316,16 +319,35 @@ class StoreCatalog final : public Catalog {
 
   // Names volume `id` in the directory; a clone only while its parent is still there (a
   // removal of the parent takes its name in the same kind of update, so one of them sees the other).
-  Status Publish(const std::string& name, const VolumeId& id, const VolumeId& parent = VolumeId{}) {
+  // On failure the header is deleted only when the name is known not to be there: a store may
+  // report an error after its update landed (the directory store renamed, then its directory
+  // fsync failed; a RADOS timeout after the write), and a name without its header would be
+  // worse than a header nothing names. *maybe_visible: the name may be in the directory.
+  Status Publish(const std::string& name, const VolumeId& id, const VolumeId& parent, bool* maybe_visible) {
+    bool refused = false;  // by the change below, not by the store
     Status st = volume::UpdateDirectory(*store_, [&](Directory& d) -> Status {
+      refused = true;
       if (d.Find(name)) return Status::AlreadyExists(fmt::format("volume '{}' already exists", name));
       if (!parent.IsZero() && std::none_of(d.entries.begin(), d.entries.end(),
                                            [&](const DirectoryEntry& e) { return e.id == parent; }))
         return Status::Conflict(fmt::format("the volume to clone was removed while '{}' was being made", name));
+      refused = false;
       d.entries.push_back(DirectoryEntry{name, id});
       return Status::OK();
     });
-    if (!st.ok()) store_->Delete(volume::HeaderObject(id));
+    *maybe_visible = st.ok();
+    if (st.ok() || refused) {
+      if (!st.ok()) store_->Delete(volume::HeaderObject(id));
+      return st;
+    }
+    auto dir = volume::ReadDirectory(*store_);
+    const DirectoryEntry* e = dir.ok() ? dir->Find(name) : nullptr;
+    if (!dir.ok() || (e && e->id == id)) {
+      *maybe_visible = true;
+      return st.Prefixed(dir.ok() ? fmt::format("volume '{}' was created, but the store reported an error", name)
+                                  : fmt::format("volume '{}' may have been created", name));
+    }
+    store_->Delete(volume::HeaderObject(id));
     return st;
   }
 

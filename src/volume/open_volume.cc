@@ -108,6 +108,8 @@ Status OpenVolume::CheckWritable() const {
 
 Status OpenVolume::CheckLease() const {
   if (fenced_.load()) return Status::IOError(fmt::format("{}: lost its write lock to another owner; refusing writes", name_));
+  if (uncertain_.load())
+    return Status::IOError(fmt::format("{}: the outcome of a snapshot is unknown (a store error); refusing writes until reopened", name_));
   if (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load())
     return Status::IOError(fmt::format("{}: write lock lease could not be renewed in time; refusing writes", name_));
   return Status::OK();
@@ -909,9 +911,12 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
   // The record first (invisible until the header names it), then the header in one step.
   SKERRY_RETURN_IF_ERROR(store_->Put(SnapshotObject(id_, rec.id), EncodeSnapshotRecord(rec)));
   uint64_t next_epoch = rec.epoch + 1;
+  bool refused = false;  // by the change below, not by the store
   Status st = UpdateHeader(*store_, id_, [&](Header& cur) -> Status {
+    refused = true;
     if (cur.FindSnapshot(snap)) return Status::AlreadyExists(fmt::format("snapshot '{}@{}' already exists", name_, snap));
     if (cur.epoch != rec.epoch) return Status::Busy(fmt::format("{} was changed by another writer", name_));
+    refused = false;
     SnapshotEntry e;
     e.id = rec.id;
     e.epoch = rec.epoch;
@@ -924,7 +929,25 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
     cur.chunks = rec.chunks;
     return Status::OK();
   });
-  if (!st.ok()) {
+  if (!st.ok() && !refused) {
+    // The store failed, but its update may have landed (the directory store renamed, then
+    // its directory fsync failed; a RADOS timeout after the write): look. Landed, the
+    // snapshot exists and the volume is at the next epoch, whatever the error said.
+    Result<Header> now = ReadHeader(*store_, id_);
+    if (!now.ok()) {
+      // Not knowing the epoch, no write is safe: one into the old epoch's objects would
+      // change the snapshot if it exists. Writes and flushes fail until the volume reopens.
+      uncertain_.store(true);
+      return st.Prefixed(fmt::format("snapshot '{}@{}' may have been taken ({} stops writing until reopened)",
+                                     name_, snap, name_));
+    }
+    const SnapshotEntry* landed = now->FindSnapshotById(rec.id);
+    if (!landed || landed->name != snap) {
+      store_->Delete(SnapshotObject(id_, rec.id));
+      return st;
+    }
+    st = st.Prefixed(fmt::format("snapshot '{}@{}' was taken, but the store reported an error", name_, snap));
+  } else if (!st.ok()) {
     store_->Delete(SnapshotObject(id_, rec.id));
     return st;
   }
@@ -932,7 +955,7 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
   epoch_.store(next_epoch);
   map_->SetEpoch(next_epoch);
   snapshot_refs_.Forget();
-  return Status::OK();
+  return st;
 }
 
 Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {

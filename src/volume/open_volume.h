@@ -283,6 +283,9 @@ class OpenVolume final : public Volume {
   std::condition_variable lease_cv_;
   bool lease_stop_ = false;
   std::atomic<bool> fenced_{false};  // lost the lock: refuse writes
+  // A snapshot's header update failed and the header could not be read after: whether the
+  // volume moved to the next epoch is unknown, so nothing may be written (CheckLease).
+  std::atomic<bool> uncertain_{false};
   // Until when (steady clock, ms) our lease is known valid: measured from the moment each
   // successful renewal was *sent*, so it never overestimates. Past it, writes are refused
   // even before the keeper finds out someone else took the lock.
