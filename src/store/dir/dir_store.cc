@@ -174,6 +174,11 @@ Status DirStore::DoWrite(const std::string& name, uint64_t offset, std::span<con
   if (fresh && ftruncate(file->fd(), 0) != 0) {
     return Status::FromErrno(errno, "truncate " + layout_.ObjectPath(name));
   }
+  // A fresh write makes the object anew for the layers above, which name it in persisted
+  // metadata after Sync. Its entry may be a leftover that an earlier process made and never
+  // made durable (it crashed before its Sync): this process did not make it, but its
+  // directory still needs the fsync that Sync gives entries this process made.
+  if (fresh) NoteUnsyncedEntry(name);
   if (data.empty()) return Status::OK();
   return dirstore::WriteAt(file->fd(), offset, data, name, write_piece_);
 }

@@ -430,6 +430,24 @@ TEST(DirStoreTest, SyncAfterCopyWritesTheCopyBack) {
   EXPECT_EQ(pages->dirty + pages->writeback, 0u);
 }
 
+// An entry an earlier process made and never synced (it crashed first) is this process's to
+// make durable once it writes the object fresh: Sync then fsyncs its directory too.
+TEST(DirStoreTest, AFreshWriteOverALeftoverOwesItsDirectoryAnFsync) {
+  TestTempDir tmp;
+  {
+    auto earlier = OpenOrDie(tmp.path());
+    ASSERT_TRUE(Write(*earlier, "left", 0, "from a process that crashed").ok());
+  }
+  auto store = OpenOrDie(tmp.path());
+  ASSERT_EQ(store->unsynced_entries(), 0u);
+  ASSERT_TRUE(store->WriteSync("left", 0, "x", /*fresh=*/false).ok());
+  EXPECT_EQ(store->unsynced_entries(), 0u) << "a write in place makes no entry";
+  ASSERT_TRUE(store->WriteSync("left", 0, "anew", /*fresh=*/true).ok());
+  EXPECT_EQ(store->unsynced_entries(), 1u);
+  ASSERT_TRUE(store->SyncSync({"left"}).ok());
+  EXPECT_EQ(store->unsynced_entries(), 0u);
+}
+
 TEST(DirStoreTest, AFailedSyncKeepsEntriesUnsynced) {
   for (const SyncSetup& setup : kSyncSetups) {
     SCOPED_TRACE(setup.name);
