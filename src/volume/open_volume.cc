@@ -109,7 +109,8 @@ Status OpenVolume::CheckWritable() const {
 Status OpenVolume::CheckLease() const {
   if (fenced_.load()) return Status::IOError(fmt::format("{}: lost its write lock to another owner; refusing writes", name_));
   if (uncertain_.load())
-    return Status::IOError(fmt::format("{}: the outcome of a snapshot is unknown (a store error); refusing writes until reopened", name_));
+    return Status::IOError(fmt::format("{}: the outcome of a snapshot is unknown ({}); refusing writes until reopened",
+                                       name_, uncertain_cause_));
   if (!lock_owner_.empty() && SteadyMs() >= lease_valid_until_ms_.load())
     return Status::IOError(fmt::format("{}: write lock lease could not be renewed in time; refusing writes", name_));
   return Status::OK();
@@ -497,6 +498,26 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
   return Status::OK();
 }
 
+Status OpenVolume::ZeroPastEnd() {
+  const uint64_t size = size_.load();
+  if (size % block_size_ == 0) return Status::OK();
+  // A hole stays one (may_trim); a block is copied up only if it is shared.
+  return ZeroBlock(size / block_size_, size % block_size_, block_size_ - size % block_size_, /*may_trim=*/true);
+}
+
+Status OpenVolume::ZeroStalePastEnd() {
+  const uint64_t size = size_.load();
+  if (size % block_size_ == 0) return Status::OK();
+  const uint64_t block = size / block_size_, off = size % block_size_;
+  SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
+  if (e.is_hole()) return Status::OK();
+  // Looked at first: zeroing a shared block would copy it up for nothing.
+  std::string tail(block_size_ - off, '\0');
+  SKERRY_RETURN_IF_ERROR(store_->ReadSync(EntryObject(e, block), off, std::span<char>(tail.data(), tail.size())).status());
+  if (tail.find_first_not_of('\0') == std::string::npos) return Status::OK();
+  return ZeroPastEnd();
+}
+
 Status OpenVolume::ZeroRange(uint64_t offset, uint64_t length, bool may_trim) {
   return ForEachBlock(offset, length, [&](uint64_t b, uint64_t off, uint64_t n, uint64_t) {
     return ZeroBlock(b, off, n, may_trim);
@@ -822,6 +843,14 @@ Status OpenVolume::FlushLocked(bool force_header) {
     started = copyup_seq_;
   }
   SKERRY_RETURN_IF_ERROR(FinishCopyUpsStartedBefore(started + 1));
+  // A shrink's header goes before its shortened chunk (Resize): until it is written, every
+  // flush writes it first.
+  if (shrink_header_first_) {
+    SKERRY_RETURN_IF_ERROR(CheckLease());
+    SKERRY_RETURN_IF_ERROR(WriteHeader(nullptr).Prefixed(name_));
+    shrink_header_first_ = false;
+    header_stale_ = false;
+  }
   // Captured before the map is encoded: these holes are in the map we persist below.
   std::map<std::string, PendingDelete> deletes;
   {
@@ -897,6 +926,11 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
   SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot name"));
   ExclusiveGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckWritable());
+  // What the snapshot freezes must not show a larger clone anything past its end: no map
+  // chunk with entries there (a crash cut a shrink short; loading the last chunk marks such
+  // a one for the flush below to rewrite) and no stale bytes in its last block.
+  if (uint64_t blocks = map_->blocks(); blocks > 0) SKERRY_RETURN_IF_ERROR(map_->Get(blocks - 1).status());
+  SKERRY_RETURN_IF_ERROR(ZeroStalePastEnd());
   SKERRY_RETURN_IF_ERROR(FlushLocked(false));
   SKERRY_ASSIGN_OR_RETURN(Header h, ReadHeader(*store_, id_));
   if (h.FindSnapshot(snap)) return Status::AlreadyExists(fmt::format("snapshot '{}@{}' already exists", name_, snap));
@@ -937,6 +971,7 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
     if (!now.ok()) {
       // Not knowing the epoch, no write is safe: one into the old epoch's objects would
       // change the snapshot if it exists. Writes and flushes fail until the volume reopens.
+      uncertain_cause_ = st.ToString();  // before the flag: readers look at it after
       uncertain_.store(true);
       return st.Prefixed(fmt::format("snapshot '{}@{}' may have been taken ({} stops writing until reopened)",
                                      name_, snap, name_));
@@ -967,27 +1002,39 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
   uint64_t old_size = size_.load();
   if (new_size == old_size) return Status::OK();
   std::vector<std::pair<uint64_t, ChunkRef>> dropped_chunks;
+  const uint64_t new_blocks = (new_size + block_size_ - 1) / block_size_;
   if (new_size < old_size) {
     if (!allow_shrink)
       return Status::InvalidArgument(fmt::format("{}: shrinking from {} to {} bytes discards data; pass --allow-shrink",
                                                  name_, old_size, new_size));
-    // Zero the tail of the new last block so growing again later reads zeros there.
-    uint64_t tail_end = std::min<uint64_t>(old_size, (new_size + block_size_ - 1) / block_size_ * block_size_);
-    if (tail_end > new_size) SKERRY_RETURN_IF_ERROR(ZeroRange(new_size, tail_end - new_size, true));
+    // The header first: one update makes the shrink happen. It names only chunks that exist
+    // (the old last chunk, whose entries past the new end are ignored from then on, is
+    // written shortened by the flush after), so a crash leaves the old size and content or
+    // the new ones. The bytes of the new last block past the new end stay as they were,
+    // unseen: growing (ZeroPastEnd) and snapshots (ZeroStalePastEnd) zero them.
     std::vector<std::pair<uint64_t, Entry>> dropped;
-    SKERRY_RETURN_IF_ERROR(map_->Resize((new_size + block_size_ - 1) / block_size_, &dropped, &dropped_chunks));
+    SKERRY_RETURN_IF_ERROR(map_->Resize(new_blocks, &dropped, &dropped_chunks));
     for (auto& [block, e] : dropped) {
       std::lock_guard lock(BlockLock(block));
       if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
       else ReleaseIfUnshared(block, e);
     }
+    size_.store(new_size);
+    {
+      std::lock_guard flush(flush_mu_);
+      shrink_header_first_ = true;  // this flush, or the next if it fails, writes it first
+    }
+    SKERRY_RETURN_IF_ERROR(FlushLocked(/*force_header=*/false));
   } else {
+    // Growing shows the old last block's bytes past the old end: zeroed first, while they
+    // are still past it. Then the map's chunks, then the header (a flush), so a crash leaves
+    // the old size (with zeros where nobody looks) or the new one.
+    SKERRY_RETURN_IF_ERROR(ZeroPastEnd());
     std::vector<std::pair<uint64_t, Entry>> none;
-    SKERRY_RETURN_IF_ERROR(map_->Resize((new_size + block_size_ - 1) / block_size_, &none, &dropped_chunks));
+    SKERRY_RETURN_IF_ERROR(map_->Resize(new_blocks, &none, &dropped_chunks));
+    size_.store(new_size);
+    SKERRY_RETURN_IF_ERROR(FlushLocked(/*force_header=*/true));
   }
-  size_.store(new_size);
-  Status st = FlushLocked(/*force_header=*/true);
-  if (!st.ok()) return st;
   // Chunks beyond the new end: ours of the current epoch are the head's alone; older ones
   // go unless a snapshot names them.
   for (const auto& [c, ref] : dropped_chunks) {

@@ -129,6 +129,11 @@ class OpenVolume final : public Volume {
   Status ZeroBlock(uint64_t block, uint64_t off, uint64_t len, bool may_trim);
   Status ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, bool may_trim, bool whole);
   Status ZeroRange(uint64_t offset, uint64_t length, bool may_trim);
+  // Zeros the last block's bytes past the end of the volume (a shrink leaves them as they
+  // were). Before a grow shows them; before a snapshot, if any is not zero, so a larger clone
+  // of it (which shows them without growing) reads zeros there.
+  Status ZeroPastEnd();
+  Status ZeroStalePastEnd();
   // Makes block `block` a private object of the current epoch holding its current content
   // (copy-up of a shared object, or an empty object for a hole). Returns the object name.
   // REQUIRES: block lock held.
@@ -242,6 +247,10 @@ class OpenVolume final : public Volume {
   // The persisted header lags the chunk table or size: a flush changed them but failed
   // before its header update succeeded. The next flush writes the header. GUARDED_BY(flush_mu_)
   bool header_stale_ = false;
+  // A shrink's header, with the new size and the chunk table before its shortened last chunk
+  // is written, is not written yet: the next flush writes it before any chunk, so a crash
+  // never leaves the old size with that chunk. GUARDED_BY(flush_mu_)
+  bool shrink_header_first_ = false;
   // Chunks of ours (older epochs) the chunk table stopped naming, to delete once a header
   // write names the new table. GUARDED_BY(flush_mu_)
   std::vector<std::pair<uint64_t, ChunkRef>> replaced_chunks_;
@@ -286,6 +295,7 @@ class OpenVolume final : public Volume {
   // A snapshot's header update failed and the header could not be read after: whether the
   // volume moved to the next epoch is unknown, so nothing may be written (CheckLease).
   std::atomic<bool> uncertain_{false};
+  std::string uncertain_cause_;  // the store's error; written once, before uncertain_ is set
   // Until when (steady clock, ms) our lease is known valid: measured from the moment each
   // successful renewal was *sent*, so it never overestimates. Past it, writes are refused
   // even before the keeper finds out someone else took the lock.

@@ -33,7 +33,11 @@ Result<VolumeMap::LoadedChunk*> VolumeMap::Load(uint64_t c) {
       return Status::Corruption(fmt::format("{}: names chunk {} of another volume or epoch", name, decoded.index));
     chunk->entries = std::move(decoded.entries);
   }
-  // A chunk frozen by a smaller snapshot has fewer entries: the rest are holes.
+  // A chunk frozen by a smaller snapshot has fewer entries: the rest are holes. One with more
+  // entries than the size needs is the old last chunk of a shrink that a crash cut short
+  // after its header update: the extra entries are past the end and mean nothing. It is
+  // written again at the next flush, so no snapshot (and no larger clone of one) names it.
+  if (chunk->entries.size() > want) chunk->dirty = true;
   chunk->entries.resize(want);
   loaded_[c] = std::move(chunk);
   return loaded_[c].get();
@@ -134,8 +138,11 @@ Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>
   uint64_t old_blocks = blocks_;
   uint64_t new_chunks = ChunkCount(blocks, per_chunk_);
   // Everything that can fail first: the chunks read below, the new last one included, are
-  // loaded before the table changes, so a failed load leaves the map as it was.
+  // loaded before the table changes, so a failed load leaves the map as it was. The old last
+  // one too, at the old size: entries it has past that size are dropped before growing.
   if (new_chunks > 0 && new_chunks - 1 < table_.size()) SKERRY_RETURN_IF_ERROR(Load(new_chunks - 1).status());
+  if (uint64_t old_chunks = ChunkCount(old_blocks, per_chunk_); old_chunks > 0 && old_chunks - 1 < table_.size())
+    SKERRY_RETURN_IF_ERROR(Load(old_chunks - 1).status());
   if (blocks < old_blocks) {
     // Collect what falls off the end, chunk by chunk.
     for (uint64_t c = blocks / per_chunk_; c < table_.size(); c++) {

@@ -301,6 +301,29 @@ TEST_P(VolumeTest, ResizeGrowsAndShrinksOnlyWhenAllowed) {
   ExpectNoDanglingEntries();
 }
 
+// A shrink leaves the bytes of the new last block past the new end as they were (zeroing
+// them first made the shrink not all-or-nothing across a crash). Whatever shows them later
+// must zero them: a grow, and a snapshot, whose larger clones show them without growing.
+TEST_P(VolumeTest, BytesPastAShrunkEndNeverShowAgain) {
+  ASSERT_TRUE(cat_->Create("d", 3 * kBs, kBs).ok());
+  std::string data = Pattern(3 * kBs, 11);
+  {
+    auto v = Open("d");
+    WriteAt(*v, 0, data);
+  }
+  ASSERT_TRUE(cat_->SnapCreate("d", "full").ok());  // block 1's object is shared from here on
+  ASSERT_TRUE(cat_->Resize("d", kBs + 512, true).ok());
+  ASSERT_TRUE(cat_->SnapCreate("d", "short").ok());
+  const std::string expect = data.substr(0, kBs + 512) + std::string(2 * kBs - 512, '\0');
+  ASSERT_TRUE(cat_->Clone("d", "short", "bigger", 3 * kBs).ok());
+  EXPECT_TRUE(ReadSpec("bigger") == expect) << "a larger clone of the shrunk volume shows old bytes";
+  ASSERT_TRUE(cat_->Clone("d", "full", "whole").ok());
+  EXPECT_TRUE(ReadSpec("whole") == data) << "the older snapshot lost its bytes";
+  ASSERT_TRUE(cat_->Resize("d", 3 * kBs, false).ok());
+  EXPECT_TRUE(ReadSpec("d") == expect) << "growing shows old bytes";
+  ExpectNoDanglingEntries();
+}
+
 TEST_P(VolumeTest, TrimMakesHolesAndFreesObjectsAfterFlush) {
   ASSERT_TRUE(cat_->Create("d", 4 * kBs, kBs).ok());
   auto v = Open("d");
