@@ -55,16 +55,7 @@ class LandedErrorTest : public ::testing::Test {
     store_ = std::make_shared<LandThenFailStore>(mem_);
     cat_ = std::move(*Catalog::Open(store_));
   }
-  std::string Read(const std::string& spec) {
-    OpenOptions ro;
-    ro.read_only = true;
-    auto v = cat_->Open(spec, ro);
-    EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
-    if (!v.ok()) return "";
-    std::string out((*v)->size(), 'x');
-    EXPECT_TRUE((*v)->Read(0, std::span<char>(out.data(), out.size())).ok());
-    return out;
-  }
+  std::string Read(const std::string& spec) { return testing::ReadWhole(*cat_, spec); }
   void ExpectNoProblems() {
     auto r = CheckStore(*mem_, {});
     ASSERT_TRUE(r.ok());

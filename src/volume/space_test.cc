@@ -43,16 +43,7 @@ class SpaceTest : public ::testing::TestWithParam<std::tuple<std::string, std::s
     Status st = v.Write(off, std::span<const char>(data.data(), data.size()));
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
-  std::string ReadSpec(const std::string& spec) {
-    OpenOptions o;
-    o.read_only = true;
-    auto v = cat_->Open(spec, o);
-    EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
-    if (!v.ok()) return "";
-    std::string out((*v)->size(), 'x');
-    EXPECT_TRUE((*v)->Read(0, std::span<char>(out.data(), out.size())).ok());
-    return out;
-  }
+  std::string ReadSpec(const std::string& spec) { return testing::ReadWhole(*cat_, spec); }
   // The verdict of `skerry check`: nothing missing, nothing left over.
   void ExpectCheckClean() {
     auto report = CheckStore(*store_, {});

@@ -59,6 +59,20 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
+// The whole content of `spec` ("volume" or "volume@snap"), opened read-only; a test failure
+// (and "") when it cannot be opened or read.
+inline std::string ReadWhole(Catalog& cat, const std::string& spec) {
+  OpenOptions ro;
+  ro.read_only = true;
+  auto v = cat.Open(spec, ro);
+  EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
+  if (!v.ok()) return "";
+  std::string out((*v)->size(), 'x');
+  Status st = (*v)->Read(0, std::span<char>(out.data(), out.size()));
+  EXPECT_TRUE(st.ok()) << spec << ": " << st.ToString();
+  return out;
+}
+
 // Deterministic bytes that differ by position and seed, so misplaced data is caught.
 // Another owner takes a volume's write lock over, as after the holder stalled past its
 // lease: delete the lock object and take it. Retried: the holder's lease keeper renews by
