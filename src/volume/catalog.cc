@@ -239,10 +239,14 @@ class StoreCatalog final : public Catalog {
     }
     bool maybe_visible = false;
     st = Publish(new_name, h.id, parent, &maybe_visible);
+    Status published = st;
     if (!st.ok()) {
-      // A clone that may be in the directory keeps its place among the snapshot's children.
-      if (!maybe_visible) unregister();
-      return st;
+      // A clone that may be in the directory keeps its place among the snapshot's children,
+      // and still goes through step 4: a removal may have missed it.
+      if (!maybe_visible) {
+        unregister();
+        return st;
+      }
     }
     // 4. Confirm the snapshot still has us. A removal that looked for live clones in the
     // directory before step 3 did not see this one and may have gone ahead: then the snapshot
@@ -267,7 +271,7 @@ class StoreCatalog final : public Catalog {
         unregister();
       }
     }
-    return st;
+    return st.ok() ? published : st;
   }
 
   Result<std::unique_ptr<Volume>> Open(const std::string& spec, const OpenOptions& options) override {
@@ -341,8 +345,10 @@ class StoreCatalog final : public Catalog {
       return st;
     }
     auto dir = volume::ReadDirectory(*store_);
-    const DirectoryEntry* e = dir.ok() ? dir->Find(name) : nullptr;
-    if (!dir.ok() || (e && e->id == id)) {
+    // By id: the name may have been renamed or removed since it landed.
+    bool named = dir.ok() && std::any_of(dir->entries.begin(), dir->entries.end(),
+                                         [&](const DirectoryEntry& e) { return e.id == id; });
+    if (!dir.ok() || named) {
       *maybe_visible = true;
       return st.Prefixed(dir.ok() ? fmt::format("volume '{}' was created, but the store reported an error", name)
                                   : fmt::format("volume '{}' may have been created", name));

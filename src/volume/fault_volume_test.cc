@@ -614,5 +614,88 @@ TEST(FoundByCrashTest, GrowingPastAChunkKeepsTheOldLastChunkWhole) {
   EXPECT_TRUE(report->ok());
 }
 
+// A volume "vm" of 4 blocks open over two fault layers that tests switch on one at a time
+// (compare-and-swaps, syncs), over a store that loses unsynced writes in a power cut.
+struct TwoFaults {
+  TwoFaults() {
+    FaultRule s;
+    s.error = FaultError::kEIO;
+    s.ops = *ParseStoreOps("sync");
+    syncs = std::make_shared<FaultStore>(power, std::vector<FaultRule>{s});
+    syncs->set_enabled(false);
+    FaultRule c;
+    c.error = FaultError::kEIO;
+    c.ops = *ParseStoreOps("cas");
+    cas = std::make_shared<FaultStore>(syncs, std::vector<FaultRule>{c});
+    cas->set_enabled(false);
+    cat = std::move(*Catalog::Open(cas));
+    EXPECT_TRUE(cat->Create("vm", 4 * kBlock, kBlock).ok());
+    auto v = cat->Open("vm");
+    EXPECT_TRUE(v.ok());
+    vol = std::move(*v);
+  }
+  // Power cut; then the volume as the rebooted store has it (read-only: the lock is stale).
+  std::unique_ptr<Volume> CrashAndReopen() {
+    power->Crash(CrashMode::kDrop, 0);
+    vol.reset();
+    auto after = Catalog::Open(disk);
+    EXPECT_TRUE(after.ok());
+    after_cat = std::move(*after);
+    OpenOptions ro;
+    ro.read_only = true;
+    auto head = after_cat->Open("vm", ro);
+    EXPECT_TRUE(head.ok()) << head.status().ToString();
+    return std::move(*head);
+  }
+  std::shared_ptr<MemStore> disk = std::make_shared<MemStore>();
+  std::shared_ptr<NonDurableStore> power = std::make_shared<NonDurableStore>(disk);
+  std::shared_ptr<FaultStore> syncs, cas;
+  std::unique_ptr<Catalog> cat, after_cat;
+  std::unique_ptr<Volume> vol;
+};
+
+// A shrink whose header update failed still owes it; a grow then must not write its larger
+// size over the shrink's chunk not yet shortened (and before its zeroed tail is synced): a
+// crash there showed the bytes the shrink dropped at the grown size.
+TEST(FaultVolumeTest, AGrowAfterAShrinkWhoseHeaderFailedNeverShowsTheDroppedBytesAfterACrash) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
+  TwoFaults f;
+  ASSERT_TRUE(f.vol);
+  const std::string data = Pattern(4 * kBlock, 21);
+  ASSERT_TRUE(WriteAt(*f.vol, 0, data).ok());
+  ASSERT_TRUE(f.vol->Flush().ok());
+  f.cas->set_enabled(true);
+  EXPECT_FALSE(f.vol->Resize(kBlock + 512, true).ok());  // its header-first update fails
+  f.cas->set_enabled(false);
+  EXPECT_EQ(f.vol->size(), kBlock + 512);  // the open volume serves the shrunk size
+  f.syncs->set_enabled(true);
+  EXPECT_FALSE(f.vol->Resize(3 * kBlock, false).ok());  // the grow's flush fails at its sync
+  f.syncs->set_enabled(false);
+  auto head = f.CrashAndReopen();
+  ASSERT_TRUE(head);
+  const uint64_t size = head->size();
+  const std::string got = ReadAt(*head, 0, size);
+  const std::string grown = data.substr(0, kBlock + 512) + std::string(2 * kBlock - 512, '\0');
+  const bool old_state = (size == 4 * kBlock && got == data) || (size == kBlock + 512 && got == data.substr(0, size));
+  const bool new_state = size == 3 * kBlock && got == grown;
+  EXPECT_TRUE(old_state || new_state) << "size " << size << ": bytes dropped by the shrink show again: "
+                                      << (got.substr(kBlock + 512) == data.substr(kBlock + 512, size - kBlock - 512));
+}
+
+// A resize that failed after changing the in-memory size, retried with the same size,
+// returned OK without writing anything (the volume had that size already); a crash lost it.
+TEST(FaultVolumeTest, ARetriedResizeThatReturnsOkIsDurable) {
+  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
+  TwoFaults f;
+  ASSERT_TRUE(f.vol);
+  f.cas->set_enabled(true);
+  EXPECT_FALSE(f.vol->Resize(kBlock, true).ok());
+  f.cas->set_enabled(false);
+  ASSERT_TRUE(f.vol->Resize(kBlock, true).ok());  // the retry reports success
+  auto head = f.CrashAndReopen();
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->size(), kBlock) << "a resize that returned OK was lost by a crash";
+}
+
 }  // namespace
 }  // namespace skerry

@@ -3,11 +3,13 @@
 // after the OSD applied it. Create, clone and snapshot must not clean up what is visible.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 
 #include "skerry/check.h"
 #include "skerry/volume.h"
 #include "store/fault/forwarding_store.h"
+#include "volume/format.h"
 #include "volume/test_util.h"
 
 namespace skerry {
@@ -19,22 +21,29 @@ constexpr uint32_t kBs = 64 * 1024;
 
 // Lets the next compare-and-swap of an object whose name ends with `suffix` land, then
 // reports IOError; with `then_fail_gets`, reading such objects fails from then on too.
+// `before` and `after` run just before and after the swap lands (another process acting).
 class LandThenFailStore final : public ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
-  void Arm(std::string suffix, bool then_fail_gets) {
+  void Arm(std::string suffix, bool then_fail_gets, std::function<void()> before = nullptr,
+           std::function<void()> after = nullptr) {
     suffix_ = std::move(suffix);
     armed_ = true;
     then_fail_gets_ = then_fail_gets;
+    before_ = std::move(before);
+    after_ = std::move(after);
   }
   void Disarm() {
     armed_ = false;
     failing_gets_ = false;
   }
   Status CompareAndSwap(const std::string& name, std::string_view expected, std::string_view desired) override {
-    Status st = ForwardingStore::CompareAndSwap(name, expected, desired);
-    if (!st.ok() || !armed_ || !name.ends_with(suffix_)) return st;
+    if (!armed_ || !name.ends_with(suffix_)) return ForwardingStore::CompareAndSwap(name, expected, desired);
     armed_ = false;
+    if (before_) before_();
+    Status st = ForwardingStore::CompareAndSwap(name, expected, desired);
+    if (!st.ok()) return st;
+    if (after_) after_();
     failing_gets_ = then_fail_gets_;
     return Status::IOError("injected: the update landed, then the store failed");
   }
@@ -46,6 +55,7 @@ class LandThenFailStore final : public ForwardingStore {
  private:
   std::string suffix_;
   bool armed_ = false, then_fail_gets_ = false, failing_gets_ = false;
+  std::function<void()> before_, after_;
 };
 
 class LandedErrorTest : public ::testing::Test {
@@ -54,6 +64,7 @@ class LandedErrorTest : public ::testing::Test {
     mem_ = *OpenStore("mem:");
     store_ = std::make_shared<LandThenFailStore>(mem_);
     cat_ = std::move(*Catalog::Open(store_));
+    other_ = std::move(*Catalog::Open(mem_));  // another process on the same store
   }
   std::string Read(const std::string& spec) { return testing::ReadWhole(*cat_, spec); }
   void ExpectNoProblems() {
@@ -67,7 +78,7 @@ class LandedErrorTest : public ::testing::Test {
 
   std::shared_ptr<ObjectStore> mem_;
   std::shared_ptr<LandThenFailStore> store_;
-  std::unique_ptr<Catalog> cat_;
+  std::unique_ptr<Catalog> cat_, other_;
 };
 
 TEST_F(LandedErrorTest, ASnapshotThatLandedIsKeptAndTheVolumeMovesOn) {
@@ -141,6 +152,66 @@ TEST_F(LandedErrorTest, ACloneWhoseNameLandedStaysAChildOfItsSnapshot) {
   // The snapshot still knows its clone: removing it is refused.
   EXPECT_EQ(cat_->SnapRemove("p", "s").code(), Code::kBusy);
   EXPECT_TRUE(Read("c") == image) << "c";
+  ExpectNoProblems();
+}
+
+// A clone whose name landed with an error still confirms that its snapshot has it (step 4):
+// a removal that looked for live clones before the name landed went ahead, and the clone
+// must then take its name back rather than stay, naming the removed snapshot's objects.
+TEST_F(LandedErrorTest, ACloneWhoseNameLandedIsStillConfirmedAgainstARacingSnapRemove) {
+  ASSERT_TRUE(cat_->Create("p", 2 * kBs, kBs).ok());
+  {
+    auto v = std::move(*cat_->Open("p"));
+    std::string a = Pattern(2 * kBs, 7);
+    ASSERT_TRUE(v->Write(0, std::span<const char>(a.data(), a.size())).ok());
+    ASSERT_TRUE(v->CreateSnapshot("s").ok());
+    std::string b = Pattern(2 * kBs, 8);  // the head stops sharing the snapshot's blocks
+    ASSERT_TRUE(v->Write(0, std::span<const char>(b.data(), b.size())).ok());
+    ASSERT_TRUE(v->Close().ok());
+  }
+  Status removed;
+  store_->Arm("skerry.directory", false, [&] { removed = other_->SnapRemove("p", "s"); });
+  Status st = cat_->Clone("p", "s", "c");
+  EXPECT_FALSE(st.ok());
+  ASSERT_TRUE(removed.ok()) << removed.ToString();  // the removal did not see the clone yet
+  auto info = cat_->Info("c");
+  EXPECT_FALSE(info.ok()) << "clone 'c' is in the directory although its snapshot was removed";
+  ExpectNoProblems();
+}
+
+// Whether the name landed is looked up by id: the volume may be renamed right after.
+TEST_F(LandedErrorTest, AVolumeRenamedRightAfterItsNameLandedKeepsItsHeader) {
+  ASSERT_TRUE(cat_->Create("first", kBs, kBs).ok());
+  Status renamed;
+  store_->Arm("skerry.directory", false, nullptr, [&] { renamed = other_->Rename("d", "e"); });
+  Status st = cat_->Create("d", 2 * kBs, kBs);
+  EXPECT_FALSE(st.ok());
+  ASSERT_TRUE(renamed.ok()) << renamed.ToString();
+  auto info = cat_->Info("e");
+  EXPECT_TRUE(info.ok()) << info.status().ToString();
+  ExpectNoProblems();
+}
+
+// A record the header names is never deleted, even when the header is not as the snapshot
+// left it (here a snapshot of its id under another name): the volume stops writing instead.
+TEST_F(LandedErrorTest, ARecordTheHeaderNamesIsNeverDeleted) {
+  ASSERT_TRUE(cat_->Create("d", 2 * kBs, kBs).ok());
+  auto v = std::move(*cat_->Open("d"));
+  std::string a = Pattern(2 * kBs, 9);
+  ASSERT_TRUE(v->Write(0, std::span<const char>(a.data(), a.size())).ok());
+  ASSERT_TRUE(v->Flush().ok());
+  std::string header = "v." + v->volume_id() + ".header";
+  // Stand-in for a header changed between the swap and the read (a second writer after a
+  // lapsed lease, a future snapshot rename): the snapshot of this id is there, named "t".
+  store_->Arm(".header", false, nullptr, [&] {
+    auto h = volume::DecodeHeader(*mem_->Get(header), header);
+    ASSERT_TRUE(h.ok());
+    for (auto& e : h->snapshots) if (e.name == "s") e.name = "t";
+    ASSERT_TRUE(mem_->Put(header, volume::EncodeHeader(*h)).ok());
+  });
+  Status st = v->CreateSnapshot("s");
+  EXPECT_FALSE(st.ok());
+  (void)v->Close();
   ExpectNoProblems();
 }
 

@@ -157,12 +157,16 @@ void OpenVolume::CancelDelete(const std::string& object) {
   pending_deletes_.erase(object);
 }
 
-void OpenVolume::ReleaseIfUnshared(uint64_t block, const Entry& old) {
+bool OpenVolume::HeadAloneNames(uint64_t block, const Entry& e) {
   // Objects of other volumes (a clone's parent) and content-addressed ones are not ours to
   // free; ours of the current epoch are released by their callers (trim, shrink).
-  if (old.kind != Entry::Kind::kPrivate || old.owner != id_ || old.epoch >= epoch_.load()) return;
-  Result<bool> named = snapshot_refs_.NamesBlock(block, old);
-  if (named.ok() && !*named) QueueDelete(block, BlockObject(id_, old.epoch, block));
+  if (e.kind != Entry::Kind::kPrivate || e.owner != id_ || e.epoch >= epoch_.load()) return false;
+  Result<bool> named = snapshot_refs_.NamesBlock(block, e);
+  return named.ok() && !*named;
+}
+
+void OpenVolume::ReleaseIfUnshared(uint64_t block, const Entry& old) {
+  if (HeadAloneNames(block, old)) QueueDelete(block, BlockObject(id_, old.epoch, block));
 }
 
 Status OpenVolume::DeleteUnsharedChunks(const std::vector<std::pair<uint64_t, ChunkRef>>& chunks) {
@@ -601,6 +605,10 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
     target = c.target;
     source_entry = c.source_entry;
   }
+  // Whether the source goes once the map names the copy, decided now (it may read a
+  // snapshot's map): the delete is queued with the map change, before a flush waiting for
+  // this copy-up can return (and a Close stop the copiers).
+  const bool release_source = HeadAloneNames(block, source_entry);
   // A lease that lapsed meanwhile forbids this write like any other; checked again before
   // each batch of held writes and before the map names the copy.
   auto lease_lost = [&] {
@@ -626,8 +634,11 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
         MarkDirty(target);
         st = map_->Set(block, Entry::Private(id_, epoch_.load()));
         if (st.ok()) {
+          // No block lock needed: an older epoch's object is never written again, so nobody
+          // makes a new object of its name.
+          if (release_source) QueueDelete(block, BlockObject(id_, source_entry.epoch, block));
           ForgetCopyUp(it);
-          break;
+          return Status::OK();
         }
       }
       if (!st.ok()) {
@@ -643,10 +654,6 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
     st = ApplyHeldExtents(target, batch.Extents());
     if (st.ok()) applied = batch_end;
   }
-  // The map names the copy now (no block lock needed: an older epoch's object is never
-  // written again, so nobody makes a new object of its name).
-  ReleaseIfUnshared(block, source_entry);
-  return Status::OK();
 }
 
 Status OpenVolume::ApplyHeldExtents(const std::string& target, const std::vector<HeldExtent>& extents) {
@@ -896,7 +903,10 @@ Status OpenVolume::FlushLocked(bool force_header) {
   // 3. Objects the persisted map and header no longer point at: chunks of older epochs
   // the table replaced (unless a snapshot names them), then blocks.
   if (!deletes.empty() || !replaced_chunks_.empty()) SKERRY_RETURN_IF_ERROR(CheckLease());
-  SKERRY_RETURN_IF_ERROR(DeleteUnsharedChunks(std::exchange(replaced_chunks_, {})));
+  while (!replaced_chunks_.empty()) {  // one by one: a failure keeps the rest for the next flush
+    SKERRY_RETURN_IF_ERROR(DeleteUnsharedChunks({replaced_chunks_.back()}));
+    replaced_chunks_.pop_back();
+  }
   for (auto& [object, pending] : deletes) {
     std::lock_guard lock(BlockLock(pending.block));
     {
@@ -908,7 +918,10 @@ Status OpenVolume::FlushLocked(bool force_header) {
     }
     objects_deleted_.fetch_add(1);
     Status st = store_->Delete(object);
-    if (!st.ok() && !st.IsNotFound()) return st.Prefixed(name_);
+    if (!st.ok() && !st.IsNotFound()) {
+      QueueDelete(pending.block, object);  // still owed: the next flush tries again
+      return st.Prefixed(name_);
+    }
   }
   return Status::OK();
 }
@@ -942,7 +955,9 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
   rec.block_size = block_size_;
   rec.entries_per_chunk = per_chunk_;
   rec.chunks = map_->chunk_table();
-  // The record first (invisible until the header names it), then the header in one step.
+  // The record first (invisible until the header names it), then the header in one step;
+  // under the lease, which the flush and reads above may have outlasted.
+  SKERRY_RETURN_IF_ERROR(CheckLease());
   SKERRY_RETURN_IF_ERROR(store_->Put(SnapshotObject(id_, rec.id), EncodeSnapshotRecord(rec)));
   uint64_t next_epoch = rec.epoch + 1;
   bool refused = false;  // by the change below, not by the store
@@ -977,9 +992,17 @@ Status OpenVolume::CreateSnapshot(const std::string& snap) {
                                      name_, snap, name_));
     }
     const SnapshotEntry* landed = now->FindSnapshotById(rec.id);
-    if (!landed || landed->name != snap) {
+    if (!landed) {
       store_->Delete(SnapshotObject(id_, rec.id));
       return st;
+    }
+    if (landed->name != snap || now->epoch != next_epoch) {
+      // The header names this record, but not as our change left it: keep the record and
+      // stop writing, as when the header cannot be read.
+      uncertain_cause_ = st.ToString();
+      uncertain_.store(true);
+      return st.Prefixed(fmt::format("snapshot '{}@{}': the header changed under it ({} stops writing until reopened)",
+                                     name_, snap, name_));
     }
     st = st.Prefixed(fmt::format("snapshot '{}@{}' was taken, but the store reported an error", name_, snap));
   } else if (!st.ok()) {
@@ -999,6 +1022,15 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
   SKERRY_RETURN_IF_ERROR(CheckWritable());
   // Pending copy-ups first: the map may drop their blocks below.
   SKERRY_RETURN_IF_ERROR(FinishCopyUpsStartedBefore(UINT64_MAX));
+  // An earlier resize whose header never landed is finished first: a grow must not write
+  // its larger size over a shrink's chunk not yet shortened, and a retry of a failed resize
+  // (whose size this volume already has) must not return OK before it is durable.
+  bool header_pending;
+  {
+    std::lock_guard flush(flush_mu_);
+    header_pending = shrink_header_first_ || header_stale_;
+  }
+  if (header_pending) SKERRY_RETURN_IF_ERROR(FlushLocked(/*force_header=*/false));
   uint64_t old_size = size_.load();
   if (new_size == old_size) return Status::OK();
   std::vector<std::pair<uint64_t, ChunkRef>> dropped_chunks;

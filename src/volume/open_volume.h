@@ -148,6 +148,9 @@ class OpenVolume final : public Volume {
   // trimmed block's, for after the next flush persisted the map. Best effort: when the
   // snapshots cannot be read the object stays, and `skerry check` lists it as unreferenced.
   void ReleaseIfUnshared(uint64_t block, const Entry& old);
+  // Whether `e` is an object of ours of an older epoch that no snapshot names (the head is
+  // its only user). False when the snapshots cannot be read.
+  bool HeadAloneNames(uint64_t block, const Entry& e);
   // The same for chunk objects the chunk table no longer names: deleted now when no snapshot
   // names them. REQUIRES: the header naming the new table was written.
   Status DeleteUnsharedChunks(const std::vector<std::pair<uint64_t, ChunkRef>>& chunks);
