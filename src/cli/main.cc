@@ -52,8 +52,9 @@ Result<uint64_t> SizeArg(const std::string& text, const char* what) {
 
 // Runs `local`; if the volume is open for writing in a skerryd, asks that daemon to do the
 // operation on its open volume instead (a consistent snapshot without disconnecting the VM).
-// The request carries the volume's id: the daemon at the socket the lock names acts only if
-// the volume it has open under that name is this one.
+// The request carries the volume's id and the lock's owner string: the daemon at the socket
+// the lock names acts only if the volume it has open under that name is this one and the
+// lock is its own (a synced copy of the store has the same ids).
 Status LocalOrDaemon(Catalog& c, const std::string& volume, const std::function<Status()>& local,
                      nlohmann::json request) {
   Status st = local();
@@ -65,6 +66,7 @@ Status LocalOrDaemon(Catalog& c, const std::string& volume, const std::function<
   auto info = c.Info(volume);
   if (!info.ok()) return info.status();
   request["volume_id"] = info->id;
+  request["lock_owner"] = holder->owner;
   auto answer = admin::Call(socket, request);
   if (!answer.ok()) return answer.status().Prefixed(fmt::format("volume '{}' is open in skerryd", volume));
   return Status::OK();

@@ -1,9 +1,10 @@
 // The admin protocol between `skerry` and `skerryd`: one JSON request per connection on a
 // Unix socket, one JSON line back.
 //
-//   {"op":"snap_create","volume":"vm1","volume_id":"<32 hex>","snap":"before-upgrade"}
-//   {"op":"resize","volume":"vm1","volume_id":"<32 hex>","size":21474836480,"allow_shrink":false}
-// "volume_id" (optional) must be the id of the volume the daemon has open under that name.
+//   {"op":"snap_create","volume":"vm1","volume_id":"<32 hex>","lock_owner":"skerryd@...","snap":"s1"}
+//   {"op":"resize","volume":"vm1","volume_id":"<32 hex>","lock_owner":"...","size":21474836480,"allow_shrink":false}
+// "volume_id" and "lock_owner" (optional) are what the CLI found in its store: the daemon acts
+// only if the volume it has open under that name has that id and that lock is its own.
 //   {"op":"status"}
 // answer: {"ok":true, ...} or {"ok":false,"code":"busy","error":"one line"}
 //

@@ -133,16 +133,19 @@ void AdminServer::Serve(int fd) {
   } else {
     std::string op = req["op"];
     try {
+      // Which volume: a name, and what the CLI found in its store (the id, the lock's owner).
+      auto target = [&] {
+        return ExportRegistry::Target{req.at("volume").get<std::string>(), req.value("volume_id", std::string()),
+                                      req.value("lock_owner", std::string())};
+      };
       if (op == "snap_create") {
-        Status st = registry_.Snapshot(req.at("volume").get<std::string>(), req.value("volume_id", std::string()),
-                                       req.at("snap").get<std::string>());
+        Status st = registry_.Snapshot(target(), req.at("snap").get<std::string>());
         answer = st.ok() ? nlohmann::json{{"ok", true}} : admin::ErrorJson(st);
       } else if (op == "resize") {
         // get<uint64_t> would take -1 as 2^64-1 and 134217728.5 as 134217728.
         const nlohmann::json& size = req.at("size");
         Status st = size.is_number_unsigned()
-                        ? registry_.Resize(req.at("volume").get<std::string>(), req.value("volume_id", std::string()),
-                                           size.get<uint64_t>(), req.value("allow_shrink", false))
+                        ? registry_.Resize(target(), size.get<uint64_t>(), req.value("allow_shrink", false))
                         : Status::InvalidArgument("resize: \"size\" must be a whole number of bytes, not " +
                                                   Dump(size));
         answer = st.ok() ? nlohmann::json{{"ok", true}} : admin::ErrorJson(st);

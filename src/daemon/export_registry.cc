@@ -68,36 +68,47 @@ Result<std::vector<std::string>> ExportRegistry::ListExports() {
   return names;
 }
 
-Result<std::shared_ptr<Volume>> ExportRegistry::FindOpen(const std::string& name, const std::string& volume_id) {
+Result<std::shared_ptr<Volume>> ExportRegistry::FindOpen(const Target& target) {
+  const std::string& name = target.volume;
   auto it = open_.find(name);
   if (it == open_.end() || it->second.volume->read_only())
     return Status::NotFound(fmt::format("volume '{}' is not open for writing in this daemon", name));
+  // The caller found this daemon through a lock's owner string, which names an admin socket
+  // by path: a daemon serving another store (another host's path on a shared pool, a restart
+  // on another store) may be listening there, with a volume of the same name.
   const std::string have = it->second.volume->volume_id();
-  if (!volume_id.empty() && volume_id != have) {
-    // Another store's lock named this daemon's admin socket (a path shared between hosts
-    // or daemons, a restart on another store): its volume of this name is not the one meant.
+  if (!target.volume_id.empty() && target.volume_id != have) {
     spdlog::warn("admin: a request for volume '{}' with id {} refused: the volume open here has id {}", name,
-                 volume_id, have);
+                 target.volume_id, have);
     return Status::Conflict(fmt::format(
         "volume '{}' open in this daemon is another volume (id {}, not {}): this daemon serves another store",
-        name, have, volume_id));
+        name, have, target.volume_id));
+  }
+  // A synced copy of the store has the same ids: only the lock tells the stores apart.
+  if (!target.lock_owner.empty() && target.lock_owner != owner_) {
+    spdlog::warn("admin: a request for volume '{}' refused: its lock is held by '{}', not by this daemon ('{}')",
+                 name, target.lock_owner, owner_);
+    return Status::Conflict(fmt::format(
+        "the lock on volume '{}' is held by '{}', not by this daemon ('{}'): this daemon serves another store",
+        name, target.lock_owner, owner_));
   }
   return it->second.volume;
 }
 
-Status ExportRegistry::Snapshot(const std::string& volume, const std::string& volume_id, const std::string& snap) {
+Status ExportRegistry::Snapshot(const Target& target, const std::string& snap) {
   std::lock_guard lock(mu_);
-  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(volume, volume_id));
+  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(target));
+  const std::string& volume = target.volume;
   Status st = v->CreateSnapshot(snap);
   if (st.ok()) spdlog::info("export {}: snapshot {}@{} taken while open", volume, volume, snap);
   else spdlog::warn("export {}: snapshot {} failed: {}", volume, snap, st.ToString());
   return st;
 }
 
-Status ExportRegistry::Resize(const std::string& volume, const std::string& volume_id, uint64_t size,
-                              bool allow_shrink) {
+Status ExportRegistry::Resize(const Target& target, uint64_t size, bool allow_shrink) {
   std::lock_guard lock(mu_);
-  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(volume, volume_id));
+  SKERRY_ASSIGN_OR_RETURN(auto v, FindOpen(target));
+  const std::string& volume = target.volume;
   Status st = v->Resize(size, allow_shrink);
   if (st.ok()) spdlog::info("export {}: resized to {} bytes (connected clients see it on reconnect)", volume, size);
   return st;

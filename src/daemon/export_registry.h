@@ -42,11 +42,17 @@ class ExportRegistry final : public nbd::ExportProvider {
   Result<ExportInfo> DescribeExport(const std::string& name) override;
   Result<std::vector<std::string>> ListExports() override;
 
+  // Which volume an admin request means: its name, and (when not empty) its id and the
+  // owner string of the write lock the caller found in its store.
+  struct Target {
+    std::string volume, volume_id, lock_owner;
+  };
   // Admin operations on a volume open here. NotFound if it is not open in this daemon;
-  // Conflict if `volume_id` (when not empty) is not the id of the volume open here under
-  // that name: the caller found this daemon through another store's lock (docs/operations.md).
-  Status Snapshot(const std::string& volume, const std::string& volume_id, const std::string& snap);
-  Status Resize(const std::string& volume, const std::string& volume_id, uint64_t size, bool allow_shrink);
+  // Conflict if the volume open here under that name has another id, or the lock the caller
+  // found is not this daemon's: the caller reached this daemon through another store's lock
+  // (a path shared between hosts, a restart on another store or a synced copy of it).
+  Status Snapshot(const Target& target, const std::string& snap);
+  Status Resize(const Target& target, uint64_t size, bool allow_shrink);
   std::vector<ExportStatus> Exports() const;
 
   // Flushes and closes every open volume (shutdown). Returns the first error.
@@ -57,7 +63,7 @@ class ExportRegistry final : public nbd::ExportProvider {
     std::shared_ptr<Volume> volume;
     int refs = 0;
   };
-  Result<std::shared_ptr<Volume>> FindOpen(const std::string& name, const std::string& volume_id);
+  Result<std::shared_ptr<Volume>> FindOpen(const Target& target);
 
   std::unique_ptr<Catalog> catalog_;
   const std::string owner_;

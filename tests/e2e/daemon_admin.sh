@@ -196,6 +196,23 @@ expect_fail "is another volume" "$SKERRY" resize vm3 --size 32M
 grep -qF "a request for volume 'vm3' with id" "$WORK/d3.log" || fail "the refusal is not in d3's log"
 stop_daemon d3
 
+step "the same with a synced copy of the store, whose volumes have the same ids: refused too"
+# A store of its own (sync refuses while volumes of this one are open).
+origin="dir:$WORK/origin-store" copy="dir:$WORK/copy-store"
+"$SKERRY" --store "$origin" create vm4 --size 16M >/dev/null
+"$SKERRY" sync --from "$origin" --to "$copy" >/dev/null
+SKERRY_STORE=$origin start_daemon d4
+hold_open d4 vm4
+kill -9 "$d4_pid"
+wait "$d4_pid" 2>/dev/null || true
+rm -f "$WORK/d4.sock" "$WORK/d4.admin"
+SKERRY_STORE=$copy start_daemon d4
+hold_open d4 vm4
+expect_fail "not by this daemon" "$SKERRY" --store "$origin" snap create vm4@wrong
+"$SKERRY" --store "$copy" info vm4@wrong >/dev/null 2>&1 && fail "the daemon on the synced copy took the snapshot"
+grep -qF "a request for volume 'vm4' refused: its lock is held by" "$WORK/d4.log" || fail "the refusal is not in d4's log"
+stop_daemon d4
+
 step "SIGTERM while a client trickles its request: skerryd stops at once"
 trickle d1 30 >/dev/null &
 trickler=$!
