@@ -613,6 +613,10 @@ class CrashRun {
       m.other_sizes.insert(size);
       return;
     }
+    // Failed, not crashed: the shrink may have landed all the same (an error after its
+    // header, as in a failed unlock at close). Then the bytes it dropped are gone for good:
+    // a later grow shows zeros there, also after a crash that goes back to the durable size.
+    if (size < old) m.log.push_back({size, old - size, {}});
     if (LeakedLease(st, name)) return;
     ExpectInjected(st, "resize " + name);
     Quiet q(this);
