@@ -157,23 +157,31 @@ void OpenVolume::CancelDelete(const std::string& object) {
   pending_deletes_.erase(object);
 }
 
-bool OpenVolume::HeadAloneNames(uint64_t block, const Entry& e) {
+Result<bool> OpenVolume::HeadAloneNames(uint64_t block, const Entry& e) {
   // Objects of other volumes (a clone's parent) and content-addressed ones are not ours to
-  // free; ours of the current epoch are released by their callers (trim, shrink).
-  if (e.kind != Entry::Kind::kPrivate || e.owner != id_ || e.epoch >= epoch_.load()) return false;
-  Result<bool> named = snapshot_refs_.NamesBlock(block, e);
-  return named.ok() && !*named;
+  // free; ours of the current epoch no snapshot can name (snapshots froze older epochs).
+  if (e.kind != Entry::Kind::kPrivate || e.owner != id_) return false;
+  if (e.epoch == epoch_.load()) return true;
+  SKERRY_ASSIGN_OR_RETURN(bool named, snapshot_refs_.NamesBlock(block, e));
+  return !named;
+}
+
+Result<bool> OpenVolume::HeadAloneNames(uint64_t c, const ChunkRef& ref) {
+  if (ref.owner != id_) return false;
+  if (ref.epoch == epoch_.load()) return true;
+  SKERRY_ASSIGN_OR_RETURN(bool named, snapshot_refs_.NamesChunk(c, ref));
+  return !named;
 }
 
 void OpenVolume::ReleaseIfUnshared(uint64_t block, const Entry& old) {
-  if (HeadAloneNames(block, old)) QueueDelete(block, BlockObject(id_, old.epoch, block));
+  Result<bool> alone = HeadAloneNames(block, old);
+  if (alone.ok() && *alone) QueueDelete(block, BlockObject(id_, old.epoch, block));
 }
 
 Status OpenVolume::DeleteUnsharedChunks(const std::vector<std::pair<uint64_t, ChunkRef>>& chunks) {
   for (const auto& [c, ref] : chunks) {
-    if (ref.owner != id_ || ref.epoch >= epoch_.load()) continue;
-    SKERRY_ASSIGN_OR_RETURN(bool named, snapshot_refs_.NamesChunk(c, ref));
-    if (named) continue;
+    SKERRY_ASSIGN_OR_RETURN(bool alone, HeadAloneNames(c, ref));
+    if (!alone) continue;
     Status st = store_->Delete(ChunkObject(ref, c));
     if (!st.ok() && !st.IsNotFound()) return st.Prefixed(name_);
   }
@@ -481,8 +489,7 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     // entry first, then the delete: a flush that sees the delete encodes the map after it,
     // so the map it persists has the hole.
     SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry{}));
-    if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
-    else ReleaseIfUnshared(block, e);
+    ReleaseIfUnshared(block, e);
     return Status::OK();
   }
   if (whole && !IsWritable(e)) {
@@ -608,7 +615,8 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
   // Whether the source goes once the map names the copy, decided now (it may read a
   // snapshot's map): the delete is queued with the map change, before a flush waiting for
   // this copy-up can return (and a Close stop the copiers).
-  const bool release_source = HeadAloneNames(block, source_entry);
+  Result<bool> alone = HeadAloneNames(block, source_entry);
+  const bool release_source = alone.ok() && *alone;
   // A lease that lapsed meanwhile forbids this write like any other; checked again before
   // each batch of held writes and before the map names the copy.
   auto lease_lost = [&] {
@@ -1048,8 +1056,7 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
     SKERRY_RETURN_IF_ERROR(map_->Resize(new_blocks, &dropped, &dropped_chunks));
     for (auto& [block, e] : dropped) {
       std::lock_guard lock(BlockLock(block));
-      if (IsWritable(e)) QueueDelete(block, BlockObject(id_, epoch_.load(), block));
-      else ReleaseIfUnshared(block, e);
+      ReleaseIfUnshared(block, e);
     }
     size_.store(new_size);
     {
@@ -1067,14 +1074,7 @@ Status OpenVolume::Resize(uint64_t new_size, bool allow_shrink) {
     size_.store(new_size);
     SKERRY_RETURN_IF_ERROR(FlushLocked(/*force_header=*/true));
   }
-  // Chunks beyond the new end: ours of the current epoch are the head's alone; older ones
-  // go unless a snapshot names them.
-  for (const auto& [c, ref] : dropped_chunks) {
-    if (ref.epoch != epoch_.load()) continue;
-    Status d = store_->Delete(ChunkObject(ref, c));
-    if (!d.ok() && !d.IsNotFound()) return d;
-  }
-  return DeleteUnsharedChunks(dropped_chunks);
+  return DeleteUnsharedChunks(dropped_chunks);  // the chunks past the new end
 }
 
 Status OpenVolume::RemoveSnapshot(
@@ -1160,21 +1160,14 @@ Status OpenVolume::Rollback(const std::string& snap) {
   std::vector<std::string> garbage;
   std::vector<ChunkRef> old_table = map_->chunk_table();
   for (uint64_t c = 0; c < old_table.size(); c++) {
-    if (old_table[c].owner != id_) continue;
-    bool named = false;
-    if (old_table[c].epoch != old_epoch) {
-      SKERRY_ASSIGN_OR_RETURN(named, snapshot_refs_.NamesChunk(c, old_table[c]));
-    }
-    if (!named) garbage.push_back(ChunkObject(old_table[c], c));
+    SKERRY_ASSIGN_OR_RETURN(bool alone, HeadAloneNames(c, old_table[c]));
+    if (alone) garbage.push_back(ChunkObject(old_table[c], c));
   }
-  std::vector<std::pair<uint64_t, Entry>> older;
-  SKERRY_RETURN_IF_ERROR(map_->ForEach([&](uint64_t block, const Entry& e) {
-    if (IsWritable(e)) garbage.push_back(BlockObject(id_, old_epoch, block));
-    else if (e.kind == Entry::Kind::kPrivate && e.owner == id_) older.push_back({block, e});
-  }));
-  for (const auto& [block, e] : older) {
-    SKERRY_ASSIGN_OR_RETURN(bool named, snapshot_refs_.NamesBlock(block, e));
-    if (!named) garbage.push_back(BlockObject(id_, e.epoch, block));
+  std::vector<std::pair<uint64_t, Entry>> entries;  // looked at outside ForEach, which holds the map
+  SKERRY_RETURN_IF_ERROR(map_->ForEach([&](uint64_t block, const Entry& e) { entries.push_back({block, e}); }));
+  for (const auto& [block, e] : entries) {
+    SKERRY_ASSIGN_OR_RETURN(bool alone, HeadAloneNames(block, e));
+    if (alone) garbage.push_back(BlockObject(id_, e.epoch, block));
   }
   uint64_t new_epoch = old_epoch + 1;
   // As in a flush: after the reads above, a lapsed lease means the header and the current

@@ -143,16 +143,16 @@ class OpenVolume final : public Volume {
   // succeeded, so a failure leaves the block as it was. `replaced` is the entry it replaces.
   // REQUIRES: block lock held.
   Status FillNewObject(uint64_t block, const Entry& replaced, const std::function<Status(const std::string&)>& fill);
-  // The head no longer names `old` for `block` (the map says so already): if it is an object
-  // of ours of an older epoch that no snapshot names either, its delete is queued like a
-  // trimmed block's, for after the next flush persisted the map. Best effort: when the
-  // snapshots cannot be read the object stays, and `skerry check` lists it as unreferenced.
+  // The head no longer names `old` for `block` (the map says so already): if the head was its
+  // only user, its delete is queued, for after the next flush persisted the map. Best effort:
+  // when the snapshots cannot be read the object stays, and `skerry check` lists it.
   void ReleaseIfUnshared(uint64_t block, const Entry& old);
-  // Whether `e` is an object of ours of an older epoch that no snapshot names (the head is
-  // its only user). False when the snapshots cannot be read.
-  bool HeadAloneNames(uint64_t block, const Entry& e);
-  // The same for chunk objects the chunk table no longer names: deleted now when no snapshot
-  // names them. REQUIRES: the header naming the new table was written.
+  // Whether the head is the only user of `e` for `block` (of chunk `ref` as chunk `c`): an
+  // object of ours of the current epoch, or of an older one that no snapshot names.
+  Result<bool> HeadAloneNames(uint64_t block, const Entry& e);
+  Result<bool> HeadAloneNames(uint64_t c, const ChunkRef& ref);
+  // The same for chunk objects the chunk table no longer names: deleted now if the head was
+  // their only user. REQUIRES: the header naming the new table was written.
   Status DeleteUnsharedChunks(const std::vector<std::pair<uint64_t, ChunkRef>>& chunks);
   // IOError once the write lock was lost or its lease could not be renewed in time.
   Status CheckLease() const;
