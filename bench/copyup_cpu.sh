@@ -23,17 +23,12 @@ SIZE_MIB=${SIZE_MIB:-2048}
 WRITES=${WRITES:-204800}
 ROUNDS=${ROUNDS:-2}
 PY=/usr/bin/python3   # Debian's python has python3-libnbd
+source bench/lib.sh  # checks, say/odd, start/stop, cpu_ticks, TICK, fill
 
-for tool in fio cp; do
-  command -v "$tool" >/dev/null || { echo "$BENCH: $tool is not installed" >&2; exit 1; }
-done
-for b in skerry skerryd; do
-  [ -x "$BIN/$b" ] || { echo "$BENCH: $BIN/$b not found (set BIN)" >&2; exit 1; }
-done
-$PY -c 'import nbd' 2>/dev/null || { echo "$BENCH: $PY lacks the nbd module (python3-libnbd)" >&2; exit 1; }
-case "$WORK" in /|"$HOME"|"$PWD") echo "$BENCH: refusing WORKDIR $WORK" >&2; exit 2 ;; esac
-rm -rf "$WORK"
-mkdir -p "$WORK/logs"
+require_tools fio cp
+require_skerry
+require_python_nbd
+fresh_workdir logs
 LOG=$WORK/logs
 PIDS=()   # for lib.sh: servers the trap stops
 ODD=()    # for lib.sh: anomalies printed at the end
@@ -49,7 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-source bench/lib.sh  # say/odd, start/stop, cpu_ticks, TICK, fill
 
 STORE=dir:$WORK/store
 SOCK=$WORK/nbd.sock

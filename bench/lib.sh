@@ -1,7 +1,34 @@
-# Shared by the fio benchmarks (bench/nbd.sh, bench/rados.sh); sourced from the repository
-# root after the script has set BENCH (its name, for messages), LOG and RES (directories),
-# RUNTIME and RAMP (seconds), PY (a python3 with the nbd module), PIDS=() and ODD=().
+# Shared by the benchmarks (bench/nbd.sh, bench/rados.sh, bench/copyup_cpu.sh); sourced from
+# the repository root once the script has set BENCH (its name, for messages), BIN, WORK and
+# PY (a python3 with the nbd module). Before the functions below that use them are called it
+# also sets LOG and RES (directories), RUNTIME and RAMP (seconds), PIDS=() and ODD=().
 # shellcheck shell=bash
+
+# Checks before a benchmark starts; each exits naming what is missing.
+require_tools() {  # require_tools TOOL...
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$BENCH: $tool is not installed (scripts/install-deps.sh)" >&2; exit 1; }
+  done
+}
+require_skerry() {  # $BIN/skerry and $BIN/skerryd
+  local b
+  for b in skerry skerryd; do
+    [ -x "$BIN/$b" ] || { echo "$BENCH: $BIN/$b not found (set BIN)" >&2; exit 1; }
+  done
+}
+require_python_nbd() {
+  $PY -c 'import nbd' 2>/dev/null || { echo "$BENCH: $PY lacks the nbd module (python3-libnbd)" >&2; exit 1; }
+}
+
+# fresh_workdir SUBDIR...: empties WORK (never /, $HOME or the repository) and makes
+# $WORK/SUBDIR for each.
+fresh_workdir() {
+  case "$WORK" in /|"$HOME"|"$PWD") echo "$BENCH: refusing WORKDIR $WORK" >&2; exit 2 ;; esac
+  rm -rf "$WORK"
+  local d
+  for d in "$@"; do mkdir -p "$WORK/$d"; done
+}
 
 # stop_all_servers: for the exit trap: every server in PIDS still running gets SIGTERM,
 # SIGKILL after 5 s.

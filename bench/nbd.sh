@@ -24,18 +24,13 @@ RAMP=${RAMP:-1}
 ROUNDS=${ROUNDS:-1}
 PY=/usr/bin/python3   # Debian's python has python3-libnbd; a pyenv python3 on PATH may not
 HERE=$PWD/bench/nbd
+source bench/lib.sh  # checks, say/odd, start/stop/alive, fio_job, fill
 
-for tool in fio qemu-nbd qemu-img nbdkit; do
-  command -v "$tool" >/dev/null || { echo "bench/nbd.sh: $tool is not installed" >&2; exit 1; }
-done
-for b in skerry skerryd; do
-  [ -x "$BIN/$b" ] || { echo "bench/nbd.sh: $BIN/$b not found (set BIN)" >&2; exit 1; }
-done
-$PY -c 'import nbd' 2>/dev/null || { echo "bench/nbd.sh: $PY lacks the nbd module (python3-libnbd)" >&2; exit 1; }
+require_tools fio qemu-nbd qemu-img nbdkit
+require_skerry
+require_python_nbd
 
-case "$WORK" in /|"$HOME"|"$PWD") echo "bench/nbd.sh: refusing WORKDIR $WORK" >&2; exit 2 ;; esac
-rm -rf "$WORK"
-mkdir -p "$WORK/logs" "$WORK/results"
+fresh_workdir logs results
 LOG=$WORK/logs
 RES=$WORK/results
 
@@ -54,8 +49,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-source bench/lib.sh  # say/odd, start/stop/alive, fio_job, fill
 
 read -r -a JOBS <<<"${JOBS:-randread32 randwrite32 read8 write8 randread1 randwrite1}"
 : >"$RES/systems.txt"

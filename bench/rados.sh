@@ -31,17 +31,12 @@ ROUNDS=${ROUNDS:-1}
 POOL_SIZE=${POOL_SIZE:-1}
 SNAP_RUNS=${SNAP_RUNS:-5}
 PY=/usr/bin/python3
+source bench/lib.sh  # checks, say/odd, start/stop/alive, fio_job, fill
 
-for tool in fio qemu-nbd rbd; do
-  command -v "$tool" >/dev/null || { echo "$BENCH: $tool is not installed (scripts/install-deps.sh)" >&2; exit 1; }
-done
+require_tools fio qemu-nbd rbd
 fio --enghelp 2>/dev/null | grep -w rbd >/dev/null || { echo "$BENCH: this fio has no rbd engine" >&2; exit 1; }
-for b in skerry skerryd; do
-  [ -x "$BIN/$b" ] || { echo "$BENCH: $BIN/$b not found (set BIN)" >&2; exit 1; }
-done
-case "$WORK" in /|"$HOME"|"$PWD") echo "$BENCH: refusing WORKDIR $WORK" >&2; exit 2 ;; esac
-rm -rf "$WORK"
-mkdir -p "$WORK/logs" "$WORK/results"
+require_skerry
+fresh_workdir logs results
 LOG=$WORK/logs
 RES=$WORK/results
 CLUSTER=$WORK/cluster
@@ -61,7 +56,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-source bench/lib.sh  # say/odd, start/stop/alive, fio_job, fill
 
 T0=$(date +%s)
 REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || echo ' with uncommitted changes in the tree')"
