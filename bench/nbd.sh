@@ -2,11 +2,13 @@
 # NBD data-path benchmark (issue 3): fio's nbd engine against skerryd (directory store),
 # qemu-nbd on a raw file (cache=none aio=native, and cache=writeback for reference),
 # qemu-nbd on a qcow2 overlay over a raw base, nbdkit's file plugin, and skerryd on a thin
-# clone before and after copy-up; all in one run on the same file system, over unix sockets.
+# clone (new, with every block shared with its parent; the same with whole-block copy-up, the
+# design before partial blocks; after a full overwrite); all in one run on the same file
+# system, over unix sockets.
 # Then skerryd's resident memory with 100 open exports of 100 GiB volumes.
 # Prints markdown tables for docs/benchmarks.md on stdout, progress on stderr.
 #
-# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~12 GiB free, ~8 minutes)
+# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~12 GiB free, ~9 minutes)
 # env:   BIN=build/bin  SIZE_MIB=2048 (data set per system)  RUNTIME=8  RAMP=1 (seconds per job)
 #        ROUNDS=1 (each adds ~7 minutes; the tables then show medians)
 #        JOBS="randwrite32 ..." SYSTEMS="skerryd clone-before ..." (subsets, in this order;
@@ -52,7 +54,7 @@ trap 'exit 130' INT TERM
 
 read -r -a JOBS <<<"${JOBS:-randread32 randwrite32 read8 write8 randread1 randwrite1}"
 : >"$RES/systems.txt"
-read -r -a SYSTEMS <<<"${SYSTEMS:-skerryd clone-before clone-after qemu-raw qemu-qcow2 nbdkit qemu-raw-wb}"
+read -r -a SYSTEMS <<<"${SYSTEMS:-skerryd clone-before clone-copy clone-after qemu-raw qemu-qcow2 nbdkit qemu-raw-wb}"
 # The systems that run, in table order; a row is listed only if its system runs.
 system() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]] && printf '%s\t%s\n' "$1" "$2" >>"$RES/systems.txt"; return 0; }
 
@@ -74,11 +76,16 @@ STORE="dir:$WORK/store"
 for f in qemu base nbdkit wb; do truncate -s "${SIZE_MIB}M" "$WORK/$f.raw"; done
 
 start skerryd "$WORK/s.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/s.sock" --admin-socket "$WORK/s.admin"
+# The same store, a second daemon that copies a shared block whole on a clone's first write
+# into it (no partial blocks): the reference for what partial blocks save.
+start skerryd-copy "$WORK/c.sock" env SKERRY_PARTIAL_BLOCKS=off "$BIN/skerryd" --store "$STORE" \
+  --listen "unix:$WORK/c.sock" --admin-socket "$WORK/c.admin"
 start qemu-raw "$WORK/q.sock" qemu-nbd -f raw --cache=none --aio=native -t -e 4 -k "$WORK/q.sock" "$WORK/qemu.raw"
 start qemu-base "$WORK/b.sock" qemu-nbd -f raw --cache=none --aio=native -t -k "$WORK/b.sock" "$WORK/base.raw"
 start nbdkit "$WORK/k.sock" nbdkit -f -U "$WORK/k.sock" --threads 16 file file="$WORK/nbdkit.raw"
 start qemu-raw-wb "$WORK/w.sock" qemu-nbd -f raw --cache=writeback --aio=threads -t -e 4 -k "$WORK/w.sock" "$WORK/wb.raw"
 SK() { echo "nbd+unix:///$1?socket=$WORK/s.sock"; }
+SKC() { echo "nbd+unix:///$1?socket=$WORK/c.sock"; }
 declare -A URI=(
   [skerryd]="$(SK vol)"
   [clone-after]="$(SK ca)"
@@ -101,8 +108,10 @@ start qemu-qcow2 "$WORK/o.sock" qemu-nbd -f qcow2 --cache=none --aio=native -t -
 # The clones come from a snapshot of another volume, "parent", filled like vol (a snapshot
 # of vol itself would make vol's next write to every block a copy-up: vol would no longer
 # be a fresh volume). "before": a new clone per job, so every job starts with all blocks
-# shared with the parent (reads go to the parent's objects, the first write to a block
-# copies it up). "after": one clone overwritten once, every block its own.
+# shared with the parent (reads go to the parent's objects; the first write to a block makes
+# it partial: the clone's object holds the 4 KiB granules it wrote). "copy": the same through
+# the daemon whose first write to a block copies it whole. "after": one clone overwritten
+# once, every block its own.
 # The daemon closes parent (flush, unlock) as fio disconnects; the CLI then snapshots it
 # directly, or through the admin socket if the daemon still holds it.
 for try in 1 2 3 4 5; do
@@ -117,8 +126,9 @@ sync
 say "nbdkit file plugin: $(nbdkit file --dump-plugin | grep '^thread_model='), 16 threads"
 
 system skerryd "skerryd, fresh volume (dir store)"
-system clone-before "skerryd, clone before copy-up"
-system clone-after "skerryd, clone after copy-up"
+system clone-before "skerryd, new clone (blocks shared with the parent)"
+system clone-copy "skerryd, new clone, whole-block copy-up (SKERRY_PARTIAL_BLOCKS=off)"
+system clone-after "skerryd, clone after a full overwrite"
 system qemu-raw "qemu-nbd raw file, cache=none aio=native"
 system qemu-qcow2 "qemu-nbd qcow2 overlay on raw base, cache=none aio=native"
 system nbdkit "nbdkit file plugin (page cache)"
@@ -136,6 +146,9 @@ for round in $(seq 1 "$ROUNDS"); do
       if [ "$sys" = clone-before ]; then
         "$BIN/skerry" --store "$STORE" clone parent@base "cb-$j-$round"
         fio_job "r$round" clone-before "$j" "$(SK "cb-$j-$round")" "$PID_skerryd"
+      elif [ "$sys" = clone-copy ]; then
+        "$BIN/skerry" --store "$STORE" clone parent@base "cc-$j-$round"
+        fio_job "r$round" clone-copy "$j" "$(SKC "cc-$j-$round")" "$PID_skerryd_copy"
       else
         pidvar=PID_${sys//-/_}
         [ "${sys#clone}" = "$sys" ] || pidvar=PID_skerryd
@@ -144,17 +157,21 @@ for round in $(seq 1 "$ROUNDS"); do
     done
   done
 done
-# The price of a copy-up itself: the jobs above run long enough that a clone's 512 blocks
-# are all copied up within its first few thousand writes. Here: one 4 KiB write into each
-# 4 MiB block of a new clone (each one a copy-up), against the same on the fresh volume.
-say "copy-up: one 4K write into each 4 MiB block, QD1"
+# The first write into a shared block itself: the jobs above run long enough that all of a
+# clone's 512 blocks get theirs within its first few thousand writes. Here: one 4 KiB write
+# into each 4 MiB block of a new clone (partial blocks; whole-block copy-ups through the
+# second daemon), against the same on the fresh volume.
+say "first writes: one 4K write into each 4 MiB block, QD1"
 "$BIN/skerry" --store "$STORE" clone parent@base cu
-for target in clone:cu fresh:vol; do
-  fio --name="copyup-${target%%:*}" --ioengine=nbd --uri="$(SK "${target#*:}")" --rw=write:4092k --bs=4k --number_ios=$((SIZE_MIB / 4)) \
+"$BIN/skerry" --store "$STORE" clone parent@base cu-copy
+for target in clone:cu clone-copy:cu-copy fresh:vol; do
+  uri=$(SK "${target#*:}")
+  [ "${target%%:*}" != clone-copy ] || uri=$(SKC "${target#*:}")
+  fio --name="copyup-${target%%:*}" --ioengine=nbd --uri="$uri" --rw=write:4092k --bs=4k --number_ios=$((SIZE_MIB / 4)) \
     --iodepth=1 --lat_percentiles=1 --output-format=json --output="$RES/copyup__${target%%:*}.json" \
     >"$LOG/fio-copyup-${target%%:*}.log" 2>&1 || odd "copy-up job on ${target#*:} failed: $(tail -3 "$LOG/fio-copyup-${target%%:*}.log" | tr '\n' ' ')"
 done
-for s in skerryd qemu-raw qemu-qcow2 nbdkit qemu-raw-wb; do alive "$s" && stop "$s"; done
+for s in skerryd skerryd-copy qemu-raw qemu-qcow2 nbdkit qemu-raw-wb; do alive "$s" && stop "$s"; done
 while read -r line; do odd "skerryd log: $line"; done < <(grep -E ' (warning|error|critical) ' "$LOG/skerryd.log" | head -5)
 du -sh "$WORK/store" >"$LOG/store-du.txt" 2>&1 || true
 rm -f "$WORK"/*.raw "$WORK"/*.qcow2

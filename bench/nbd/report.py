@@ -28,8 +28,9 @@ JOBS = [
 RATIOS = [
     ("skerryd", "qemu-raw", "skerryd / qemu-nbd raw (cache=none)", 1.2),
     ("skerryd", "nbdkit", "skerryd / nbdkit file", 1.0),
-    ("clone-before", "skerryd", "clone before copy-up / fresh volume", 0.9),
-    ("clone-after", "skerryd", "clone after copy-up / fresh volume", 0.9),
+    ("clone-before", "skerryd", "new clone / fresh volume", 0.9),
+    ("clone-after", "skerryd", "clone after a full overwrite / fresh volume", 0.9),
+    ("clone-before", "clone-copy", "new clone: partial blocks / whole-block copy-up, no target", None),
     ("skerryd", "qemu-raw-wb", "skerryd / qemu-nbd raw (cache=writeback), no target", None),
 ]
 
@@ -176,10 +177,11 @@ def main():
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
     copyup = [(label, load(results, "copyup", key)) for key, label in
-              (("clone", "new clone: every write copies up a shared block"),
+              (("clone", "new clone: every write is the first into a block shared with the parent"),
+               ("clone-copy", "the same, whole-block copy-up (SKERRY_PARTIAL_BLOCKS=off)"),
                ("fresh", "fresh volume: every write lands in its own block"))]
     if any(r for _, r in copyup):
-        print("One 4 KiB write into each 4 MiB block of the volume, QD1, skerryd (the price of copy-up):")
+        print("One 4 KiB write into each 4 MiB block of the volume, QD1, skerryd (the first write into a block):")
         print()
         print("| volume | writes | mean latency | p99 latency |")
         print("|---|---|---|---|")

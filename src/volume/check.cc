@@ -126,6 +126,12 @@ class Checker {
       only[c] = chunks[c];
       volume::VolumeMap m(store_, id, epoch, blocks, per_chunk, only);
       Status st = m.ForEach([&](uint64_t block, const volume::Entry& e) {
+        if (e.is_partial()) {
+          // A partial block reads its other granules from its base (the parent's object).
+          std::string base = volume::BaseObject(e, block);
+          if (referenced_.insert(base).second && !Exists(base))
+            Problem(base, spec, fmt::format("block {} is partial over a missing object", block));
+        }
         std::string obj = volume::EntryObject(e, block);
         if (!referenced_.insert(obj).second) return;
         if (!Exists(obj)) {

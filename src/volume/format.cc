@@ -26,8 +26,10 @@ Status Bad(std::string_view object, std::string_view what) {
   return Status::Corruption(fmt::format("{}: {}", object, what));
 }
 
-// Checks the trailing CRC and the magic/version, and returns a reader positioned after them.
-Result<ByteReader> Open(std::string_view data, std::string_view magic, std::string_view object) {
+// Checks the trailing CRC and the magic/version (at most `max_version`, stored in *version if
+// given), and returns a reader positioned after them.
+Result<ByteReader> Open(std::string_view data, std::string_view magic, std::string_view object,
+                        uint32_t max_version = kFormatVersion, uint32_t* version_out = nullptr) {
   if (data.size() < magic.size() + 4 + 4) return Bad(object, "truncated");
   std::string_view body = data.substr(0, data.size() - 4);
   ByteReader tail(data.substr(data.size() - 4));
@@ -38,8 +40,9 @@ Result<ByteReader> Open(std::string_view data, std::string_view magic, std::stri
   r.Skip(magic.size());
   uint32_t version = r.U32();
   if (version == 0) return Bad(object, "format version 0");
-  if (version > kFormatVersion)
+  if (version > max_version)
     return Status::NotSupported(fmt::format("{}: written by a newer skerry (format {})", object, version));
+  if (version_out) *version_out = version;
   return r;
 }
 
@@ -171,10 +174,13 @@ Result<Header> DecodeHeader(std::string_view data, std::string_view object) {
 }
 
 std::string EncodeChunk(const Chunk& c) {
+  uint32_t partials = 0;
+  for (const Entry& e : c.entries) partials += e.is_partial();
   ByteWriter w;
-  w.Reserve(kChunkMagic.size() + 48 + c.entries.size() * kEntrySize + 4);
+  w.Reserve(kChunkMagic.size() + 48 + c.entries.size() * kEntrySize + 8 + partials * 200);
   w.Bytes(kChunkMagic.data(), kChunkMagic.size());
-  w.U32(kFormatVersion);
+  // Version 1 readers know nothing of partial entries: only a chunk that has some says 2.
+  w.U32(partials > 0 ? kChunkVersionPartial : kFormatVersion);
   w.U32(static_cast<uint32_t>(c.entries.size()));
   w.Bytes(c.owner.bytes.data(), 16);
   w.U64(c.epoch);
@@ -185,6 +191,7 @@ std::string EncodeChunk(const Chunk& c) {
     switch (e.kind) {
       case Entry::Kind::kHole: w.Zeros(32); break;
       case Entry::Kind::kPrivate:
+      case Entry::Kind::kPartial:
         w.Bytes(e.owner.bytes.data(), 16);
         w.U64(e.epoch);
         w.Zeros(8);
@@ -192,26 +199,46 @@ std::string EncodeChunk(const Chunk& c) {
       case Entry::Kind::kContent: w.Bytes(e.digest.data(), 32); break;
     }
   }
+  if (partials > 0) {
+    // The partial entries' bases and granule bitmaps, in entry order.
+    w.U32(partials);
+    for (uint32_t i = 0; i < c.entries.size(); i++) {
+      const Entry& e = c.entries[i];
+      if (!e.is_partial()) continue;
+      w.U32(i);
+      w.Bytes(e.partial->owner.bytes.data(), 16);
+      w.U64(e.partial->epoch);
+      w.U32(static_cast<uint32_t>(e.partial->written.size()));
+      for (uint64_t word : e.partial->written) w.U64(word);
+    }
+  }
   Seal(w);
   return std::move(w.data());
 }
 
 Result<Chunk> DecodeChunk(std::string_view data, std::string_view object) {
-  SKERRY_ASSIGN_OR_RETURN(ByteReader r, Open(data, kChunkMagic, object));
+  uint32_t version = 0;
+  SKERRY_ASSIGN_OR_RETURN(ByteReader r, Open(data, kChunkMagic, object, kChunkVersionPartial, &version));
   Chunk c;
   uint32_t n = r.U32();
   r.Bytes(c.owner.bytes.data(), 16);
   c.epoch = r.U64();
   c.index = r.U64();
-  if (!r.ok() || r.remaining() != static_cast<uint64_t>(n) * kEntrySize) return Bad(object, "entry count does not match length");
+  const uint64_t entry_bytes = static_cast<uint64_t>(n) * kEntrySize;
+  if (!r.ok() || (version == 1 ? r.remaining() != entry_bytes : r.remaining() < entry_bytes + 4))
+    return Bad(object, "entry count does not match length");
   c.entries.resize(n);
+  uint32_t partial_entries = 0;
   for (Entry& e : c.entries) {
     uint8_t kind = r.U8();
     r.Skip(7);
     switch (kind) {
       case 0: e.kind = Entry::Kind::kHole; r.Skip(32); break;
       case 1:
-        e.kind = Entry::Kind::kPrivate;
+      case 3:
+        if (kind == 3 && version < kChunkVersionPartial) return Bad(object, "partial entry in a version 1 chunk");
+        e.kind = kind == 1 ? Entry::Kind::kPrivate : Entry::Kind::kPartial;
+        partial_entries += kind == 3;
         r.Bytes(e.owner.bytes.data(), 16);
         e.epoch = r.U64();
         r.Skip(8);
@@ -220,6 +247,30 @@ Result<Chunk> DecodeChunk(std::string_view data, std::string_view object) {
       case 2: e.kind = Entry::Kind::kContent; r.Bytes(e.digest.data(), 32); break;
       default: return Bad(object, fmt::format("unknown entry kind {}", kind));
     }
+  }
+  if (version >= kChunkVersionPartial) {
+    // 64 MiB blocks (the largest) have 16384 granules: 256 words.
+    constexpr uint32_t kMaxWords = (64u << 20) / kGranuleSize / 64;
+    uint32_t m = r.U32();
+    if (!r.ok() || m != partial_entries) return Bad(object, "partial entry count does not match");
+    uint32_t last = 0;
+    for (uint32_t k = 0; k < m; k++) {
+      uint32_t i = r.U32();
+      auto base = std::make_shared<PartialBase>();
+      r.Bytes(base->owner.bytes.data(), 16);
+      base->epoch = r.U64();
+      uint32_t words = r.U32();
+      if (!r.ok() || words == 0 || words > kMaxWords || r.remaining() / 8 < words) return Bad(object, "truncated partial entry");
+      base->written.resize(words);
+      for (uint64_t& word : base->written) word = r.U64();
+      if (i >= n || (k > 0 && i <= last) || !c.entries[i].is_partial())
+        return Bad(object, fmt::format("partial record for entry {} out of order or not partial", i));
+      if (base->owner.IsZero() || base->epoch == 0 || base->owner == c.entries[i].owner)
+        return Bad(object, fmt::format("partial entry {} has a bad base", i));
+      last = i;
+      c.entries[i].partial = std::move(base);
+    }
+    if (r.remaining() != 0) return Bad(object, "trailing bytes");
   }
   return c;
 }
@@ -305,10 +356,14 @@ std::string ContentObject(const Sha256Digest& d) { return "c." + ToHex(d); }
 std::string EntryObject(const Entry& e, uint64_t block) {
   switch (e.kind) {
     case Entry::Kind::kHole: return {};
-    case Entry::Kind::kPrivate: return BlockObject(e.owner, e.epoch, block);
+    case Entry::Kind::kPrivate:
+    case Entry::Kind::kPartial: return BlockObject(e.owner, e.epoch, block);
     case Entry::Kind::kContent: return ContentObject(e.digest);
   }
   return {};
+}
+std::string BaseObject(const Entry& e, uint64_t block) {
+  return e.is_partial() ? BlockObject(e.partial->owner, e.partial->epoch, block) : std::string();
 }
 std::string VolumePrefix(const VolumeId& id) { return fmt::format("v.{}.", id.Hex()); }
 

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,16 +18,35 @@
 namespace skerry::volume {
 
 inline constexpr uint32_t kFormatVersion = 1;
+// Map chunks holding partial entries are written as version 2 (docs/format.md); others as 1.
+inline constexpr uint32_t kChunkVersionPartial = 2;
 inline constexpr uint32_t kEntriesPerChunk = 4096;
 inline constexpr size_t kEntrySize = 40;
+// A partial entry says which granules of this size its own object holds.
+inline constexpr uint32_t kGranuleSize = 4096;
+
+// What a partial entry adds to a private one: the base it reads the rest of the block from
+// (an object of another volume: the private entry the partial one replaced) and which
+// granules the own object holds. Immutable once shared: a change makes a new one.
+struct PartialBase {
+  VolumeId owner;
+  uint64_t epoch = 0;
+  std::vector<uint64_t> written;  // bit g (word g/64, bit g%64): granule g is in the own object
+
+  bool Has(uint64_t g) const { return g / 64 < written.size() && (written[g / 64] >> (g % 64)) & 1; }
+  bool operator==(const PartialBase&) const = default;
+};
 
 // One map entry: where block i's data is.
 struct Entry {
-  enum class Kind : uint8_t { kHole = 0, kPrivate = 1, kContent = 2 };
+  enum class Kind : uint8_t { kHole = 0, kPrivate = 1, kContent = 2, kPartial = 3 };
   Kind kind = Kind::kHole;
-  VolumeId owner;        // kPrivate: the volume whose object this is
-  uint64_t epoch = 0;    // kPrivate: the epoch it was written at
+  VolumeId owner;        // kPrivate, kPartial: the volume whose object this is
+  uint64_t epoch = 0;    // kPrivate, kPartial: the epoch it was written at
   Sha256Digest digest{}; // kContent
+  // kPartial: the granules not in the own object read from the base object
+  // v.<base owner>.b.<base epoch>.<block>. A copy of an entry shares it.
+  std::shared_ptr<const PartialBase> partial;
 
   static Entry Private(const VolumeId& owner, uint64_t epoch) {
     Entry e;
@@ -35,10 +55,24 @@ struct Entry {
     e.epoch = epoch;
     return e;
   }
+  static Entry Partial(const VolumeId& owner, uint64_t epoch, std::shared_ptr<const PartialBase> base) {
+    Entry e = Private(owner, epoch);
+    e.kind = Kind::kPartial;
+    e.partial = std::move(base);
+    return e;
+  }
   bool is_hole() const { return kind == Kind::kHole; }
+  bool is_partial() const { return kind == Kind::kPartial; }
+  // Private or partial: names an object v.<owner>.b.<epoch>.<block> of its own.
+  bool has_own_object() const { return kind == Kind::kPrivate || kind == Kind::kPartial; }
+  // Names the same own object (private or partial) as `o`.
+  bool SameObject(const Entry& o) const {
+    return has_own_object() && o.has_own_object() && owner == o.owner && epoch == o.epoch;
+  }
   bool operator==(const Entry& o) const {
     if (kind != o.kind) return false;
     if (kind == Kind::kPrivate) return owner == o.owner && epoch == o.epoch;
+    if (kind == Kind::kPartial) return owner == o.owner && epoch == o.epoch && *partial == *o.partial;
     if (kind == Kind::kContent) return digest == o.digest;
     return true;
   }
@@ -130,8 +164,10 @@ std::string ChunkObject(const VolumeId& owner, uint64_t epoch, uint64_t chunk);
 std::string ChunkObject(const ChunkRef& ref, uint64_t chunk);
 std::string BlockObject(const VolumeId& owner, uint64_t epoch, uint64_t block);
 std::string ContentObject(const Sha256Digest& digest);
-// The object holding block `block` as `e` says; empty for a hole.
+// The object holding block `block` as `e` says (a partial entry's own object); empty for a hole.
 std::string EntryObject(const Entry& e, uint64_t block);
+// The object a partial entry reads its other granules from.
+std::string BaseObject(const Entry& e, uint64_t block);
 // Prefix of every object a volume owns: "v.<id>."
 std::string VolumePrefix(const VolumeId& id);
 

@@ -120,6 +120,73 @@ TEST(Format, ChunkRoundTripAndCorruption) {
   EXPECT_NE(bad.status().message().find("chunk"), std::string::npos);
 }
 
+// A chunk with partial entries is version 2, with their bases and bitmaps after the entries;
+// one without stays version 1. Every inconsistency between the two parts is corruption.
+TEST(Format, PartialEntriesRoundTripAndAreChecked) {
+  Chunk c;
+  c.owner = VolumeId::Random();
+  c.epoch = 4;
+  c.index = 0;
+  c.entries.resize(50);
+  c.entries[3] = Entry::Private(c.owner, 1);
+  auto base = std::make_shared<PartialBase>();
+  base->owner = VolumeId::Random();
+  base->epoch = 7;
+  base->written = {0x8000000000000001ull, 0, 5, 0};
+  c.entries[9] = Entry::Partial(c.owner, 4, base);
+  auto base2 = std::make_shared<PartialBase>(*base);
+  base2->written = {2};
+  c.entries[20] = Entry::Partial(c.owner, 2, base2);
+  const std::string raw = EncodeChunk(c);
+  EXPECT_EQ(raw[8], 2) << "version";
+  auto back = DecodeChunk(raw, "chunk");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  for (size_t i = 0; i < c.entries.size(); i++) EXPECT_TRUE(back->entries[i] == c.entries[i]) << i;
+  EXPECT_TRUE(back->entries[9].partial->Has(0) && back->entries[9].partial->Has(63) && back->entries[9].partial->Has(128));
+  EXPECT_FALSE(back->entries[9].partial->Has(1) || back->entries[9].partial->Has(255) || back->entries[9].partial->Has(256));
+  EXPECT_EQ(BaseObject(back->entries[9], 9), BlockObject(base->owner, 7, 9));
+  EXPECT_EQ(EntryObject(back->entries[9], 9), BlockObject(c.owner, 4, 9));
+  for (size_t n = 0; n < raw.size(); n++) EXPECT_FALSE(DecodeChunk(raw.substr(0, n), "chunk").ok()) << n;
+  for (size_t i = 0; i < raw.size(); i++) {
+    std::string bad = raw;
+    bad[i] ^= 0x10;
+    EXPECT_FALSE(DecodeChunk(bad, "chunk").ok()) << "flip at " << i;
+  }
+  // Well sealed but inconsistent: each is corruption, never a partial entry without a base.
+  auto reseal = [](std::string r) {
+    uint32_t crc = Crc32c(std::string_view(r).substr(0, r.size() - 4));
+    std::memcpy(r.data() + r.size() - 4, &crc, 4);
+    return r;
+  };
+  const size_t entries_at = 8 + 4 + 4 + 16 + 8 + 8;
+  const size_t records_at = entries_at + 50 * kEntrySize;
+  std::vector<std::pair<std::string, std::string>> cases;
+  std::string v1 = raw;
+  v1[8] = 1;  // a version 1 chunk cannot hold partial entries
+  cases.push_back({"version 1", reseal(v1)});
+  std::string kind = raw;
+  kind[entries_at + 3 * kEntrySize] = 3;  // one more partial entry than records
+  cases.push_back({"count", reseal(kind)});
+  std::string self = raw;  // base owner = the entry's own owner
+  std::memcpy(self.data() + records_at + 4 + 4, c.owner.bytes.data(), 16);
+  cases.push_back({"self base", reseal(self)});
+  std::string order = raw;  // the second record names entry 3, before the first's 9
+  uint32_t three = 3;
+  std::memcpy(order.data() + records_at + 4 + (4 + 16 + 8 + 4 + 4 * 8), &three, 4);
+  cases.push_back({"order", reseal(order)});
+  std::string words = raw;  // no bitmap words
+  std::memset(words.data() + records_at + 4 + 4 + 16 + 8, 0, 4);
+  cases.push_back({"words", reseal(words)});
+  for (const auto& [what, bytes] : cases) {
+    auto r = DecodeChunk(bytes, "chunk");
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << what << ": " << r.status().ToString();
+  }
+  // Without partial entries: version 1, as before.
+  c.entries[9] = Entry{};
+  c.entries[20] = Entry{};
+  EXPECT_EQ(EncodeChunk(c)[8], 1);
+}
+
 TEST(Format, DirectoryAndSnapshotRecordRoundTrip) {
   Directory d;
   d.entries = {{"a", VolumeId::Random()}, {"b", VolumeId::Random()}};

@@ -32,6 +32,14 @@ DeferredCopyUpMode DeferredCopyUpFromEnv() {
   return {true, 2};
 }
 
+// SKERRY_PARTIAL_BLOCKS=off: the first write into a block a clone shares with its parent
+// copies the whole block (as into a snapshot's), instead of making the entry partial.
+// For benchmarks and tests that compare the two.
+bool PartialBlocksFromEnv() {
+  const char* v = std::getenv("SKERRY_PARTIAL_BLOCKS");
+  return !(v && std::string_view(v) == "off");
+}
+
 // Bytes of acknowledged writes held for deferred copy-ups, per volume and in the whole
 // process (a daemon serves many volumes; the NBD server's memory bound covers requests in
 // flight, not these); past either a write waits for (or does) its block's copy-up. A block
@@ -68,7 +76,8 @@ OpenVolume::OpenVolume(std::shared_ptr<ObjectStore> store, std::string name, Vol
       // On a natively asynchronous store (RADOS) only with copier threads: an asynchronous
       // read of a block with a pending copy-up is handed to them (ReadBlockAsync), as it must
       // not wait on the caller's thread (a store completion may be that thread).
-      defer_copy_ups_(!read_only && DeferredCopyUpFromEnv().on && (!async_reads_ || copier_threads_ > 0)) {
+      defer_copy_ups_(!read_only && DeferredCopyUpFromEnv().on && (!async_reads_ || copier_threads_ > 0)),
+      partial_blocks_(!read_only && PartialBlocksFromEnv() && block_size % kGranuleSize == 0) {
   uint64_t blocks = (size + block_size - 1) / block_size;
   map_ = std::make_unique<VolumeMap>(*store_, id_, epoch, blocks, per_chunk, std::move(chunks));
 }
@@ -127,6 +136,33 @@ bool OpenVolume::IsWritable(const Entry& e) const {
   return e.kind == Entry::Kind::kPrivate && e.owner == id_ && e.epoch == epoch_.load();
 }
 
+bool OpenVolume::IsOwnPartial(const Entry& e) const {
+  return e.is_partial() && e.owner == id_ && e.epoch == epoch_.load();
+}
+
+bool OpenVolume::CanStartPartial(const Entry& e) const {
+  // Only over another volume's object (a clone's parent's, frozen by a snapshot that cannot
+  // be removed while this clone exists): nothing this volume does ever deletes a base.
+  return partial_blocks_ && e.kind == Entry::Kind::kPrivate && e.owner != id_;
+}
+
+std::vector<OpenVolume::Piece> OpenVolume::Pieces(const Entry& e, uint64_t block, uint64_t off, uint64_t len) const {
+  if (!e.is_partial()) return {Piece{EntryObject(e, block), off, len}};
+  // Runs of granules that the own object holds, or the base, clipped to [off, off+len).
+  std::vector<Piece> out;
+  const std::string own = EntryObject(e, block), base = BaseObject(e, block);
+  const uint64_t end = off + len;
+  for (uint64_t pos = off; pos < end;) {
+    const bool mine = e.partial->Has(pos / kGranuleSize);
+    uint64_t next = (pos / kGranuleSize + 1) * kGranuleSize;
+    while (next < end && e.partial->Has(next / kGranuleSize) == mine) next += kGranuleSize;
+    next = std::min(next, end);
+    out.push_back(Piece{mine ? own : base, pos, next - pos});
+    pos = next;
+  }
+  return out;
+}
+
 template <class Fn>
 Status OpenVolume::ForEachBlock(uint64_t offset, uint64_t length, Fn&& fn) {
   uint64_t done = 0;
@@ -158,9 +194,10 @@ void OpenVolume::CancelDelete(const std::string& object) {
 }
 
 Result<bool> OpenVolume::HeadAloneNames(uint64_t block, const Entry& e) {
-  // Objects of other volumes (a clone's parent) and content-addressed ones are not ours to
-  // free; ours of the current epoch no snapshot can name (snapshots froze older epochs).
-  if (e.kind != Entry::Kind::kPrivate || e.owner != id_) return false;
+  // Objects of other volumes (a clone's parent, a partial entry's base) and content-addressed
+  // ones are not ours to free; ours of the current epoch no snapshot can name (snapshots froze
+  // older epochs).
+  if (!e.has_own_object() || e.owner != id_) return false;
   if (e.epoch == epoch_.load()) return true;
   SKERRY_ASSIGN_OR_RETURN(bool named, snapshot_refs_.NamesBlock(block, e));
   return !named;
@@ -191,30 +228,35 @@ Status OpenVolume::DeleteUnsharedChunks(const std::vector<std::pair<uint64_t, Ch
 // ---------------------------------------------------------------- reads
 
 template <class FromObject, class FromHole>
-Status OpenVolume::ReadBlockVia(uint64_t block, FromObject&& from_object, FromHole&& from_hole) {
+Status OpenVolume::ReadBlockVia(uint64_t block, uint64_t off, uint64_t len, FromObject&& from_object,
+                                FromHole&& from_hole, int attempt) {
   // Writes held for a deferred copy-up are in no object yet: land them first.
-  if (copyups_pending_.load() > 0) SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
-  for (int attempt = 0;; attempt++) {
-    const uint64_t deleted = objects_deleted_.load();
-    SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
-    if (e.is_hole()) return from_hole();
-    std::string object = EntryObject(e, block);
-    Status st = from_object(object);
-    if (st.ok()) return Status::OK();
+  if (attempt == 0 && copyups_pending_.load() > 0) SKERRY_RETURN_IF_ERROR(FinishCopyUp(block));
+  const uint64_t deleted = objects_deleted_.load();
+  SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
+  if (e.is_hole()) return from_hole(off, len);
+  for (const Piece& p : Pieces(e, block, off, len)) {
+    Status st = from_object(p.object, p.off, p.len);
+    if (st.ok()) continue;
     if (!st.IsNotFound()) return st.Prefixed(name_);
     // A concurrent trim may have released the object after we looked (and a write may
-    // have made one of the same name since): look again.
+    // have made one of the same name since): look again, for the rest of the range.
     SKERRY_ASSIGN_OR_RETURN(Entry again, map_->Get(block));
     if ((again == e && objects_deleted_.load() == deleted) || attempt > 3)
-      return Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object));
+      return Status::Corruption(fmt::format("{}: map points at missing object {}", name_, p.object));
+    return ReadBlockVia(block, p.off, off + len - p.off, from_object, from_hole, attempt + 1);
   }
+  return Status::OK();
 }
 
 Status OpenVolume::ReadBlock(uint64_t block, uint64_t off, std::span<char> out) {
   return ReadBlockVia(
-      block, [&](const std::string& object) { return store_->ReadSync(object, off, out).status(); },
-      [&] {
-        std::memset(out.data(), 0, out.size());
+      block, off, out.size(),
+      [&](const std::string& object, uint64_t at, uint64_t n) {
+        return store_->ReadSync(object, at, out.subspan(at - off, n)).status();
+      },
+      [&](uint64_t at, uint64_t n) {
+        std::memset(out.data() + (at - off), 0, n);
         return Status::OK();
       });
 }
@@ -234,9 +276,10 @@ Status OpenVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {
   // The store reports NotFound before it puts anything in the pipe, so looking at the
   // map again after a concurrent trim (ReadBlockVia) never leaves half a block behind.
   return ForEachBlock(offset, length, [&](uint64_t b, uint64_t off, uint64_t n, uint64_t) {
+    // Pieces (of a partial block) go into the pipe in order.
     return ReadBlockVia(
-        b, [&](const std::string& object) { return store_->ReadToPipe(object, off, n, pipe_fd); },
-        [&] { return PutZerosInPipe(pipe_fd, n).Prefixed(name_); });
+        b, off, n, [&](const std::string& object, uint64_t at, uint64_t len) { return store_->ReadToPipe(object, at, len, pipe_fd); },
+        [&](uint64_t, uint64_t len) { return PutZerosInPipe(pipe_fd, len).Prefixed(name_); });
   });
 }
 
@@ -268,19 +311,28 @@ void OpenVolume::ReadBlockAsync(FanIn* op, uint64_t block, uint64_t off, std::sp
     std::memset(out.data(), 0, out.size());
     return op->Finish(Status::OK());
   }
-  std::string object = EntryObject(*e, block);
-  Entry seen = *e;
-  store_->Read(object, off, out, [this, op, block, off, out, attempt, seen, object, deleted](Result<size_t> n) {
-    if (n.ok()) return op->Finish(Status::OK());
-    if (!n.status().IsNotFound()) return op->Finish(n.status().Prefixed(name_));
-    // A concurrent trim may have released the object after we looked: look again. The
-    // map's chunk is loaded (we just read it), so this does not wait for the store.
-    Result<Entry> again = map_->Get(block);
-    if (!again.ok() || (*again == seen && objects_deleted_.load() == deleted) || attempt > 3)
-      return op->Finish(again.ok() ? Status::Corruption(fmt::format("{}: map points at missing object {}", name_, object))
-                                   : again.status());
-    ReadBlockAsync(op, block, off, out, attempt + 1);
-  });
+  // One store read per piece (several for a partial block), each finishing one count of `op`:
+  // the caller counted one for this block.
+  std::vector<Piece> pieces = Pieces(*e, block, off, out.size());
+  for (size_t i = 1; i < pieces.size(); i++) op->Add();
+  auto seen = std::make_shared<const Entry>(std::move(*e));
+  for (Piece& p : pieces) {
+    std::span<char> part = out.subspan(p.off - off, p.len);
+    store_->Read(p.object, p.off, part,
+                 [this, op, block, part, attempt, seen, object = p.object, at = p.off, deleted](Result<size_t> n) {
+                   if (n.ok()) return op->Finish(Status::OK());
+                   if (!n.status().IsNotFound()) return op->Finish(n.status().Prefixed(name_));
+                   // A concurrent trim may have released the object after we looked: look
+                   // again. The map's chunk is loaded (we just read it), so this does not wait
+                   // for the store.
+                   Result<Entry> again = map_->Get(block);
+                   if (!again.ok() || (*again == *seen && objects_deleted_.load() == deleted) || attempt > 3)
+                     return op->Finish(again.ok() ? Status::Corruption(fmt::format("{}: map points at missing object {}",
+                                                                                   name_, object))
+                                                  : again.status());
+                   ReadBlockAsync(op, block, at, part, attempt + 1);
+                 });
+  }
 }
 
 void OpenVolume::ReadAsync(uint64_t offset, std::span<char> out, Done done) {
@@ -327,8 +379,7 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
     CancelDelete(object);
     SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, 0, {}, /*fresh=*/true));
   } else {
-    // Copy-up: the store copies the shared object (reflink or in-store copy).
-    SKERRY_RETURN_IF_ERROR(store_->CopySync(EntryObject(current, block), object));
+    SKERRY_RETURN_IF_ERROR(CopyBlock(block, current, object));
   }
   // The map names the object from now on, even if the caller's write then fails: the
   // next flush must sync it before persisting that map.
@@ -336,6 +387,66 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
   SKERRY_RETURN_IF_ERROR(map_->Set(block, Entry::Private(id_, epoch_.load())));
   ReleaseIfUnshared(block, current);
   return object;
+}
+
+Status OpenVolume::CopyBlock(uint64_t block, const Entry& from, const std::string& to) {
+  // Copy-up: the store copies the shared object (reflink or in-store copy).
+  SKERRY_RETURN_IF_ERROR(store_->CopySync(EntryObject(from, block), to));
+  if (!from.is_partial()) return Status::OK();
+  // A partial block's other granules come from its base, run by run.
+  std::string buf;
+  for (const Piece& p : Pieces(from, block, 0, block_size_)) {
+    if (p.object == EntryObject(from, block)) continue;
+    buf.resize(p.len);
+    SKERRY_RETURN_IF_ERROR(store_->ReadSync(p.object, p.off, std::span<char>(buf.data(), buf.size())).status());
+    SKERRY_RETURN_IF_ERROR(store_->WriteSync(to, p.off, buf));
+  }
+  return Status::OK();
+}
+
+Status OpenVolume::WritePartial(uint64_t block, const Entry& e, uint64_t off, std::span<const char> data) {
+  const uint64_t epoch = epoch_.load();
+  const std::string object = BlockObject(id_, epoch, block);
+  // Starting: the entry was the parent's; the base is that object, the own one starts empty.
+  const bool start = !e.is_partial();
+  std::shared_ptr<const PartialBase> old = e.partial;
+  if (start) {
+    auto base = std::make_shared<PartialBase>();
+    base->owner = e.owner;
+    base->epoch = e.epoch;
+    base->written.assign((block_size_ / kGranuleSize + 63) / 64, 0);
+    old = std::move(base);
+  }
+  // An edge granule the write covers only in part and the own object lacks is completed from
+  // the base, so every granule the write touches ends up whole in the own object.
+  const uint64_t G = kGranuleSize, end = off + data.size();
+  uint64_t a = off, b = end;
+  if (off % G != 0 && !old->Has(off / G)) a = off / G * G;
+  if (end % G != 0 && !old->Has(end / G)) b = std::min<uint64_t>((end / G + 1) * G, block_size_);
+  std::span<const char> bytes = data;
+  std::string buf;
+  if (a != off || b != end) {
+    const std::string base = BlockObject(old->owner, old->epoch, block);
+    buf.resize(b - a);
+    if (a != off) SKERRY_RETURN_IF_ERROR(store_->ReadSync(base, a, std::span<char>(buf.data(), off - a)).status());
+    std::memcpy(buf.data() + (off - a), data.data(), data.size());
+    if (b != end) SKERRY_RETURN_IF_ERROR(store_->ReadSync(base, end, std::span<char>(buf.data() + (end - a), b - end)).status());
+    bytes = std::span<const char>(buf.data(), buf.size());
+  }
+  if (start) CancelDelete(object);  // a leftover of this name is replaced, not deleted later
+  SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, a, bytes, /*fresh=*/start));
+  // The data first, then the entry that says where it is: a reader sees the base's old bytes
+  // or the new ones; and marked dirty before, so a flush persisting the entry syncs them.
+  MarkDirty(object);
+  // Every granule [a, b) touches is whole in the own object now: written whole, or held
+  // there already (an edge the write covers in part is extended to the granule otherwise).
+  auto next = std::make_shared<PartialBase>(*old);
+  for (uint64_t g = a / G; g <= (b - 1) / G; g++) next->written[g / 64] |= uint64_t{1} << (g % 64);
+  // Every granule of the block in the own object: a private entry, the base no longer needed.
+  const uint64_t granules = (BlockLength(block) + G - 1) / G;
+  bool full = true;
+  for (uint64_t g = 0; g < granules && full; g++) full = next->Has(g);
+  return map_->Set(block, full ? Entry::Private(id_, epoch) : Entry::Partial(id_, epoch, std::move(next)));
 }
 
 Status OpenVolume::FillNewObject(uint64_t block, const Entry& replaced,
@@ -378,11 +489,17 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
   std::string object = BlockObject(id_, epoch_.load(), block);
   if (IsWritable(e)) {
     SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
+  } else if (IsOwnPartial(e)) {
+    // In place, even over the whole block: the persisted map may name this object as partial,
+    // and a fresh object (truncated first) could lose its granules in a crash.
+    return WritePartial(block, e, off, data);
   } else {
     if (whole || e.is_hole()) {
       return FillNewObject(block, e, [&](const std::string& fresh) {
         return store_->WriteSync(fresh, off, data, /*fresh=*/true);
       });
+    } else if (CanStartPartial(e)) {
+      return WritePartial(block, e, off, data);  // no copy: the rest reads from the parent
     } else if (defer_copy_ups_ && StartCopyUp(block, e, off, data)) {
       return Status::OK();  // held: the block is copied, then written, off this thread
     } else {
@@ -492,6 +609,13 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     ReleaseIfUnshared(block, e);
     return Status::OK();
   }
+  if (whole && IsOwnPartial(e)) {
+    // In place (as a write, above): the object may be named, partial, by the persisted map.
+    const std::string object = EntryObject(e, block);
+    SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
+    MarkDirty(object);
+    return map_->Set(block, Entry::Private(id_, epoch_.load()));
+  }
   if (whole && !IsWritable(e)) {
     // Zeros over a whole shared block (or hole) need none of its content: a new object,
     // named by the map only once the zeros are in it. A failure then leaves the block as
@@ -502,6 +626,11 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
       SKERRY_RETURN_IF_ERROR(store_->WriteSync(fresh, 0, {}, /*fresh=*/true));
       return store_->ZeroSync(fresh, off, len);
     });
+  }
+  if (IsOwnPartial(e) || CanStartPartial(e)) {
+    // Zeros into part of a partial block (or one it shares with its parent): written like data.
+    std::string zeros(len, '\0');
+    return WritePartial(block, e, off, zeros);
   }
   SKERRY_ASSIGN_OR_RETURN(std::string object, MakePrivate(block, e));
   SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
@@ -524,7 +653,7 @@ Status OpenVolume::ZeroStalePastEnd() {
   if (e.is_hole()) return Status::OK();
   // Looked at first: zeroing a shared block would copy it up for nothing.
   std::string tail(block_size_ - off, '\0');
-  SKERRY_RETURN_IF_ERROR(store_->ReadSync(EntryObject(e, block), off, std::span<char>(tail.data(), tail.size())).status());
+  SKERRY_RETURN_IF_ERROR(ReadBlock(block, off, std::span<char>(tail.data(), tail.size())));
   if (tail.find_first_not_of('\0') == std::string::npos) return Status::OK();
   return ZeroPastEnd();
 }
@@ -588,7 +717,6 @@ bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off,
   std::lock_guard lock(copyup_mu_);
   CopyUp c;
   if (copiers_stop_ || !AddHeldWrite(c, off, data)) return false;
-  c.source = EntryObject(current, block);
   c.source_entry = current;
   c.target = BlockObject(id_, epoch_.load(), block);
   c.seq = ++copyup_seq_;
@@ -603,12 +731,11 @@ bool OpenVolume::StartCopyUp(uint64_t block, const Entry& current, uint64_t off,
 }
 
 Status OpenVolume::RunCopyUp(uint64_t block) {
-  std::string source, target;
+  std::string target;
   Entry source_entry;
   {
     std::lock_guard lock(copyup_mu_);
     const CopyUp& c = copyups_.at(block);
-    source = c.source;
     target = c.target;
     source_entry = c.source_entry;
   }
@@ -625,7 +752,7 @@ Status OpenVolume::RunCopyUp(uint64_t block) {
   Status st = LeaseLost() ? lease_lost() : Status::OK();
   // Every attempt starts from a fresh copy and applies all held writes again (they are
   // idempotent in order), so a failure anywhere leaves nothing half done.
-  if (st.ok()) st = store_->CopySync(source, target);
+  if (st.ok()) st = CopyBlock(block, source_entry, target);
   size_t applied = 0;
   for (;;) {
     HeldWriteOverlay batch;
@@ -1105,7 +1232,7 @@ Status OpenVolume::RemoveSnapshot(
         erase ? (void)into->erase(n) : (void)into->insert(n);
       }
     return m.ForEach([&](uint64_t block, const Entry& e) {
-      if (e.kind != Entry::Kind::kPrivate || e.owner != id_) return;
+      if (!e.has_own_object() || e.owner != id_) return;  // a partial entry's base is not ours
       std::string n = BlockObject(e.owner, e.epoch, block);
       erase ? (void)into->erase(n) : (void)into->insert(n);
     });

@@ -101,6 +101,18 @@ class OpenVolume final : public Volume {
   bool LeaseLost() const;
   uint64_t BlockLength(uint64_t block) const;
   bool IsWritable(const Entry& e) const;
+  // A partial entry of ours of the current epoch: written in place, granule by granule.
+  bool IsOwnPartial(const Entry& e) const;
+  // Whether a write into shared block with entry `e` makes it partial instead of copying it.
+  bool CanStartPartial(const Entry& e) const;
+  // Where the bytes [off, off+len) of block `block` are, in order: one piece, or runs of
+  // granules from a partial entry's own object and its base.
+  struct Piece {
+    std::string object;
+    uint64_t off;  // in the block
+    uint64_t len;
+  };
+  std::vector<Piece> Pieces(const Entry& e, uint64_t block, uint64_t off, uint64_t len) const;
   std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
   // Asynchronous writes in flight in the block's stripe (see TryWriteAsync).
   std::atomic<int>& StripeWrites(uint64_t block) { return stripe_writes_[block % stripe_writes_.size()]; }
@@ -112,10 +124,12 @@ class OpenVolume final : public Volume {
   // object may be released. REQUIRES: block lock held (so no new write is counted).
   void WaitForAsyncWrites(uint64_t block);
 
-  // One block's read: from_object(name) reads its object, from_hole() fills a hole;
-  // looks at the map again when a concurrent trim released the object meanwhile.
+  // One block's read of [off, off+len), in order: from_object(name, off, len) reads a piece
+  // of an object, from_hole(off, len) fills a hole; looks at the map again (for the rest of
+  // the range) when a concurrent trim released the object meanwhile.
   template <class FromObject, class FromHole>
-  Status ReadBlockVia(uint64_t block, FromObject&& from_object, FromHole&& from_hole);
+  Status ReadBlockVia(uint64_t block, uint64_t off, uint64_t len, FromObject&& from_object, FromHole&& from_hole,
+                      int attempt = 0);
   Status ReadBlock(uint64_t block, uint64_t off, std::span<char> out);
   // The FanIn of an asynchronous read or write that entered the gate shared: when its
   // last piece finishes, it leaves the gate, then calls `done`.
@@ -138,6 +152,12 @@ class OpenVolume final : public Volume {
   // (copy-up of a shared object, or an empty object for a hole). Returns the object name.
   // REQUIRES: block lock held.
   Result<std::string> MakePrivate(uint64_t block, const Entry& current);
+  // Copies block `block` as `from` says into object `to` (a partial one's base granules too).
+  Status CopyBlock(uint64_t block, const Entry& from, const std::string& to);
+  // Writes `data` at `off` into block `block` whose entry `e` is a partial one of ours or one
+  // CanStartPartial allows, without copying the block: the entry becomes (or stays) partial,
+  // private once every granule is in its own object. REQUIRES: block lock held.
+  Status WritePartial(uint64_t block, const Entry& e, uint64_t off, std::span<const char> data);
   // Gives block `block` a new object of the current epoch, which `fill(name)` creates fresh
   // (replacing any leftover of that name) and fills; the map names it only once that
   // succeeded, so a failure leaves the block as it was. `replaced` is the entry it replaces.
@@ -165,8 +185,7 @@ class OpenVolume final : public Volume {
   };
   struct CopyUp {
     enum class State { kQueued, kRunning, kFailed } state = State::kQueued;
-    std::string source;  // the shared object
-    Entry source_entry;  // the entry naming it, released when the copy replaces it
+    Entry source_entry;  // the shared block's entry, released when the copy replaces it
     std::string target;  // this volume's object of the current epoch
     uint64_t seq = 0;    // start order (Flush finishes the ones started before it)
     // Acknowledged writes, applied in order after each copy attempt. A deque: a copier reads
@@ -263,6 +282,8 @@ class OpenVolume final : public Volume {
   // Deferred copy-up state. Lock order: block lock, then copyup_mu_, then the map's own.
   const int copier_threads_;  // 0: deferred copy-ups run only when someone needs them done
   const bool defer_copy_ups_;
+  // Writes into blocks shared with the parent make partial entries (no copy).
+  const bool partial_blocks_;
   std::mutex copyup_mu_;
   std::condition_variable copyup_cv_;          // a copy-up finished or failed
   std::condition_variable copier_cv_;          // the queue grew, or the copiers must stop

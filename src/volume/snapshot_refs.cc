@@ -26,7 +26,7 @@ Result<bool> SnapshotRefs::NamesBlock(uint64_t block, const Entry& e) {
     // A snapshot taken before the object's epoch cannot name it.
     if (s.epoch < e.epoch || block >= s.map->blocks()) continue;
     SKERRY_ASSIGN_OR_RETURN(Entry named, s.map->Get(block));
-    if (named == e) return true;
+    if (named.SameObject(e)) return true;
   }
   return false;
 }

@@ -59,6 +59,14 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
+// The whole content of an open volume; a test failure when it cannot be read.
+inline std::string ReadWhole(Volume& v) {
+  std::string out(v.size(), 'x');
+  Status st = v.Read(0, std::span<char>(out.data(), out.size()));
+  EXPECT_TRUE(st.ok()) << v.name() << ": " << st.ToString();
+  return out;
+}
+
 // The whole content of `spec` ("volume" or "volume@snap"), opened read-only; a test failure
 // (and "") when it cannot be opened or read.
 inline std::string ReadWhole(Catalog& cat, const std::string& spec) {
@@ -67,10 +75,7 @@ inline std::string ReadWhole(Catalog& cat, const std::string& spec) {
   auto v = cat.Open(spec, ro);
   EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
   if (!v.ok()) return "";
-  std::string out((*v)->size(), 'x');
-  Status st = (*v)->Read(0, std::span<char>(out.data(), out.size()));
-  EXPECT_TRUE(st.ok()) << spec << ": " << st.ToString();
-  return out;
+  return ReadWhole(**v);
 }
 
 // Deterministic bytes that differ by position and seed, so misplaced data is caught.
