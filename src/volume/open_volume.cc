@@ -440,6 +440,9 @@ Status OpenVolume::WritePartial(uint64_t block, const Entry& e, uint64_t off, st
   MarkDirty(object);
   // Every granule [a, b) touches is whole in the own object now: written whole, or held
   // there already (an edge the write covers in part is extended to the granule otherwise).
+  bool grows = start;
+  for (uint64_t g = a / G; g <= (b - 1) / G && !grows; g++) grows = !old->Has(g);
+  if (!grows) return Status::OK();  // into granules held already: the entry stays as it is
   auto next = std::make_shared<PartialBase>(*old);
   for (uint64_t g = a / G; g <= (b - 1) / G; g++) next->written[g / 64] |= uint64_t{1} << (g % 64);
   // Every granule of the block in the own object: a private entry, the base no longer needed.
@@ -511,10 +514,17 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
   return Status::OK();
 }
 
-bool OpenVolume::PinForAsyncWrite(uint64_t block) {
+bool OpenVolume::PinForAsyncWrite(uint64_t block, uint64_t off, uint64_t len) {
   std::lock_guard lock(BlockLock(block));
   std::optional<Entry> e = map_->GetIfLoaded(block);
-  if (!e || !IsWritable(*e)) return false;
+  if (!e) return false;
+  if (IsOwnPartial(*e)) {
+    // Into granules the own object holds already: in place, no map change.
+    for (uint64_t g = off / kGranuleSize; g <= (off + len - 1) / kGranuleSize; g++)
+      if (!e->partial->Has(g)) return false;
+  } else if (!IsWritable(*e)) {
+    return false;
+  }
   StripeWrites(block).fetch_add(1);
   return true;
 }
@@ -546,7 +556,11 @@ bool OpenVolume::TryWriteAsync(uint64_t offset, std::span<const char> data, Done
   // (a new object or a copy-up, then a map change). Counted now, under each block's lock,
   // so a trim cannot release an object this write is about to write.
   uint64_t pinned = first;
-  for (; ok && pinned <= last; pinned++) ok = PinForAsyncWrite(pinned);
+  for (; ok && pinned <= last; pinned++) {
+    const uint64_t start = pinned == first ? offset % block_size_ : 0;
+    const uint64_t end = pinned == last ? (offset + data.size() - 1) % block_size_ + 1 : block_size_;
+    ok = PinForAsyncWrite(pinned, start, end - start);
+  }
   if (!ok) {
     for (uint64_t b = first; b + 1 < pinned; b++) UnpinAsyncWrite(b);
     gate_.LeaveShared();
@@ -600,7 +614,7 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
   if (e.is_hole() && may_trim) return Status::OK();  // already reads as zeros
   if (whole && may_trim) {
     // An asynchronous write still in flight would bring the object back after its delete.
-    if (IsWritable(e)) WaitForAsyncWrites(block);
+    if (IsWritable(e) || IsOwnPartial(e)) WaitForAsyncWrites(block);
     // The block becomes a hole. Its object (if ours) is deleted only after the map that
     // no longer points at it is persisted, so a crash never leaves a dangling entry. The
     // entry first, then the delete: a flush that sees the delete encodes the map after it,

@@ -116,9 +116,10 @@ class OpenVolume final : public Volume {
   std::mutex& BlockLock(uint64_t block) { return block_locks_[block % block_locks_.size()]; }
   // Asynchronous writes in flight in the block's stripe (see TryWriteAsync).
   std::atomic<int>& StripeWrites(uint64_t block) { return stripe_writes_[block % stripe_writes_.size()]; }
-  // Counts an asynchronous write into `block` if the block is this volume's own object of
-  // the current epoch with its map chunk in memory; false (nothing counted) otherwise.
-  bool PinForAsyncWrite(uint64_t block);
+  // Counts an asynchronous write into [off, off+len) of `block` if the block is this volume's
+  // own object of the current epoch (a partial one: holding those granules already) with its
+  // map chunk in memory; false (nothing counted) otherwise.
+  bool PinForAsyncWrite(uint64_t block, uint64_t off, uint64_t len);
   void UnpinAsyncWrite(uint64_t block);
   // Waits until no asynchronous write is in flight in the block's stripe, before its
   // object may be released. REQUIRES: block lock held (so no new write is counted).

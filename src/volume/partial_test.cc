@@ -4,6 +4,7 @@
 // checks the bytes through the Volume API, what the store holds, and `skerry check`.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <string>
 
 #include "skerry/check.h"
@@ -270,6 +271,43 @@ TEST_P(PartialTest, SwitchedOffTheBlockIsCopiedWhole) {
   std::string expect = parent_;
   expect.replace(kG, 6, "copied");
   EXPECT_TRUE(ReadSpec("c") == expect);
+}
+
+// On a natively asynchronous store a write into granules a partial block holds already goes
+// the asynchronous way (no map change needed); one into a granule it lacks does not.
+TEST(PartialAsyncTest, WritesIntoHeldGranulesAreAsynchronous) {
+  auto store = OpenStore("delay:ms=0&async=2+mem:");
+  ASSERT_TRUE(store.ok());
+  auto cat = std::move(*Catalog::Open(*store));
+  std::string expect = Pattern(2 * kBs, 8);
+  ASSERT_TRUE(cat->Create("p", expect.size(), kBs).ok());
+  {
+    auto v = std::move(*cat->Open("p", {}));
+    ASSERT_TRUE(v->Write(0, std::span<const char>(expect.data(), expect.size())).ok());
+  }
+  ASSERT_TRUE(cat->SnapCreate("p", "s").ok());
+  ASSERT_TRUE(cat->Clone("p", "s", "c").ok());
+  auto v = std::move(*cat->Open("c", {}));
+  const std::string a = Pattern(2 * kG, 9);
+  ASSERT_TRUE(v->Write(kBs + 2 * kG, std::span<const char>(a.data(), a.size())).ok());  // granules 2-3
+  expect.replace(kBs + 2 * kG, a.size(), a);
+  auto async_write = [&](uint64_t off, const std::string& data) {
+    std::promise<Status> done;
+    if (!v->TryWriteAsync(off, std::span<const char>(data.data(), data.size()), [&](Status st) { done.set_value(st); }))
+      return false;
+    EXPECT_TRUE(done.get_future().get().ok());
+    return true;
+  };
+  const std::string b = "held granule";
+  EXPECT_TRUE(async_write(kBs + 3 * kG + 100, b));
+  expect.replace(kBs + 3 * kG + 100, b.size(), b);
+  EXPECT_FALSE(async_write(kBs + 3 * kG + 4090, b)) << "reaches granule 4, which the clone lacks";
+  EXPECT_FALSE(async_write(5 * kG, b)) << "block 0 is still the parent's";
+  ASSERT_TRUE(v->Trim(kBs, kBs).ok());  // waits for writes in flight into the own object
+  expect.replace(kBs, kBs, std::string(kBs, '\0'));
+  EXPECT_TRUE(testing::ReadWhole(*v) == expect);
+  ASSERT_TRUE(v->Close().ok());
+  EXPECT_TRUE(testing::ReadWhole(*cat, "c") == expect);
 }
 
 // Found by crash_test: a whole-block write into a partial block of ours made its object
