@@ -444,6 +444,9 @@ Status OpenVolume::WritePartial(uint64_t block, const Entry& e, uint64_t off, st
   for (uint64_t g = a / G; g <= (b - 1) / G && !grows; g++) grows = !old->Has(g);
   if (!grows) return Status::OK();  // into granules held already: the entry stays as it is
   auto next = std::make_shared<PartialBase>(*old);
+  // A bitmap read from the store may be shorter than the block needs (missing words: no
+  // granule held; docs/format.md): grown before any bit is set.
+  next->written.resize(std::max<size_t>(next->written.size(), (block_size_ / G + 63) / 64));
   for (uint64_t g = a / G; g <= (b - 1) / G; g++) next->written[g / 64] |= uint64_t{1} << (g % 64);
   // Every granule of the block in the own object: a private entry, the base no longer needed.
   const uint64_t granules = (BlockLength(block) + G - 1) / G;

@@ -310,6 +310,50 @@ TEST(PartialAsyncTest, WritesIntoHeldGranulesAreAsynchronous) {
   EXPECT_TRUE(testing::ReadWhole(*cat, "c") == expect);
 }
 
+// A partial record's bitmap may have fewer words than its block needs (format.md: missing
+// words hold no granule). A write into a granule past them grew nothing: it wrote past the
+// vector's end and kept a bitmap that did not name the write (found in review).
+TEST(PartialFormatTest, AShortBitmapFromTheStoreIsGrownBeforeBitsAreSet) {
+  constexpr uint32_t kBig = 1024 * 1024;  // 256 granules: 4 words
+  auto store = std::make_shared<MemStore>();
+  auto cat = std::move(*Catalog::Open(store));
+  std::string expect = Pattern(kBig, 21);
+  ASSERT_TRUE(cat->Create("p", expect.size(), kBig).ok());
+  {
+    auto v = std::move(*cat->Open("p", {}));
+    ASSERT_TRUE(v->Write(0, std::span<const char>(expect.data(), expect.size())).ok());
+  }
+  ASSERT_TRUE(cat->SnapCreate("p", "s").ok());
+  ASSERT_TRUE(cat->Clone("p", "s", "c").ok());
+  {
+    auto v = std::move(*cat->Open("c", {}));
+    const std::string a = Pattern(kG, 22);
+    ASSERT_TRUE(v->Write(kG, std::span<const char>(a.data(), a.size())).ok());
+    expect.replace(kG, a.size(), a);
+  }
+  // The clone's chunk again, with the same bitmap in one word.
+  auto dir = volume::ReadDirectory(*store);
+  ASSERT_TRUE(dir.ok());
+  auto h = volume::ReadHeader(*store, dir->Find("c")->id);
+  ASSERT_TRUE(h.ok());
+  const std::string name = volume::ChunkObject(h->chunks[0], 0);
+  auto chunk = volume::DecodeChunk(*store->Get(name), name);
+  ASSERT_TRUE(chunk.ok() && chunk->entries[0].is_partial());
+  auto shorter = std::make_shared<volume::PartialBase>(*chunk->entries[0].partial);
+  shorter->written.resize(1);
+  chunk->entries[0].partial = shorter;
+  ASSERT_TRUE(store->Put(name, volume::EncodeChunk(*chunk)).ok());
+  {
+    auto v = std::move(*cat->Open("c", {}));
+    EXPECT_TRUE(testing::ReadWhole(*v) == expect);
+    const std::string b = Pattern(kG, 23);
+    ASSERT_TRUE(v->Write(200 * kG, std::span<const char>(b.data(), b.size())).ok());  // word 3
+    expect.replace(200 * kG, b.size(), b);
+    EXPECT_TRUE(testing::ReadWhole(*v) == expect) << "the write into granule 200 is lost";
+  }
+  EXPECT_TRUE(testing::ReadWhole(*cat, "c") == expect);
+}
+
 // Found by crash_test: a whole-block write into a partial block of ours made its object
 // afresh (truncated, then written); a power cut before the flush that kept the truncation and
 // not all of the data showed zeros where the persisted map named the object's granules:
