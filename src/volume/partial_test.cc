@@ -21,48 +21,34 @@ namespace {
 
 using testing::Pattern;
 using testing::ScopedEnv;
-using testing::TempDir;
 using volume::Entry;
 
 constexpr uint32_t kBs = 64 * 1024;
 constexpr uint32_t kG = volume::kGranuleSize;
 
-// Parameters: the store ("mem", "dir", "async") and SKERRY_DEFERRED_COPY_UP.
-class PartialTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+// Volume "p" of `data` (block size `bs`), its snapshot "s", and "c", a clone of it.
+void ParentAndClone(Catalog& cat, const std::string& data, uint32_t bs) {
+  ASSERT_TRUE(cat.Create("p", data.size(), bs).ok());
+  {
+    auto v = cat.Open("p", {});
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    ASSERT_TRUE((*v)->Write(0, std::span<const char>(data.data(), data.size())).ok());
+  }
+  ASSERT_TRUE(cat.SnapCreate("p", "s").ok());
+  ASSERT_TRUE(cat.Clone("p", "s", "c").ok());
+}
+
+// Parameters: the store and SKERRY_DEFERRED_COPY_UP (testing::StoreModeTest).
+class PartialTest : public testing::StoreModeTest {
  protected:
   void SetUp() override {
-    const std::string& kind = std::get<0>(GetParam());
-    std::string uri = kind == "dir" ? "dir:" + dir_.path() : kind == "async" ? "delay:ms=0&async=2+mem:" : "mem:";
-    auto store = OpenStore(uri);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *store;
-    auto cat = Catalog::Open(store_);
-    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
-    cat_ = std::move(*cat);
+    StoreModeTest::SetUp();
+    if (HasFatalFailure()) return;
     // The parent: 4 blocks of a pattern, the last one short (the volume ends mid-granule).
     parent_ = Pattern(3 * kBs + 10240, 3);
-    ASSERT_TRUE(cat_->Create("p", parent_.size(), kBs).ok());
-    if (auto v = Open("p")) WriteAt(*v, 0, parent_);
-    ASSERT_TRUE(cat_->SnapCreate("p", "base").ok());
-    ASSERT_TRUE(cat_->Clone("p", "base", "c").ok());
+    ParentAndClone(*cat_, parent_, kBs);
   }
 
-  std::unique_ptr<Volume> Open(const std::string& spec) {
-    auto v = cat_->Open(spec, OpenOptions{});
-    EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
-    return v.ok() ? std::move(*v) : nullptr;
-  }
-  void WriteAt(Volume& v, uint64_t off, const std::string& data) {
-    Status st = v.Write(off, std::span<const char>(data.data(), data.size()));
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  std::string ReadSpec(const std::string& spec) { return testing::ReadWhole(*cat_, spec); }
-  void ExpectCheckClean() {
-    auto report = CheckStore(*store_, {});
-    ASSERT_TRUE(report.ok()) << report.status().ToString();
-    for (const auto& p : report->problems) ADD_FAILURE() << "problem: " << p.object << ": " << p.problem;
-    for (const auto& o : report->unreferenced) ADD_FAILURE() << "unreferenced: " << o;
-  }
   // The persisted map entry of `block` of volume `name`'s head.
   Entry PersistedEntry(const std::string& name, uint64_t block) {
     auto dir = volume::ReadDirectory(*store_);
@@ -82,10 +68,6 @@ class PartialTest : public ::testing::TestWithParam<std::tuple<std::string, std:
     return info.ok() ? info->size : 0;
   }
 
-  ScopedEnv deferred_{"SKERRY_DEFERRED_COPY_UP", std::get<1>(GetParam()).c_str()};
-  TempDir dir_;
-  std::shared_ptr<ObjectStore> store_;
-  std::unique_ptr<Catalog> cat_;
   std::string parent_;
 };
 
@@ -105,7 +87,7 @@ TEST_P(PartialTest, AClonesFirstWriteCopiesNothing) {
     ASSERT_TRUE(v->Flush().ok());
   }
   EXPECT_TRUE(ReadSpec("c") == expect);
-  EXPECT_TRUE(ReadSpec("p@base") == parent_);
+  EXPECT_TRUE(ReadSpec("p@s") == parent_);
   Entry e = PersistedEntry("c", 1);
   ASSERT_TRUE(e.is_partial());
   for (uint64_t g = 0; g < kBs / kG; g++) EXPECT_EQ(e.partial->Has(g), g == 3 || g == 8 || g == 9) << "granule " << g;
@@ -244,7 +226,7 @@ TEST_P(PartialTest, TheParentStaysUntouchedAndCannotGo) {
     auto v = Open("c");
     WriteAt(*v, 77, "partial");
   }
-  EXPECT_EQ(cat_->SnapRemove("p", "base").code(), Code::kBusy);
+  EXPECT_EQ(cat_->SnapRemove("p", "s").code(), Code::kBusy);
   EXPECT_EQ(cat_->Remove("p").code(), Code::kBusy);
   {
     // The parent's head overwrites the same block: the clone keeps its base.
@@ -255,7 +237,7 @@ TEST_P(PartialTest, TheParentStaysUntouchedAndCannotGo) {
   expect.replace(77, 7, "partial");
   EXPECT_TRUE(ReadSpec("c") == expect);
   ASSERT_TRUE(cat_->Remove("c").ok());
-  ASSERT_TRUE(cat_->SnapRemove("p", "base").ok());
+  ASSERT_TRUE(cat_->SnapRemove("p", "s").ok());
   ExpectCheckClean();
 }
 
@@ -280,13 +262,7 @@ TEST(PartialAsyncTest, WritesIntoHeldGranulesAreAsynchronous) {
   ASSERT_TRUE(store.ok());
   auto cat = std::move(*Catalog::Open(*store));
   std::string expect = Pattern(2 * kBs, 8);
-  ASSERT_TRUE(cat->Create("p", expect.size(), kBs).ok());
-  {
-    auto v = std::move(*cat->Open("p", {}));
-    ASSERT_TRUE(v->Write(0, std::span<const char>(expect.data(), expect.size())).ok());
-  }
-  ASSERT_TRUE(cat->SnapCreate("p", "s").ok());
-  ASSERT_TRUE(cat->Clone("p", "s", "c").ok());
+  ParentAndClone(*cat, expect, kBs);
   auto v = std::move(*cat->Open("c", {}));
   const std::string a = Pattern(2 * kG, 9);
   ASSERT_TRUE(v->Write(kBs + 2 * kG, std::span<const char>(a.data(), a.size())).ok());  // granules 2-3
@@ -318,13 +294,7 @@ TEST(PartialFormatTest, AShortBitmapFromTheStoreIsGrownBeforeBitsAreSet) {
   auto store = std::make_shared<MemStore>();
   auto cat = std::move(*Catalog::Open(store));
   std::string expect = Pattern(kBig, 21);
-  ASSERT_TRUE(cat->Create("p", expect.size(), kBig).ok());
-  {
-    auto v = std::move(*cat->Open("p", {}));
-    ASSERT_TRUE(v->Write(0, std::span<const char>(expect.data(), expect.size())).ok());
-  }
-  ASSERT_TRUE(cat->SnapCreate("p", "s").ok());
-  ASSERT_TRUE(cat->Clone("p", "s", "c").ok());
+  ParentAndClone(*cat, expect, kBig);
   {
     auto v = std::move(*cat->Open("c", {}));
     const std::string a = Pattern(kG, 22);
@@ -365,13 +335,7 @@ TEST(PartialCrashTest, AWholeBlockWriteOverAPartialOneTearsOnlyIntoOldOrNewBytes
     auto power = std::make_shared<NonDurableStore>(disk);
     auto cat = std::move(*Catalog::Open(power));
     const std::string parent = Pattern(2 * kBs, 5);
-    ASSERT_TRUE(cat->Create("p", parent.size(), kBs).ok());
-    {
-      auto v = std::move(*cat->Open("p", {}));
-      ASSERT_TRUE(v->Write(0, std::span<const char>(parent.data(), parent.size())).ok());
-    }
-    ASSERT_TRUE(cat->SnapCreate("p", "s").ok());
-    ASSERT_TRUE(cat->Clone("p", "s", "c").ok());
+    ParentAndClone(*cat, parent, kBs);
     std::string flushed = parent;
     auto v = std::move(*cat->Open("c", {}));
     const std::string mine = Pattern(3 * kG, 6);
@@ -394,13 +358,7 @@ TEST(PartialCrashTest, AWholeBlockWriteOverAPartialOneTearsOnlyIntoOldOrNewBytes
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, PartialTest,
-                         ::testing::Combine(::testing::Values("mem", "dir", "async"),
-                                            ::testing::Values("background", "on-demand", "off")),
-                         [](const auto& info) {
-                           std::string mode = std::get<1>(info.param);
-                           return std::get<0>(info.param) + "_" + (mode == "on-demand" ? "on_demand" : mode);
-                         });
+INSTANTIATE_TEST_SUITE_P(Stores, PartialTest, testing::StoreModes(), testing::StoreModeName);
 
 }  // namespace
 }  // namespace skerry

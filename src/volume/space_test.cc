@@ -15,42 +15,12 @@ namespace skerry {
 namespace {
 
 using testing::Pattern;
-using testing::ScopedEnv;
-using testing::TempDir;
 
 constexpr uint32_t kBs = 64 * 1024;
 
-// Parameters: the store ("mem", "dir", "async") and SKERRY_DEFERRED_COPY_UP.
-class SpaceTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+// Parameters: the store and SKERRY_DEFERRED_COPY_UP (testing::StoreModeTest).
+class SpaceTest : public testing::StoreModeTest {
  protected:
-  void SetUp() override {
-    const std::string& kind = std::get<0>(GetParam());
-    std::string uri = kind == "dir" ? "dir:" + dir_.path() : kind == "async" ? "delay:ms=0&async=2+mem:" : "mem:";
-    auto store = OpenStore(uri);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *store;
-    auto cat = Catalog::Open(store_);
-    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
-    cat_ = std::move(*cat);
-  }
-
-  std::unique_ptr<Volume> Open(const std::string& spec) {
-    auto v = cat_->Open(spec, OpenOptions{});
-    EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
-    return v.ok() ? std::move(*v) : nullptr;
-  }
-  void WriteAt(Volume& v, uint64_t off, const std::string& data) {
-    Status st = v.Write(off, std::span<const char>(data.data(), data.size()));
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  std::string ReadSpec(const std::string& spec) { return testing::ReadWhole(*cat_, spec); }
-  // The verdict of `skerry check`: nothing missing, nothing left over.
-  void ExpectCheckClean() {
-    auto report = CheckStore(*store_, {});
-    ASSERT_TRUE(report.ok()) << report.status().ToString();
-    for (const auto& p : report->problems) ADD_FAILURE() << "problem: " << p.object << ": " << p.problem;
-    for (const auto& o : report->unreferenced) ADD_FAILURE() << "unreferenced: " << o;
-  }
   // A volume of 4 blocks, all written at epoch 1, then snapshot "s" taken and removed: the
   // head now names objects of epoch 1 that nothing else names.
   std::string VolumeWithRemovedSnapshot(const std::string& name) {
@@ -61,11 +31,6 @@ class SpaceTest : public ::testing::TestWithParam<std::tuple<std::string, std::s
     EXPECT_TRUE(cat_->SnapRemove(name, "s").ok());
     return data;
   }
-
-  ScopedEnv deferred_{"SKERRY_DEFERRED_COPY_UP", std::get<1>(GetParam()).c_str()};
-  TempDir dir_;
-  std::shared_ptr<ObjectStore> store_;
-  std::unique_ptr<Catalog> cat_;
 };
 
 TEST_P(SpaceTest, OverwritesAfterASnapshotRemovalFreeTheOldObjects) {
@@ -194,15 +159,7 @@ TEST_P(SpaceTest, SnapshotsThatComeAndGoLeaveNothingBehind) {
   ExpectCheckClean();
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, SpaceTest,
-                         ::testing::Combine(::testing::Values("mem", "dir", "async"),
-                                            ::testing::Values("background", "on-demand", "off")),
-                         [](const auto& info) {
-                           std::string mode = std::get<1>(info.param);
-                           for (char& c : mode)
-                             if (c == '-') c = '_';
-                           return std::get<0>(info.param) + "_" + mode;
-                         });
+INSTANTIATE_TEST_SUITE_P(Stores, SpaceTest, testing::StoreModes(), testing::StoreModeName);
 
 }  // namespace
 }  // namespace skerry

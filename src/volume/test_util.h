@@ -8,7 +8,9 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <tuple>
 
+#include "skerry/check.h"
 #include "skerry/object_store.h"
 #include "skerry/volume.h"
 #include "store/fault/forwarding_store.h"
@@ -76,6 +78,56 @@ inline std::string ReadWhole(Catalog& cat, const std::string& spec) {
   EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
   if (!v.ok()) return "";
   return ReadWhole(**v);
+}
+
+// Tests over every store kind and deferred copy-up mode: the parameters are the store
+// ("mem", "dir": a fresh directory, "async": a natively asynchronous memory store) and
+// SKERRY_DEFERRED_COPY_UP ("background", "on-demand", "off"), set for the test's duration.
+class StoreModeTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  void SetUp() override {
+    const std::string& kind = std::get<0>(GetParam());
+    std::string uri = kind == "dir" ? "dir:" + dir_.path() : kind == "async" ? "delay:ms=0&async=2+mem:" : "mem:";
+    auto store = OpenStore(uri);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = *store;
+    auto cat = Catalog::Open(store_);
+    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+    cat_ = std::move(*cat);
+  }
+
+  std::unique_ptr<Volume> Open(const std::string& spec) {
+    auto v = cat_->Open(spec, OpenOptions{});
+    EXPECT_TRUE(v.ok()) << spec << ": " << v.status().ToString();
+    return v.ok() ? std::move(*v) : nullptr;
+  }
+  void WriteAt(Volume& v, uint64_t off, const std::string& data) {
+    Status st = v.Write(off, std::span<const char>(data.data(), data.size()));
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  std::string ReadSpec(const std::string& spec) { return ReadWhole(*cat_, spec); }
+  // The verdict of `skerry check`: nothing missing, nothing left over.
+  void ExpectCheckClean() {
+    auto report = CheckStore(*store_, {});
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    for (const auto& p : report->problems) ADD_FAILURE() << "problem: " << p.object << ": " << p.problem;
+    for (const auto& o : report->unreferenced) ADD_FAILURE() << "unreferenced: " << o;
+  }
+
+  ScopedEnv deferred_{"SKERRY_DEFERRED_COPY_UP", std::get<1>(GetParam()).c_str()};
+  TempDir dir_;
+  std::shared_ptr<ObjectStore> store_;
+  std::unique_ptr<Catalog> cat_;
+};
+
+inline auto StoreModes() {
+  return ::testing::Combine(::testing::Values("mem", "dir", "async"), ::testing::Values("background", "on-demand", "off"));
+}
+inline std::string StoreModeName(const ::testing::TestParamInfo<std::tuple<std::string, std::string>>& info) {
+  std::string mode = std::get<1>(info.param);
+  for (char& c : mode)
+    if (c == '-') c = '_';
+  return std::get<0>(info.param) + "_" + mode;
 }
 
 // Deterministic bytes that differ by position and seed, so misplaced data is caught.
