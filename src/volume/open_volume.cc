@@ -147,9 +147,12 @@ bool OpenVolume::CanStartPartial(const Entry& e) const {
 }
 
 std::vector<OpenVolume::Piece> OpenVolume::Pieces(const Entry& e, uint64_t block, uint64_t off, uint64_t len) const {
-  if (!e.is_partial()) return {Piece{EntryObject(e, block), off, len}};
-  // Runs of granules that the own object holds, or the base, clipped to [off, off+len).
   std::vector<Piece> out;
+  if (!e.is_partial()) {
+    out.push_back(Piece{EntryObject(e, block), off, len});  // moved in: no copy of the name
+    return out;
+  }
+  // Runs of granules that the own object holds, or the base, clipped to [off, off+len).
   const std::string own = EntryObject(e, block), base = BaseObject(e, block);
   const uint64_t end = off + len;
   for (uint64_t pos = off; pos < end;) {
@@ -394,9 +397,10 @@ Status OpenVolume::CopyBlock(uint64_t block, const Entry& from, const std::strin
   SKERRY_RETURN_IF_ERROR(store_->CopySync(EntryObject(from, block), to));
   if (!from.is_partial()) return Status::OK();
   // A partial block's other granules come from its base, run by run.
+  const std::string base = BaseObject(from, block);
   std::string buf;
   for (const Piece& p : Pieces(from, block, 0, block_size_)) {
-    if (p.object == EntryObject(from, block)) continue;
+    if (p.object != base) continue;  // the own object's granules came with the copy
     buf.resize(p.len);
     SKERRY_RETURN_IF_ERROR(store_->ReadSync(p.object, p.off, std::span<char>(buf.data(), buf.size())).status());
     SKERRY_RETURN_IF_ERROR(store_->WriteSync(to, p.off, buf));
