@@ -28,12 +28,7 @@ constexpr uint32_t kG = volume::kGranuleSize;
 
 // Volume "p" of `data` (block size `bs`), its snapshot "s", and "c", a clone of it.
 void ParentAndClone(Catalog& cat, const std::string& data, uint32_t bs) {
-  ASSERT_TRUE(cat.Create("p", data.size(), bs).ok());
-  {
-    auto v = cat.Open("p", {});
-    ASSERT_TRUE(v.ok()) << v.status().ToString();
-    ASSERT_TRUE((*v)->Write(0, std::span<const char>(data.data(), data.size())).ok());
-  }
+  testing::CreateFilled(cat, "p", data, bs);
   ASSERT_TRUE(cat.SnapCreate("p", "s").ok());
   ASSERT_TRUE(cat.Clone("p", "s", "c").ok());
 }

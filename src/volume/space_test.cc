@@ -24,9 +24,8 @@ class SpaceTest : public testing::StoreModeTest {
   // A volume of 4 blocks, all written at epoch 1, then snapshot "s" taken and removed: the
   // head now names objects of epoch 1 that nothing else names.
   std::string VolumeWithRemovedSnapshot(const std::string& name) {
-    EXPECT_TRUE(cat_->Create(name, 4 * kBs, kBs).ok());
     std::string data = Pattern(4 * kBs, 7);
-    if (auto v = Open(name)) WriteAt(*v, 0, data);
+    testing::CreateFilled(*cat_, name, data, kBs);
     EXPECT_TRUE(cat_->SnapCreate(name, "s").ok());
     EXPECT_TRUE(cat_->SnapRemove(name, "s").ok());
     return data;
@@ -73,9 +72,8 @@ TEST_P(SpaceTest, AShrinkAfterASnapshotRemovalFreesTheDroppedBlocks) {
 }
 
 TEST_P(SpaceTest, ARollbackPastObjectsNoSnapshotNamesFreesThem) {
-  ASSERT_TRUE(cat_->Create("d", 4 * kBs, kBs).ok());
   std::string first = Pattern(4 * kBs, 1);
-  if (auto v = Open("d")) WriteAt(*v, 0, first);
+  testing::CreateFilled(*cat_, "d", first, kBs);
   ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
   if (auto v = Open("d")) WriteAt(*v, 0, std::string(2 * kBs, 'b'));  // epoch 2 objects
   ASSERT_TRUE(cat_->SnapCreate("d", "s2").ok());
@@ -86,9 +84,8 @@ TEST_P(SpaceTest, ARollbackPastObjectsNoSnapshotNamesFreesThem) {
 }
 
 TEST_P(SpaceTest, ObjectsAnotherSnapshotNamesAreKept) {
-  ASSERT_TRUE(cat_->Create("d", 4 * kBs, kBs).ok());
   std::string first = Pattern(4 * kBs, 3);
-  if (auto v = Open("d")) WriteAt(*v, 0, first);
+  testing::CreateFilled(*cat_, "d", first, kBs);
   ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
   ASSERT_TRUE(cat_->SnapCreate("d", "s2").ok());  // names the same epoch-1 objects
   ASSERT_TRUE(cat_->SnapRemove("d", "s1").ok());
@@ -112,9 +109,8 @@ TEST_P(SpaceTest, ObjectsAnotherSnapshotNamesAreKept) {
 }
 
 TEST_P(SpaceTest, AClonesWritesNeverFreeItsParentsObjects) {
-  ASSERT_TRUE(cat_->Create("base", 4 * kBs, kBs).ok());
   std::string image = Pattern(4 * kBs, 9);
-  if (auto v = Open("base")) WriteAt(*v, 0, image);
+  testing::CreateFilled(*cat_, "base", image, kBs);
   ASSERT_TRUE(cat_->SnapCreate("base", "gold").ok());
   ASSERT_TRUE(cat_->Clone("base", "gold", "vm").ok());
   {

@@ -80,6 +80,15 @@ inline std::string ReadWhole(Catalog& cat, const std::string& spec) {
   return ReadWhole(**v);
 }
 
+// Creates volume `name` of `data`'s size (block size `bs`) and writes `data` into it.
+inline void CreateFilled(Catalog& cat, const std::string& name, const std::string& data, uint32_t bs) {
+  ASSERT_TRUE(cat.Create(name, data.size(), bs).ok()) << name;
+  auto v = cat.Open(name, OpenOptions{});
+  ASSERT_TRUE(v.ok()) << name << ": " << v.status().ToString();
+  Status st = (*v)->Write(0, std::span<const char>(data.data(), data.size()));
+  ASSERT_TRUE(st.ok()) << name << ": " << st.ToString();
+}
+
 // Tests over every store kind and deferred copy-up mode: the parameters are the store
 // ("mem", "dir": a fresh directory, "async": a natively asynchronous memory store) and
 // SKERRY_DEFERRED_COPY_UP ("background", "on-demand", "off"), set for the test's duration.
