@@ -102,7 +102,10 @@ void Connection::Serve(int fd) {
     if (!st.ok()) spdlog::warn("nbd: {}: flush at close failed: {}", peer_, st.ToString());
   }
   context_.provider->ReleaseExport(exp.name, exp.volume);
-  spdlog::info("nbd: {}: closed after {} requests ({})", peer_, outcome.requests,
+  // How many requests the reader ran itself tells why a connection was fast or slow
+  // (docs/nbd.md, "Inline execution").
+  spdlog::info("nbd: {}: closed after {} requests, {} run on the reader ({})", peer_,
+               outcome.requests, outcome.run_on_reader,
                outcome.disconnect_requested ? "client disconnected" : "connection ended");
 }
 

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <chrono>
 
 #include "nbd/buffered_reader.h"
 #include "nbd/protocol.h"
@@ -24,13 +28,49 @@ template <class T>
 void ReleaseIfLarge(std::vector<T>& v) {
   if (v.capacity() * sizeof(T) > kSmallBuffersRetained) std::vector<T>().swap(v);
 }
-// Inline execution (see transmission.h): requests up to this size, while the
-// average service time stays below roughly the cost of a thread handoff.
+// Requests up to this size may run on the reader (InlinePolicy decides whether they do).
 constexpr uint32_t kInlineMaxLength = 64 * 1024;
-constexpr uint64_t kInlineMaxServiceNs = 20'000;
-// ... and for a request that is alone on its connection (nothing in flight or buffered):
-// bounded so that a client whose next request is already on its way waits at most this.
-constexpr uint64_t kInlineAloneMaxServiceNs = 100'000;
+
+// READ and WRITE up to kInlineMaxLength without FUA: the requests the reader may run
+// itself, and the only ones whose service times InlinePolicy learns from.
+bool MayRunInline(const RequestHeader& h) {
+  return (h.type == kCmdRead || h.type == kCmdWrite) && h.length <= kInlineMaxLength &&
+         !(h.flags & kCmdFlagFua);
+}
+
+// Passes a reply on to `sink`, noting when the request's service ended: at its first
+// send, so that InlinePolicy learns how long the volume took, not the client or the
+// socket (a worker's send waits for the connection's send lock and for socket room,
+// which an inline reply, batched, does not). A spliced read reads while it sends, so its
+// end is taken after the send.
+class ServiceClock final : public ReplySink {
+ public:
+  explicit ServiceClock(ReplySink& sink)
+      : ReplySink(sink.structured()), sink_(sink), start_(std::chrono::steady_clock::now()) {}
+  Status Send(const iovec* iov, int iovcnt) override {
+    Mark();
+    return sink_.Send(iov, iovcnt);
+  }
+  bool can_splice() const override { return sink_.can_splice(); }
+  Status SendSpliced(const iovec* iov, int iovcnt, int pipe_fd) override {
+    Status st = sink_.SendSpliced(iov, iovcnt, pipe_fd);
+    Mark();
+    return st;
+  }
+  uint64_t ServiceNs() {
+    Mark();  // a request that sent nothing (the connection broke) ends now
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(end_ - start_).count();
+  }
+
+ private:
+  void Mark() {
+    if (end_ == std::chrono::steady_clock::time_point()) end_ = std::chrono::steady_clock::now();
+  }
+  ReplySink& sink_;
+  const std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point end_;
+};
+
 // An asynchronous read's completion sends its reply itself while at most this many
 // requests of the connection are in flight (measured on RADOS: QD1 reads 1.11-1.29x
 // faster than through a worker, QD32 0.93-0.95x).
@@ -91,7 +131,7 @@ Transmission::Outcome Transmission::Run() {
       break;
     }
     uint32_t error = ValidateRequest(h, export_limits_);
-    st = error != 0 ? Reject(reader, h, error) : Accept(reader, h);
+    st = error != 0 ? Reject(reader, h, error) : Accept(reader, h, &out);
     if (!st.ok()) {
       out.status = EndStatus(st);
       break;
@@ -125,7 +165,7 @@ Status Transmission::Reject(BufferedReader& reader, const RequestHeader& h, uint
   return writer_.SendError(h.cookie, error, RejectionText(error));
 }
 
-Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
+Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h, Outcome* out) {
   uint64_t cost = RequestMemoryCost(h);
   Request* req = TryAcquireRequest(cost);
   if (req == nullptr) {
@@ -149,6 +189,7 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h) {
   } else if (h.type == kCmdWrite && executor_.async_reads() && TryStartAsyncWrite(req)) {
     // started; its completion answers it
   } else if (ShouldRunInline(h, reader)) {
+    ++out->run_on_reader;
     Execute(req, batch_);
     batched_.push_back(req);
     if (batch_.bytes() >= kMaxBatchBytes || batched_.size() >= kMaxBatchRequests) FlushBatch();
@@ -210,29 +251,27 @@ void Transmission::FlushBatch() {
 }
 
 bool Transmission::ShouldRunInline(const RequestHeader& h, const BufferedReader& reader) {
-  if (!(h.type == kCmdRead || h.type == kCmdWrite) || h.length > kInlineMaxLength || (h.flags & kCmdFlagFua))
-    return false;
-  uint64_t service = service_ns_.load(std::memory_order_relaxed);
-  if (service < kInlineMaxServiceNs) return true;
-  if (service >= kInlineAloneMaxServiceNs || reader.available() != 0 || !batched_.empty()) return false;
-  // Alone: the only request in flight (ours is counted) and nothing more read ahead.
-  return InFlight() == 1;
+  if (!MayRunInline(h)) return false;
+  switch (inline_policy_.Decide()) {
+    case InlinePolicy::Decision::kReader: return true;
+    case InlinePolicy::Decision::kWorker: return false;
+    case InlinePolicy::Decision::kReaderIfAlone:
+      // The only request in flight (ours is counted) and nothing more read ahead.
+      return reader.available() == 0 && batched_.empty() && InFlight() == 1;
+  }
+  return false;
 }
 
 void Transmission::Execute(Request* req, ReplySink& sink) {
   const RequestHeader& h = req->header;
-  bool timed = h.type == kCmdRead || h.type == kCmdWrite;
-  auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-  if (!executor_.Execute(h, req->buffers, sink).ok()) Break();
-  if (timed) {
-    // One average for all sizes: bigger requests only push it towards
-    // dispatching, which is the safe side.
-    uint64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now() - start)
-                      .count();
-    uint64_t avg = service_ns_.load(std::memory_order_relaxed);
-    service_ns_.store(avg - avg / 8 + ns / 8, std::memory_order_relaxed);
+  // Only requests the reader may run itself feed the policy that decides whether it does.
+  if (!MayRunInline(h)) {
+    if (!executor_.Execute(h, req->buffers, sink).ok()) Break();
+    return;
   }
+  ServiceClock clock(sink);
+  if (!executor_.Execute(h, req->buffers, clock).ok()) Break();
+  inline_policy_.Record(clock.ServiceNs());
 }
 
 void Transmission::Break() {

@@ -8,10 +8,10 @@
 //
 // Handing a request to a worker costs two context switches, more than a 4 KiB
 // read or write of a volume whose data is in memory. So the reader runs small
-// READs and WRITEs itself while the volume has recently answered faster than that
-// (a moving average of service times), and dispatches everything else: flushes,
-// FUA, big requests, and all requests while the volume is slow (e.g. cold reads
-// from the store), so a blocking call never holds up the connection for long.
+// READs and WRITEs itself while the volume answers them quickly, and dispatches
+// everything else: flushes, FUA, big requests, and all requests while the volume is
+// slow (e.g. cold reads from the store), so a blocking call never holds up the
+// connection for long. InlinePolicy decides, from the service times of recent requests.
 // On a volume whose store is natively asynchronous (RADOS), the reader starts every
 // READ itself (a map lookup and the store's submission) and no thread waits for it: the
 // store's completion sends the reply when few requests are in flight and the socket
@@ -19,9 +19,9 @@
 // from a worker sleeping on the store for every read.
 // One more case runs on the reader: a small READ or WRITE that is the only request
 // of the connection (none in flight, none buffered behind it) while the volume
-// answers within ~100 µs. A client at queue depth 1 waits for this reply before it
-// sends anything, so the reader has nothing else to do; the hand-off would only add
-// its two context switches to every request's latency.
+// answers within ~100 µs (InlinePolicy). A client at queue depth 1 waits for this reply
+// before it sends anything, so the reader has nothing else to do; the hand-off would
+// only add its two context switches to every request's latency.
 // Replies of the requests it runs itself are batched (ReplyBatch) and sent
 // together before the reader next waits for the client.
 //
@@ -48,6 +48,7 @@
 
 #include "nbd/buffered_reader.h"
 #include "nbd/handshake.h"
+#include "nbd/inline_policy.h"
 #include "nbd/memory_budget.h"
 #include "nbd/reply_writer.h"
 #include "nbd/request.h"
@@ -82,6 +83,7 @@ class Transmission {
   struct Outcome {
     Status status;                      // OK: NBD_CMD_DISC or the client closed the socket
     uint64_t requests = 0;              // requests received
+    uint64_t run_on_reader = 0;         // of those, run inline by the reader thread
     bool disconnect_requested = false;  // NBD_CMD_DISC
   };
   // Serves requests until the client disconnects, a protocol violation or an I/O
@@ -98,7 +100,8 @@ class Transmission {
   };
 
   // Takes a valid request: reads its payload, then runs it inline or dispatches it.
-  Status Accept(BufferedReader& reader, const RequestHeader& h);
+  // Counts what it ran inline in `out`.
+  Status Accept(BufferedReader& reader, const RequestHeader& h, Outcome* out);
   // Answers an invalid request with `error`, after consuming its payload.
   Status Reject(BufferedReader& reader, const RequestHeader& h, uint32_t error);
   // Sends the batched inline replies and releases their requests.
@@ -146,9 +149,8 @@ class Transmission {
   std::vector<Request*> batched_;
   RequestExecutor executor_;
 
-  // Moving average of recent READ/WRITE service times (ns). Updated by whichever
-  // thread ran the request, without a lock: an approximate value is enough.
-  std::atomic<uint64_t> service_ns_{0};
+  // Whether the reader runs a small READ or WRITE itself. Fed by Execute.
+  InlinePolicy inline_policy_;
 
   std::mutex mu_;
   std::condition_variable room_;  // the reader waits here for in-flight room

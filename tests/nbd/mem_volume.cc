@@ -137,7 +137,16 @@ Status MemVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {
   return st;
 }
 
+std::vector<std::thread::id> MemVolume::write_threads() const {
+  std::lock_guard lock(write_threads_mu_);
+  return write_threads_;
+}
+
 Status MemVolume::Write(uint64_t offset, std::span<const char> data, bool fua) {
+  {
+    std::lock_guard lock(write_threads_mu_);
+    write_threads_.push_back(std::this_thread::get_id());
+  }
   SKERRY_RETURN_IF_ERROR(Check(offset, data.size(), true));
   if (int64_t ms = write_delay_ms_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   ForEachBlock(offset, data.size(), [&](Block& b, uint64_t in_block, uint64_t n, uint64_t at) {

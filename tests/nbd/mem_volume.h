@@ -72,6 +72,8 @@ class MemVolume final : public Volume {
   void EnablePipeReads() { pipe_reads_ = true; }
   // Each write sleeps this long first, as on a slow store.
   void SetWriteDelay(std::chrono::milliseconds delay) { write_delay_ms_ = delay.count(); }
+  // The threads that ran Write, one entry per call, in the order the calls began.
+  std::vector<std::thread::id> write_threads() const;
   uint64_t pipe_reads_done() const { return pipe_reads_done_.load(); }
 
  private:
@@ -95,6 +97,8 @@ class MemVolume final : public Volume {
   std::atomic<uint64_t> fua_writes_{0};
   bool pipe_reads_ = false;
   std::atomic<int64_t> write_delay_ms_{0};
+  mutable std::mutex write_threads_mu_;
+  std::vector<std::thread::id> write_threads_;  // GUARDED_BY(write_threads_mu_)
   std::atomic<uint64_t> async_writes_done_{0};
   std::atomic<uint64_t> pipe_reads_done_{0};
   mutable std::mutex fault_mu_;

@@ -68,6 +68,8 @@ class SessionHarness {
   RawClient& client() { return *client_; }
   MemExportProvider& provider() { return provider_; }
   MemVolume& volume(const std::string& name) { return *provider_.Get(name); }
+  // The connection's thread, which reads the client's requests (and runs some itself).
+  std::thread::id reader_thread() const { return thread_.get_id(); }
 
  private:
   MemExportProvider provider_;

@@ -271,6 +271,48 @@ TEST(Transmission, ManyRequestsInFlightAllAnswered) {
   EXPECT_EQ(*cookies.rbegin(), 1000u + kCount - 1);
 }
 
+// Sends `count` 512-byte WRITEs pipelined (while reading the replies, as a real client
+// does) and checks each is answered without error.
+void PipelinedWrites(Session& s, int count) {
+  std::string payload(512, 'w');
+  std::thread sender([&] {
+    for (int i = 0; i < count; ++i) {
+      ASSERT_TRUE(s.c().SendRequest(0, kCmdWrite, 5000 + i, (i % 1024) * 512, 512, payload));
+    }
+  });
+  for (int i = 0; i < count; ++i) {
+    auto r = s.c().ReadReply();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->error, 0u);
+  }
+  sender.join();
+}
+
+// The reader runs small requests itself while the volume answers quickly, hands them to
+// workers while it is slow, and takes them back once it is quick again (InlinePolicy:
+// the unit tests there cover the decision; this covers its wiring into a connection).
+TEST(Transmission, AVolumeThatTurnsQuickAgainIsServedByTheReaderAgain) {
+  Session s;
+  MemVolume& v = s.h.volume("disk");
+  auto on_reader = [&](size_t from) {
+    auto threads = v.write_threads();
+    size_t n = 0;
+    for (size_t i = from; i < threads.size(); ++i) n += threads[i] == s.h.reader_thread();
+    return n;
+  };
+  PipelinedWrites(s, 200);
+  EXPECT_GE(on_reader(0), 190u) << "a quick volume's writes went to workers";
+  v.SetWriteDelay(std::chrono::milliseconds(1));
+  size_t slow_start = v.write_threads().size();
+  PipelinedWrites(s, 64);
+  EXPECT_LE(on_reader(slow_start), 16u) << "a slow volume's writes stayed on the reader";
+  v.SetWriteDelay(std::chrono::milliseconds(0));
+  // Back within a few dozen requests; the last thousand all on the reader.
+  PipelinedWrites(s, 2000);
+  size_t last = v.write_threads().size() - 1000;
+  EXPECT_GE(on_reader(last), 950u) << "a volume quick again stayed on workers";
+}
+
 // A volume that reads asynchronously (as on RADOS): the reader starts each READ and a
 // worker sends the reply once the volume completes it, out of order. Every reply carries
 // the right data, simple or structured, sparse or not; errors arrive as errors.
