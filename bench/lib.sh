@@ -116,6 +116,9 @@ fio_job() {
   local round=$1 sys=$2 job=$3 uri=$4 pid=$5 rw bs qd
   job_params "$job" || return 1
   local out=$RES/$round/${sys}__${job}.json rc=0
+  # What earlier jobs left dirty is written back now, not during this job, where the
+  # kernel's writeback would compete with the server under test for the cores.
+  sync
   # shellcheck disable=SC2046  # target_args splits an engine's arguments on purpose
   fio --name="$sys-$job" $(target_args "$uri") --rw=$rw --bs=$bs --iodepth=$qd \
     --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap --randrepeat=0 \

@@ -3,14 +3,15 @@
 # qemu-nbd on a raw file (cache=none aio=native, and cache=writeback for reference),
 # qemu-nbd on a qcow2 overlay over a raw base, nbdkit's file plugin, and skerryd on a thin
 # clone (new, with every block shared with its parent; the same with whole-block copy-up, the
-# design before partial blocks; after a full overwrite); all in one run on the same file
-# system, over unix sockets.
+# design before partial blocks; after a full overwrite), and, for the write jobs, skerryd on
+# a new empty volume (its writes, like a new clone's, go into new storage); all in one run on
+# the same file system, over unix sockets. Every job starts after a sync.
 # Then skerryd's resident memory with 100 open exports of 100 GiB volumes.
 # Prints markdown tables for docs/benchmarks.md on stdout, progress on stderr.
 #
-# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~12 GiB free, ~9 minutes)
+# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~20 GiB free, ~10 minutes)
 # env:   BIN=build/bin  SIZE_MIB=2048 (data set per system)  RUNTIME=8  RAMP=1 (seconds per job)
-#        ROUNDS=1 (each adds ~7 minutes; the tables then show medians)
+#        ROUNDS=1 (each adds ~8 minutes; the tables then show medians)
 #        JOBS="randwrite32 ..." SYSTEMS="skerryd clone-before ..." (subsets, in this order;
 #          the ratio tables then show only the rows whose systems ran)
 #        KEEP_LOGS=1 keeps WORKDIR/logs and WORKDIR/results (they are kept anyway on failure)
@@ -54,7 +55,7 @@ trap 'exit 130' INT TERM
 
 read -r -a JOBS <<<"${JOBS:-randread32 randwrite32 read8 write8 randread1 randwrite1}"
 : >"$RES/systems.txt"
-read -r -a SYSTEMS <<<"${SYSTEMS:-skerryd clone-before clone-copy clone-after qemu-raw qemu-qcow2 nbdkit qemu-raw-wb}"
+read -r -a SYSTEMS <<<"${SYSTEMS:-skerryd clone-before clone-copy clone-after empty qemu-raw qemu-qcow2 nbdkit qemu-raw-wb}"
 # The systems that run, in table order; a row is listed only if its system runs.
 system() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]] && printf '%s\t%s\n' "$1" "$2" >>"$RES/systems.txt"; return 0; }
 
@@ -129,6 +130,7 @@ system skerryd "skerryd, fresh volume (dir store)"
 system clone-before "skerryd, new clone (blocks shared with the parent)"
 system clone-copy "skerryd, new clone, whole-block copy-up (SKERRY_PARTIAL_BLOCKS=off)"
 system clone-after "skerryd, clone after a full overwrite"
+system empty "skerryd, new empty volume (write jobs only)"
 system qemu-raw "qemu-nbd raw file, cache=none aio=native"
 system qemu-qcow2 "qemu-nbd qcow2 overlay on raw base, cache=none aio=native"
 system nbdkit "nbdkit file plugin (page cache)"
@@ -143,17 +145,37 @@ for round in $(seq 1 "$ROUNDS"); do
   for j in "${JOBS[@]}"; do
     say "round $round/$ROUNDS, $j"
     for sys in "${SYSTEMS[@]}"; do
-      if [ "$sys" = clone-before ]; then
-        "$BIN/skerry" --store "$STORE" clone parent@base "cb-$j-$round"
-        fio_job "r$round" clone-before "$j" "$(SK "cb-$j-$round")" "$PID_skerryd"
-      elif [ "$sys" = clone-copy ]; then
-        "$BIN/skerry" --store "$STORE" clone parent@base "cc-$j-$round"
-        fio_job "r$round" clone-copy "$j" "$(SKC "cc-$j-$round")" "$PID_skerryd_copy"
-      else
-        pidvar=PID_${sys//-/_}
-        [ "${sys#clone}" = "$sys" ] || pidvar=PID_skerryd
-        fio_job "r$round" "$sys" "$j" "${URI[$sys]}" "${!pidvar}"
-      fi
+      pid=$PID_skerryd
+      case $sys in
+        clone-before)
+          "$BIN/skerry" --store "$STORE" clone parent@base "cb-$j-$round"
+          uri=$(SK "cb-$j-$round") ;;
+        clone-copy)
+          "$BIN/skerry" --store "$STORE" clone parent@base "cc-$j-$round"
+          uri=$(SKC "cc-$j-$round") pid=$PID_skerryd_copy ;;
+        empty)
+          # A new volume per write job: like a new clone's, its writes go into new storage
+          # (new objects, new page-cache pages), where the fresh volume, filled before,
+          # overwrites cached pages. Reading it would only read holes.
+          if [ "${j#randread}" != "$j" ] || [ "${j#read}" != "$j" ]; then
+            : >"$RES/r$round/empty__$j.skip"
+            continue
+          fi
+          "$BIN/skerry" --store "$STORE" create "e-$j-$round" --size "${SIZE_MIB}M"
+          uri=$(SK "e-$j-$round") ;;
+        *)
+          pidvar=PID_${sys//-/_}
+          [ "${sys#clone}" = "$sys" ] || pidvar=PID_skerryd
+          uri=${URI[$sys]} pid=${!pidvar} ;;
+      esac
+      # Every job starts with its data in the page cache (docs/benchmarks.md, "Cold pages"):
+      # one read of the whole export through its server. Not for the O_DIRECT servers,
+      # which do not use the page cache.
+      case $sys in
+        qemu-raw|qemu-qcow2) ;;
+        *) nbdcopy "$uri" null: 2>>"$LOG/warm.log" || odd "warming $sys before $j failed" ;;
+      esac
+      fio_job "r$round" "$sys" "$j" "$uri" "$pid"
     done
   done
 done
@@ -211,6 +233,14 @@ echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
   "$FSTYPE on $(df --output=source "$WORK" | tail -1), kernel $(uname -r);" \
   "$(qemu-nbd --version | head -1), nbdkit $(nbdkit --version | awk '{print $2}'), skerry $REV (binaries built $(date -r "$BIN/skerryd" '+%F %R'));" \
   "load average (1/5/15 min) before the jobs: $LOAD0, after the run: $(cut -d' ' -f1-3 /proc/loadavg); total $((T1 - T0)) s."
+# A kernel that pages out idle page cache by itself (a DAMON "pageout" scheme, as on the VMs
+# these figures were taken on) evicts a data set between its jobs; each job reads its export
+# once before it starts, so that its figures are of a warm cache (docs/benchmarks.md, "Cold pages").
+for k in /sys/kernel/mm/damon/admin/kdamonds/*; do
+  if [ "$(cat "$k/state" 2>/dev/null)" = on ] && grep -qx pageout "$k"/contexts/*/schemes/*/action 2>/dev/null; then
+    echo "The kernel pages out idle page cache (DAMON pageout scheme in $k)."
+  fi
+done
 echo
 $PY "$HERE/report.py" "$RES"
 if [ "${#ODD[@]}" -gt 0 ]; then

@@ -31,6 +31,7 @@ RATIOS = [
     ("clone-before", "skerryd", "new clone / fresh volume", 0.9),
     ("clone-after", "skerryd", "clone after a full overwrite / fresh volume", 0.9),
     ("clone-before", "clone-copy", "new clone: partial blocks / whole-block copy-up, no target", None),
+    ("clone-before", "empty", "new clone / new empty volume (both write into new storage), no target", None),
     ("skerryd", "qemu-raw-wb", "skerryd / qemu-nbd raw (cache=writeback), no target", None),
 ]
 
@@ -125,14 +126,18 @@ def main():
     per_round = {(s, j): [load(os.path.join(results, r), s, j) for r in rounds]
                  for s, _ in systems for j, _, _ in JOBS}
     data = {key: combine(v) for key, v in per_round.items()}
-    # Jobs no system has a result file for were left out (JOBS=...): "not run", not FAILED.
+    # Jobs no system has a result file for were left out (JOBS=...): "not run", not FAILED;
+    # so is a job a system skips on purpose (SYSTEM__JOB.skip: reads of the empty volume).
     ran = {j for s, _ in systems for j, _, _ in JOBS for r in rounds
            if os.path.exists(os.path.join(results, r, f"{s}__{j}.json"))}
+    skipped = {(s, j) for s, _ in systems for j, _, _ in JOBS
+               if rounds and all(os.path.exists(os.path.join(results, r, f"{s}__{j}.skip")) for r in rounds)}
 
     print("| system \\ fio job | " + " | ".join(t for _, t, _ in JOBS) + " |")
     print("|---" * (len(JOBS) + 1) + "|")
     for key, label in systems:
-        print(f"| {label} | " + " | ".join(cell(data[(key, j)], k) if j in ran else "not run" for j, _, k in JOBS) + " |")
+        print(f"| {label} | " + " | ".join(cell(data[(key, j)], k) if j in ran and (key, j) not in skipped
+                                          else "not run" for j, _, k in JOBS) + " |")
     print()
     print("QD1 cells: mean / p99 latency in µs (IOPS in parentheses). MB/s = 10^6 bytes/s.")
     print()
