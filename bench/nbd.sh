@@ -29,7 +29,7 @@ PY=/usr/bin/python3   # Debian's python has python3-libnbd; a pyenv python3 on P
 HERE=$PWD/bench/nbd
 source bench/lib.sh  # checks, say/odd, start/stop/alive, fio_job, fill
 
-require_tools fio qemu-nbd qemu-img nbdkit
+require_tools fio qemu-nbd qemu-img nbdkit nbdcopy
 require_skerry
 require_python_nbd
 
@@ -237,7 +237,9 @@ echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 # these figures were taken on) evicts a data set between its jobs; each job reads its export
 # once before it starts, so that its figures are of a warm cache (docs/benchmarks.md, "Cold pages").
 for k in /sys/kernel/mm/damon/admin/kdamonds/*; do
-  if [ "$(cat "$k/state" 2>/dev/null)" = on ] && grep -qx pageout "$k"/contexts/*/schemes/*/action 2>/dev/null; then
+  if [ -e "$k/state" ] && ! [ -r "$k/state" ]; then
+    echo "Whether the kernel pages out idle page cache is unknown: $k/state is for root only."
+  elif [ "$(cat "$k/state" 2>/dev/null)" = on ] && grep -qx pageout "$k"/contexts/*/schemes/*/action 2>/dev/null; then
     echo "The kernel pages out idle page cache (DAMON pageout scheme in $k)."
   fi
 done

@@ -41,8 +41,8 @@ bool MayRunInline(const RequestHeader& h) {
 // Passes a reply on to `sink`, noting when the request's service ended: at its first
 // send, so that InlinePolicy learns how long the volume took, not the client or the
 // socket (a worker's send waits for the connection's send lock and for socket room,
-// which an inline reply, batched, does not). A spliced read reads while it sends, so its
-// end is taken after the send.
+// which an inline reply, batched, does not). A spliced read has filled its pipe before
+// it sends, so the same holds for it.
 class ServiceClock final : public ReplySink {
  public:
   explicit ServiceClock(ReplySink& sink)
@@ -53,9 +53,8 @@ class ServiceClock final : public ReplySink {
   }
   bool can_splice() const override { return sink_.can_splice(); }
   Status SendSpliced(const iovec* iov, int iovcnt, int pipe_fd) override {
-    Status st = sink_.SendSpliced(iov, iovcnt, pipe_fd);
     Mark();
-    return st;
+    return sink_.SendSpliced(iov, iovcnt, pipe_fd);
   }
   uint64_t ServiceNs() {
     Mark();  // a request that sent nothing (the connection broke) ends now
@@ -104,7 +103,8 @@ Transmission::Transmission(Transport& transport, int fd, const NegotiatedExport&
       watch_(watch),
       writer_(transport, exp.structured_replies, watch, limits.stall_timeout),
       batch_(writer_),
-      executor_(*exp.volume, export_limits_, peer_) {}
+      executor_(*exp.volume, export_limits_, peer_),
+      inline_policy_(limits.inline_quick_ns) {}
 
 Transmission::~Transmission() { WaitIdle(); }
 

@@ -69,6 +69,9 @@ struct TransmissionLimits {
   // How long a client may take to send a write's payload, or to take one reply, before
   // the connection is ended (StallWatch; enforced by the server). 0: forever.
   std::chrono::milliseconds stall_timeout{30'000};
+  // Small requests run on the reader while they take less than this on average
+  // (InlinePolicy). Tests raise it to stay clear of sanitizers' slowness.
+  uint64_t inline_quick_ns = InlinePolicy::kDefaultQuickNs;
 };
 
 class Transmission {

@@ -26,7 +26,9 @@ class SessionHarness {
   // "bad" (1 MiB, I/O at 64 KiB fails with EIO), "big" (4 GiB, empty), "async" (1 MiB,
   // reads complete on another thread, out of order; I/O at 512 KiB fails), "splice" (1 MiB,
   // zero-copy reads through a pipe; I/O at 768 KiB fails). `tls` may be null.
-  explicit SessionHarness(const TlsContext* tls = nullptr) : pool_(4, 256) {
+  // `limits`: the connection's TransmissionLimits.
+  explicit SessionHarness(const TlsContext* tls = nullptr, const TransmissionLimits& limits = {})
+      : pool_(4, 256) {
     provider_.Add(std::make_shared<MemVolume>("disk", 1 << 20));
     auto ro = std::make_shared<MemVolume>("ro", 1 << 20, 64 * 1024, /*read_only=*/true);
     ro->Fill(0, 512 * 1024, static_cast<char>(0xab));
@@ -49,6 +51,7 @@ class SessionHarness {
     context_.tls = &tls_;
     context_.pool = &pool_;
     context_.handshake_timeout = std::chrono::seconds(10);
+    context_.limits = limits;
     int fds[2];
     ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
     client_ = std::make_unique<RawClient>(fds[0]);
