@@ -9,9 +9,9 @@
 # Then skerryd's resident memory with 100 open exports of 100 GiB volumes.
 # Prints markdown tables for docs/benchmarks.md on stdout, progress on stderr.
 #
-# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~20 GiB free, ~10 minutes)
+# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~20 GiB free, ~12 minutes)
 # env:   BIN=build/bin  SIZE_MIB=2048 (data set per system)  RUNTIME=8  RAMP=1 (seconds per job)
-#        ROUNDS=1 (each adds ~8 minutes; the tables then show medians)
+#        ROUNDS=1 (each adds ~10 minutes; the tables then show medians)
 #        JOBS="randwrite32 ..." SYSTEMS="skerryd clone-before ..." (subsets, in this order;
 #          the ratio tables then show only the rows whose systems ran)
 #        KEEP_LOGS=1 keeps WORKDIR/logs and WORKDIR/results (they are kept anyway on failure)
