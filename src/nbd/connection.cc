@@ -103,7 +103,7 @@ void Connection::Serve(int fd) {
   }
   context_.provider->ReleaseExport(exp.name, exp.volume);
   // How many requests the reader ran itself tells why a connection was fast or slow
-  // (docs/nbd.md, "Inline execution").
+  // (docs/nbd.md, "Inline fast path").
   spdlog::info("nbd: {}: closed after {} requests, {} run on the reader ({})", peer_,
                outcome.requests, outcome.run_on_reader,
                outcome.disconnect_requested ? "client disconnected" : "connection ended");

@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#include <algorithm>
 #include <chrono>
 
 #include "nbd/buffered_reader.h"

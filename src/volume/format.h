@@ -34,6 +34,12 @@ struct PartialBase {
   std::vector<uint64_t> written;  // bit g (word g/64, bit g%64): granule g is in the own object
 
   bool Has(uint64_t g) const { return g / 64 < written.size() && (written[g / 64] >> (g % 64)) & 1; }
+  // Whether every granule of [first, end) is in the own object.
+  bool HasAll(uint64_t first, uint64_t end) const {
+    for (uint64_t g = first; g < end; g++)
+      if (!Has(g)) return false;
+    return true;
+  }
   bool operator==(const PartialBase&) const = default;
 };
 

@@ -444,18 +444,15 @@ Status OpenVolume::WritePartial(uint64_t block, const Entry& e, uint64_t off, st
   MarkDirty(object);
   // Every granule [a, b) touches is whole in the own object now: written whole, or held
   // there already (an edge the write covers in part is extended to the granule otherwise).
-  bool grows = start;
-  for (uint64_t g = a / G; g <= (b - 1) / G && !grows; g++) grows = !old->Has(g);
-  if (!grows) return Status::OK();  // into granules held already: the entry stays as it is
+  // Into granules held already: the entry stays as it is.
+  if (!start && old->HasAll(a / G, (b - 1) / G + 1)) return Status::OK();
   auto next = std::make_shared<PartialBase>(*old);
   // A bitmap read from the store may be shorter than the block needs (missing words: no
   // granule held; docs/format.md): grown before any bit is set.
   next->written.resize(std::max<size_t>(next->written.size(), (block_size_ / G + 63) / 64));
   for (uint64_t g = a / G; g <= (b - 1) / G; g++) next->written[g / 64] |= uint64_t{1} << (g % 64);
   // Every granule of the block in the own object: a private entry, the base no longer needed.
-  const uint64_t granules = (BlockLength(block) + G - 1) / G;
-  bool full = true;
-  for (uint64_t g = 0; g < granules && full; g++) full = next->Has(g);
+  const bool full = next->HasAll(0, (BlockLength(block) + G - 1) / G);
   return map_->Set(block, full ? Entry::Private(id_, epoch) : Entry::Partial(id_, epoch, std::move(next)));
 }
 
@@ -527,8 +524,7 @@ bool OpenVolume::PinForAsyncWrite(uint64_t block, uint64_t off, uint64_t len) {
   if (!e) return false;
   if (IsOwnPartial(*e)) {
     // Into granules the own object holds already: in place, no map change.
-    for (uint64_t g = off / kGranuleSize; g <= (off + len - 1) / kGranuleSize; g++)
-      if (!e->partial->Has(g)) return false;
+    if (!e->partial->HasAll(off / kGranuleSize, (off + len - 1) / kGranuleSize + 1)) return false;
   } else if (!IsWritable(*e)) {
     return false;
   }
