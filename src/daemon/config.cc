@@ -101,7 +101,8 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   }
   SKERRY_RETURN_IF_ERROR(Unknown(path, root,
                                  {"store", "listen", "admin_socket", "log_level", "lock_lease_seconds", "workers",
-                                  "max_connections", "max_inflight_memory", "stall_timeout_seconds", "tls"},
+                                  "max_connections", "max_inflight_memory", "stall_timeout_seconds", "busy_poll_us",
+                                  "tls"},
                                  ""));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "store", &config->store));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "admin_socket", &config->admin_socket));
@@ -121,20 +122,25 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   }
   int64_t lease_s = config->lock_lease_ms / 1000, workers = static_cast<int64_t>(config->server.worker_threads),
           max_conn = static_cast<int64_t>(config->server.max_connections),
-          stall_s = config->server.limits.stall_timeout.count() / 1000;
+          stall_s = config->server.limits.stall_timeout.count() / 1000,
+          busy_poll_us = static_cast<int64_t>(config->server.limits.busy_poll_ns / 1000);
   SKERRY_RETURN_IF_ERROR(Get(path, root, "lock_lease_seconds", &lease_s));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "workers", &workers));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "max_connections", &max_conn));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "stall_timeout_seconds", &stall_s));
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "busy_poll_us", &busy_poll_us));
   if (lease_s < 3 || lease_s > 3600) return Status::InvalidArgument(fmt::format("{}: lock_lease_seconds must be 3..3600", path));
   if (workers < 1 || workers > 1024) return Status::InvalidArgument(fmt::format("{}: workers must be 1..1024", path));
   if (max_conn < 1) return Status::InvalidArgument(fmt::format("{}: max_connections must be at least 1", path));
   if (stall_s < 1 || stall_s > 3600)
     return Status::InvalidArgument(fmt::format("{}: stall_timeout_seconds must be 1..3600", path));
+  if (busy_poll_us < 0 || busy_poll_us > kMaxBusyPollUs)
+    return Status::InvalidArgument(fmt::format("{}: busy_poll_us must be 0..{}", path, kMaxBusyPollUs));
   config->lock_lease_ms = lease_s * 1000;
   config->server.worker_threads = static_cast<size_t>(workers);
   config->server.max_connections = static_cast<size_t>(max_conn);
   config->server.limits.stall_timeout = std::chrono::seconds(stall_s);
+  config->server.limits.busy_poll_ns = static_cast<uint64_t>(busy_poll_us) * 1000;
   if (const toml::node* n = root.get("max_inflight_memory")) {
     auto text = n->value<std::string>();
     if (!text) return Status::InvalidArgument(fmt::format("{}: max_inflight_memory must be a size such as \"1G\"", path));

@@ -23,6 +23,8 @@ struct DaemonConfig {
 inline constexpr const char* kDefaultTcpListen = "tcp:127.0.0.1:10809";
 inline constexpr const char* kDefaultUnixListen = "unix:/run/skerry/nbd.sock";
 inline constexpr const char* kDefaultAdminSocket = "/run/skerry/admin.sock";
+// busy_poll_us above this would keep a core spinning for a client that is not coming back.
+inline constexpr int64_t kMaxBusyPollUs = 1000;
 
 // The value of max_inflight_memory ("1G", "512M", "0" for off): at least one maximal
 // request's worth (64M) unless 0. InvalidArgument naming the setting otherwise.

@@ -47,7 +47,7 @@ int Run(int argc, char** argv) {
   std::string config_path, store, admin_socket, log_level, tls_mode, tls_cert, tls_key, tls_ca, tls_psk,
       inflight_memory;
   std::vector<std::string> listen;
-  int workers = 0;
+  int workers = 0, busy_poll_us = -1;
   app.add_option("--config,-c", config_path, "TOML config file");
   app.add_option("--store", store, "Store URI: dir:PATH (overrides the config file)");
   app.add_option("--listen,-l", listen, "unix:PATH or tcp:HOST:PORT; repeat for several (default tcp:127.0.0.1:10809 and unix:/run/skerry/nbd.sock)");
@@ -56,6 +56,9 @@ int Run(int argc, char** argv) {
   app.add_option("--workers", workers, "Threads executing volume I/O")->check(CLI::Range(1, 1024));
   app.add_option("--max-inflight-memory", inflight_memory,
                  "Request bytes in flight over all clients, e.g. 1G (0: no server-wide bound)");
+  app.add_option("--busy-poll-us", busy_poll_us,
+                 "Longest a connection's reader spins for its client's next request before sleeping (0: never)")
+      ->check(CLI::Range(0, static_cast<int>(kMaxBusyPollUs)));
   app.add_option("--tls", tls_mode, "off, optional or required");
   app.add_option("--tls-cert", tls_cert, "Server certificate (PEM)");
   app.add_option("--tls-key", tls_key, "Server private key (PEM)");
@@ -92,6 +95,7 @@ int Run(int argc, char** argv) {
     SKERRY_ASSIGN_OR_RETURN(c->admin_socket, AdminSocketPath(c->admin_socket));
     if (!log_level.empty()) c->log_level = log_level;
     if (workers > 0) c->server.worker_threads = static_cast<size_t>(workers);
+    if (busy_poll_us >= 0) c->server.limits.busy_poll_ns = static_cast<uint64_t>(busy_poll_us) * 1000;
     if (!inflight_memory.empty()) {
       SKERRY_ASSIGN_OR_RETURN(c->server.max_inflight_memory, ParseInflightMemory(inflight_memory));
     }
@@ -129,10 +133,14 @@ int Run(int argc, char** argv) {
   if (Status st = admin.Start(config.admin_socket); !st.ok()) return Die(st.message());
   if (Status st = (*server)->Start(); !st.ok()) return Die(st.message());
 
-  spdlog::info("skerryd serving store {} (tls {}, {} workers, requests in flight: {})", config.store,
-               nbd::TlsModeName(config.server.tls.mode), config.server.worker_threads,
+  spdlog::info("skerryd serving store {} (tls {}, {} workers, requests in flight: {}, busy polling: {})",
+               config.store, nbd::TlsModeName(config.server.tls.mode), config.server.worker_threads,
                config.server.max_inflight_memory ? "up to " + FormatSize(config.server.max_inflight_memory) + " over all clients"
-                                                 : std::string("64 MiB per client, no server-wide bound"));
+                                                 : std::string("64 MiB per client, no server-wide bound"),
+               config.server.limits.busy_poll_ns == 0
+                   ? std::string("off")
+                   : fmt::format("up to {} us, {} readers at once", config.server.limits.busy_poll_ns / 1000,
+                                 nbd::SpinSlots::DefaultLimit()));
   for (const std::string& a : (*server)->addresses()) spdlog::info("listening on {}", a);
   spdlog::info("admin socket {}", config.admin_socket);
 
@@ -156,10 +164,11 @@ int Run(int argc, char** argv) {
           fresh.server.worker_threads != config.server.worker_threads ||
           fresh.server.max_connections != config.server.max_connections ||
           fresh.server.max_inflight_memory != config.server.max_inflight_memory ||
-          fresh.server.limits.stall_timeout != config.server.limits.stall_timeout)
+          fresh.server.limits.stall_timeout != config.server.limits.stall_timeout ||
+          fresh.server.limits.busy_poll_ns != config.server.limits.busy_poll_ns)
         spdlog::warn(
             "SIGHUP: store, listen addresses, admin socket, workers, lease, max_connections, "
-            "max_inflight_memory and stall_timeout_seconds change only on restart");
+            "max_inflight_memory, stall_timeout_seconds and busy_poll_us change only on restart");
       spdlog::info("SIGHUP: reloaded {}: log level {}, TLS {}",
                    config_path.empty() ? "the command line's files" : config_path,
                    spdlog::level::to_string_view(spdlog::get_level()), nbd::TlsModeName(fresh.server.tls.mode));

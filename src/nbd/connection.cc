@@ -87,7 +87,7 @@ void Connection::Serve(int fd) {
                writable ? "read-write" : "read-only", exp.size, transport->is_tls() ? ", TLS" : "",
                exp.structured_replies ? ", structured replies" : "");
 
-  Transmission::Outcome outcome;
+  Transmission::Outcome& outcome = outcome_;
   {
     Transmission transmission(*transport, fd, exp, *context_.pool, context_.limits, peer_, &watch_);
     outcome = transmission.Run();
@@ -103,9 +103,9 @@ void Connection::Serve(int fd) {
   }
   context_.provider->ReleaseExport(exp.name, exp.volume);
   // How many requests the reader ran itself tells why a connection was fast or slow
-  // (docs/nbd.md, "Inline fast path").
-  spdlog::info("nbd: {}: closed after {} requests, {} run on the reader ({})", peer_,
-               outcome.requests, outcome.run_on_reader,
+  // (docs/nbd.md, "Inline fast path", "Busy polling").
+  spdlog::info("nbd: {}: closed after {} requests, {} run on the reader, {} caught by {} spins ({})", peer_,
+               outcome.requests, outcome.run_on_reader, outcome.caught_by_spin, outcome.spins,
                outcome.disconnect_requested ? "client disconnected" : "connection ended");
 }
 

@@ -62,6 +62,8 @@ class Connection {
   // Ends the session (shuts the socket down) when a step that waits on the client ran
   // past its deadline at `now_ms` (StallWatch); true when it did. Any thread, any time.
   bool EndIfStalled(int64_t now_ms);
+  // What the transmission phase did (requests, how they ran). After Run returned.
+  const Transmission::Outcome& outcome() const { return outcome_; }
 
  private:
   void Serve(int fd);
@@ -73,6 +75,7 @@ class Connection {
   UniqueFd fd_;
   StallWatch watch_;
   bool ended_for_stall_ = false;  // under fd_mu_: log and shut down once
+  Transmission::Outcome outcome_;  // written by Run's thread
 };
 
 }  // namespace skerry::nbd

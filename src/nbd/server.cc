@@ -41,6 +41,7 @@ Server::Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& op
       provider_(std::move(provider)),
       options_(options),
       budget_(options.max_inflight_memory),
+      spin_slots_(SpinSlots::DefaultLimit()),
       pool_(options.worker_threads, options.worker_threads * kQueuePerWorker) {
   tls_.Set(std::move(tls));
   context_.provider = provider_.get();
@@ -49,6 +50,7 @@ Server::Server(std::shared_ptr<ExportProvider> provider, const ServerOptions& op
   context_.handshake_timeout = options.handshake_timeout;
   context_.limits = options.limits;
   if (options.max_inflight_memory > 0) context_.limits.server_budget = &budget_;
+  context_.limits.spin_slots = &spin_slots_;
 }
 
 Server::~Server() { Shutdown(); }

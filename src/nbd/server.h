@@ -103,6 +103,7 @@ class Server {
   const ServerOptions options_;
   // Before the pool and the connections: their requests give bytes back until the end.
   MemoryBudget budget_;
+  SpinSlots spin_slots_;  // readers spinning for their clients (limits.busy_poll_ns)
   TlsSlot tls_;
   WorkerPool pool_;
   ConnectionContext context_;

@@ -94,6 +94,7 @@ class TlsTransport final : public Transport {
     return corked ? Uncork() : Status::OK();
   }
 
+  bool has_buffered_input() const override { return gnutls_record_check_pending(session_) > 0; }
   void Bye() override { gnutls_bye(session_, GNUTLS_SHUT_WR); }
   bool is_tls() const override { return true; }
 

@@ -103,7 +103,8 @@ Transmission::Transmission(Transport& transport, int fd, const NegotiatedExport&
       writer_(transport, exp.structured_replies, watch, limits.stall_timeout),
       batch_(writer_),
       executor_(*exp.volume, export_limits_, peer_),
-      inline_policy_(limits.inline_quick_ns) {}
+      inline_policy_(limits.inline_quick_ns),
+      busy_poll_(limits.spin_slots != nullptr ? limits.busy_poll_ns : 0) {}
 
 Transmission::~Transmission() { WaitIdle(); }
 
@@ -111,9 +112,7 @@ Transmission::Outcome Transmission::Run() {
   Outcome out;
   BufferedReader reader(transport_, kReadAhead);
   for (;;) {
-    // Before waiting for the client, answer what it is waiting for.
-    if (reader.available() < kRequestHeaderSize) FlushBatch();
-    Status st = reader.Fill(kRequestHeaderSize);
+    Status st = WaitForRequest(reader, &out);
     if (!st.ok()) {
       out.status = EndStatus(st);
       break;
@@ -140,6 +139,26 @@ Transmission::Outcome Transmission::Run() {
   WaitIdle();
   writer_.Bye();
   return out;
+}
+
+Status Transmission::WaitForRequest(BufferedReader& reader, Outcome* out) {
+  if (reader.available() >= kRequestHeaderSize) return Status::OK();
+  // Before waiting for the client, answer what it is waiting for.
+  FlushBatch();
+  if (!busy_poll_.enabled()) return reader.Fill(kRequestHeaderSize);
+  const auto start = std::chrono::steady_clock::now();
+  // Spin only when nothing is in flight: then the client has every reply and its next
+  // request is all that can come. With requests at workers, the cores are theirs.
+  uint64_t window = busy_poll_.window_ns();
+  if (window > 0 && !transport_.has_buffered_input() && InFlight() == 0 && limits_.spin_slots->TryTake()) {
+    ++out->spins;
+    if (SpinUntilReadable(fd_, window)) ++out->caught_by_spin;
+    limits_.spin_slots->Give();
+  }
+  Status st = reader.Fill(kRequestHeaderSize);
+  busy_poll_.Record(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count()));
+  return st;
 }
 
 Status Transmission::EndStatus(const Status& st) const {

@@ -48,6 +48,7 @@
 
 #include "nbd/buffered_reader.h"
 #include "nbd/handshake.h"
+#include "nbd/busy_poll.h"
 #include "nbd/inline_policy.h"
 #include "nbd/memory_budget.h"
 #include "nbd/reply_writer.h"
@@ -72,6 +73,10 @@ struct TransmissionLimits {
   // Small requests run on the reader while they take less than this on average
   // (InlinePolicy). Tests raise it to stay clear of sanitizers' slowness.
   uint64_t inline_quick_ns = InlinePolicy::kDefaultQuickNs;
+  // The longest a reader spins for its client's next request before sleeping
+  // (BusyPollWindow); 0, or no slots: never spin.
+  uint64_t busy_poll_ns = BusyPollWindow::kDefaultMaxNs;
+  SpinSlots* spin_slots = nullptr;  // the server's; bounds spinning readers across connections
 };
 
 class Transmission {
@@ -87,6 +92,8 @@ class Transmission {
     Status status;                      // OK: NBD_CMD_DISC or the client closed the socket
     uint64_t requests = 0;              // requests received
     uint64_t run_on_reader = 0;         // of those, run inline by the reader thread
+    uint64_t spins = 0;                 // waits for a request that began with a spin
+    uint64_t caught_by_spin = 0;        // of those, the ones whose request came during the spin
     bool disconnect_requested = false;  // NBD_CMD_DISC
   };
   // Serves requests until the client disconnects, a protocol violation or an I/O
@@ -102,6 +109,9 @@ class Transmission {
     size_t capacity_at_start = 0;
   };
 
+  // Waits until the reader holds a request header. With nothing in flight and a client
+  // that has lately come back quickly, spins for it first (BusyPollWindow).
+  Status WaitForRequest(BufferedReader& reader, Outcome* out);
   // Takes a valid request: reads its payload, then runs it inline or dispatches it.
   // Counts what it ran inline in `out`.
   Status Accept(BufferedReader& reader, const RequestHeader& h, Outcome* out);
@@ -154,6 +164,8 @@ class Transmission {
 
   // Whether the reader runs a small READ or WRITE itself. Fed by Execute.
   InlinePolicy inline_policy_;
+  // How long the reader spins for the next request. Reader thread only.
+  BusyPollWindow busy_poll_;
 
   std::mutex mu_;
   std::condition_variable room_;  // the reader waits here for in-flight room

@@ -40,6 +40,9 @@ class Transport {
   virtual Status WriteVSpliced(const iovec* /*iov*/, int /*iovcnt*/, int /*pipe_fd*/) {
     return Status::NotSupported("this connection cannot splice");
   }
+  // Whether bytes were received that ReadSome has not returned yet (TLS decrypts whole
+  // records): a read now would not wait for the socket.
+  virtual bool has_buffered_input() const { return false; }
   // Orderly end of our sending side (TLS close_notify); no-op on a plain socket.
   // REQUIRES: no concurrent WriteV.
   virtual void Bye() {}

@@ -53,6 +53,15 @@ max_inflight_memory = 1024"
 expect_daemon_fail "max_inflight_memory" "$store
 max_inflight_memory = \"lots\""
 expect_daemon_fail "max_inflight_memory must be 0 (off) or at least 64M" "$store" --max-inflight-memory 10M
+expect_daemon_fail "busy_poll_us must be 0..1000" "$store
+busy_poll_us = 1001"
+expect_daemon_fail "busy_poll_us must be 0..1000" "$store
+busy_poll_us = -1"
+expect_daemon_fail "'busy_poll_us' must be a whole number" "$store
+busy_poll_us = \"50\""
+out=$(timeout 20 "$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/x.sock" --busy-poll-us 5000 2>&1) &&
+  fail "--busy-poll-us 5000 was accepted"
+grep -qF -- "--busy-poll-us: Value 5000 not in range 0 to 1000" <<<"$out" || fail "--busy-poll-us 5000: $out"
 out=$("$SKERRYD" --config "$WORK/missing.toml" 2>&1) && fail "a missing config file was accepted"
 grep -qF "missing.toml" <<<"$out" || fail "missing config file: $out"
 # A directory reads as nothing through an ifstream: it was an empty config.
@@ -69,8 +78,9 @@ out=$(timeout 20 "$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/x.sock"
 grep -qF "admin_socket must not contain control characters" <<<"$out" || fail "tab in --admin-socket: $out"
 
 # A good file starts.
-printf '%s\nworkers = 4\nlock_lease_seconds = 10\nmax_inflight_memory = "256M"\n' "$store" >"$WORK/good.toml"
+printf '%s\nworkers = 4\nlock_lease_seconds = 10\nmax_inflight_memory = "256M"\nbusy_poll_us = 0\n' "$store" >"$WORK/good.toml"
 start_daemon good --config "$WORK/good.toml"
+grep -q "busy polling: off" "$WORK/good.log" || fail "busy_poll_us = 0 did not turn it off: $(cat "$WORK/good.log")"
 step "SIGHUP warns of a setting that changes only on restart"
 echo "max_connections = 7" >>"$WORK/good.toml"
 kill -HUP "$good_pid"

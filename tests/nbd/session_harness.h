@@ -68,6 +68,9 @@ class SessionHarness {
     thread_.join();
   }
 
+  // The connection's transmission outcome. REQUIRES: after Finish().
+  const Transmission::Outcome& outcome() const { return connection_->outcome(); }
+
   RawClient& client() { return *client_; }
   MemExportProvider& provider() { return provider_; }
   MemVolume& volume(const std::string& name) { return *provider_.Get(name); }

@@ -319,6 +319,73 @@ TEST(Transmission, AVolumeThatTurnsQuickAgainIsServedByTheReaderAgain) {
   EXPECT_GE(on_reader(last), 950u) << "a volume quick again stayed on workers";
 }
 
+// Busy polling (BusyPollWindow; its unit tests cover the window, this its wiring): a
+// client that sends its next request as soon as it has the reply finds the reader spinning
+// for it; one that pauses between requests soon does not; turned off, or with no slot
+// free, no reader spins. Windows are milliseconds, so that a sanitizer's slowness cannot
+// blur "comes back quickly" and "pauses".
+size_t SequentialWrites(Session& s, int count, std::chrono::milliseconds pause = {}) {
+  std::string payload(512, 'w');
+  size_t ok = 0;
+  for (int i = 0; i < count; ++i) {
+    ok += s.Do(kCmdWrite, (i % 1024) * 512, 512, 0, payload).error == 0;
+    if (pause.count() > 0) std::this_thread::sleep_for(pause);
+  }
+  return ok;
+}
+
+TEST(Transmission, AReaderSpinsForAClientThatComesBackQuickly) {
+  SpinSlots slots(1);
+  TransmissionLimits limits;
+  limits.spin_slots = &slots;
+  limits.busy_poll_ns = 20'000'000;
+  limits.inline_quick_ns = 2'000'000;  // on the reader, so nothing is in flight when it waits
+  Session s("disk", true, true, limits);
+  EXPECT_EQ(SequentialWrites(s, 300), 300u);
+  s.h.Finish();
+  const Transmission::Outcome& out = s.h.outcome();
+  EXPECT_EQ(out.requests, 300u);
+  // Every wait after the first spins (the first opens the window), and nearly all catch.
+  EXPECT_GE(out.spins, 299u);
+  EXPECT_GE(out.caught_by_spin, 250u);
+  EXPECT_LE(out.caught_by_spin, out.spins);
+}
+
+TEST(Transmission, AReaderStopsSpinningForAClientThatPauses) {
+  SpinSlots slots(1);
+  TransmissionLimits limits;
+  limits.spin_slots = &slots;
+  limits.busy_poll_ns = 1'000'000;
+  limits.inline_quick_ns = 2'000'000;
+  Session s("disk", true, true, limits);
+  EXPECT_EQ(SequentialWrites(s, 40, std::chrono::milliseconds(10)), 40u);
+  s.h.Finish();
+  const Transmission::Outcome& out = s.h.outcome();
+  // Opened by the first, quick request; then each 10 ms pause halves the window, and the
+  // fifth closes it: 5 spins, 6 if the final wait (for the client's close) came before.
+  EXPECT_LE(out.spins, 6u) << "the reader kept spinning for a client that pauses";
+  EXPECT_GE(out.spins, 1u);
+}
+
+TEST(Transmission, NoReaderSpinsWhenBusyPollingIsOffOrNoSlotIsFree) {
+  SpinSlots one(1), none(0);
+  struct Case {
+    uint64_t busy_poll_ns;
+    SpinSlots* slots;
+  };
+  for (Case c : {Case{0, &one}, Case{20'000'000, &none}, Case{20'000'000, nullptr}}) {
+    TransmissionLimits limits;
+    limits.spin_slots = c.slots;
+    limits.busy_poll_ns = c.busy_poll_ns;
+    Session s("disk", true, true, limits);
+    EXPECT_EQ(SequentialWrites(s, 100), 100u);
+    s.h.Finish();
+    EXPECT_EQ(s.h.outcome().requests, 100u);
+    EXPECT_EQ(s.h.outcome().spins, 0u);
+    EXPECT_EQ(s.h.outcome().caught_by_spin, 0u);
+  }
+}
+
 // A volume that reads asynchronously (as on RADOS): the reader starts each READ and a
 // worker sends the reply once the volume completes it, out of order. Every reply carries
 // the right data, simple or structured, sparse or not; errors arrive as errors.
