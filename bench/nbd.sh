@@ -55,7 +55,7 @@ trap 'exit 130' INT TERM
 
 read -r -a JOBS <<<"${JOBS:-randread32 randwrite32 read8 write8 randread1 randwrite1}"
 : >"$RES/systems.txt"
-read -r -a SYSTEMS <<<"${SYSTEMS:-skerryd clone-before clone-copy clone-after empty qemu-raw qemu-qcow2 nbdkit qemu-raw-wb}"
+read -r -a SYSTEMS <<<"${SYSTEMS:-skerryd nopoll clone-before clone-copy clone-after empty qemu-raw qemu-qcow2 nbdkit qemu-raw-wb}"
 # The systems that run, in table order; a row is listed only if its system runs.
 system() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]] && printf '%s\t%s\n' "$1" "$2" >>"$RES/systems.txt"; return 0; }
 
@@ -74,6 +74,7 @@ say "starting the servers; every file and volume is ${SIZE_MIB} MiB on $FSTYPE (
 STORE="dir:$WORK/store"
 "$BIN/skerry" --store "$STORE" create vol --size "${SIZE_MIB}M"
 "$BIN/skerry" --store "$STORE" create parent --size "${SIZE_MIB}M"
+"$BIN/skerry" --store "$STORE" create vol-np --size "${SIZE_MIB}M"
 for f in qemu base nbdkit wb; do truncate -s "${SIZE_MIB}M" "$WORK/$f.raw"; done
 
 start skerryd "$WORK/s.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/s.sock" --admin-socket "$WORK/s.admin"
@@ -81,6 +82,10 @@ start skerryd "$WORK/s.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WOR
 # into it (no partial blocks): the reference for what partial blocks save.
 start skerryd-copy "$WORK/c.sock" env SKERRY_PARTIAL_BLOCKS=off "$BIN/skerryd" --store "$STORE" \
   --listen "unix:$WORK/c.sock" --admin-socket "$WORK/c.admin"
+# A third, with busy polling off (docs/nbd.md, "Busy polling"), on a volume of its own
+# filled like vol: what the spinning reader gains and costs.
+start nopoll "$WORK/n.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/n.sock" \
+  --admin-socket "$WORK/n.admin" --busy-poll-us 0
 start qemu-raw "$WORK/q.sock" qemu-nbd -f raw --cache=none --aio=native -t -e 4 -k "$WORK/q.sock" "$WORK/qemu.raw"
 start qemu-base "$WORK/b.sock" qemu-nbd -f raw --cache=none --aio=native -t -k "$WORK/b.sock" "$WORK/base.raw"
 start nbdkit "$WORK/k.sock" nbdkit -f -U "$WORK/k.sock" --threads 16 file file="$WORK/nbdkit.raw"
@@ -90,6 +95,7 @@ SKC() { echo "nbd+unix:///$1?socket=$WORK/c.sock"; }
 declare -A URI=(
   [skerryd]="$(SK vol)"
   [clone-after]="$(SK ca)"
+  [nopoll]="nbd+unix:///vol-np?socket=$WORK/n.sock"
   [qemu-raw]="nbd+unix:///?socket=$WORK/q.sock"
   [qemu-qcow2]="nbd+unix:///?socket=$WORK/o.sock"
   [nbdkit]="nbd+unix:///?socket=$WORK/k.sock"
@@ -98,6 +104,7 @@ declare -A URI=(
 say "filling"
 fill "$(SK vol)" skerryd-vol
 fill "$(SK parent)" skerryd-parent
+fill "${URI[nopoll]}" skerryd-nopoll
 fill "${URI[qemu-raw]}" qemu-raw
 fill "nbd+unix:///?socket=$WORK/b.sock" qemu-base
 fill "${URI[nbdkit]}" nbdkit
@@ -127,6 +134,7 @@ sync
 say "nbdkit file plugin: $(nbdkit file --dump-plugin | grep '^thread_model='), 16 threads"
 
 system skerryd "skerryd, fresh volume (dir store)"
+system nopoll "skerryd, fresh volume, busy polling off (--busy-poll-us 0)"
 system clone-before "skerryd, new clone (blocks shared with the parent)"
 system clone-copy "skerryd, new clone, whole-block copy-up (SKERRY_PARTIAL_BLOCKS=off)"
 system clone-after "skerryd, clone after a full overwrite"
@@ -193,8 +201,10 @@ for target in clone:cu clone-copy:cu-copy fresh:vol; do
     --iodepth=1 --lat_percentiles=1 --output-format=json --output="$RES/copyup__${target%%:*}.json" \
     >"$LOG/fio-copyup-${target%%:*}.log" 2>&1 || odd "copy-up job on ${target#*:} failed: $(tail -3 "$LOG/fio-copyup-${target%%:*}.log" | tr '\n' ' ')"
 done
-for s in skerryd skerryd-copy qemu-raw qemu-qcow2 nbdkit qemu-raw-wb; do alive "$s" && stop "$s"; done
-while read -r line; do odd "skerryd log: $line"; done < <(grep -E ' (warning|error|critical) ' "$LOG/skerryd.log" | head -5)
+for s in skerryd skerryd-copy nopoll qemu-raw qemu-qcow2 nbdkit qemu-raw-wb; do alive "$s" && stop "$s"; done
+for d in skerryd skerryd-copy nopoll; do
+  while read -r line; do odd "$d log: $line"; done < <(grep -E ' (warning|error|critical) ' "$LOG/$d.log" | head -5)
+done
 du -sh "$WORK/store" >"$LOG/store-du.txt" 2>&1 || true
 rm -f "$WORK"/*.raw "$WORK"/*.qcow2
 rm -rf "$WORK/store"

@@ -33,6 +33,7 @@ RATIOS = [
     ("clone-before", "clone-copy", "new clone: partial blocks / whole-block copy-up, no target", None),
     ("clone-before", "empty", "new clone / new empty volume (both write into new storage), no target", None),
     ("skerryd", "qemu-raw-wb", "skerryd / qemu-nbd raw (cache=writeback), no target", None),
+    ("skerryd", "nopoll", "skerryd / skerryd with busy polling off, no target", None),
 ]
 
 
