@@ -133,14 +133,16 @@ int Run(int argc, char** argv) {
   if (Status st = admin.Start(config.admin_socket); !st.ok()) return Die(st.message());
   if (Status st = (*server)->Start(); !st.ok()) return Die(st.message());
 
+  const size_t spinners = nbd::SpinSlots::DefaultLimit();  // as the server computes it
+  const std::string busy_poll = config.server.limits.busy_poll_ns == 0 ? std::string("off")
+                                : spinners == 0 ? std::string("off (one CPU)")
+                                                : fmt::format("up to {} us, {} readers at once",
+                                                              config.server.limits.busy_poll_ns / 1000, spinners);
   spdlog::info("skerryd serving store {} (tls {}, {} workers, requests in flight: {}, busy polling: {})",
                config.store, nbd::TlsModeName(config.server.tls.mode), config.server.worker_threads,
                config.server.max_inflight_memory ? "up to " + FormatSize(config.server.max_inflight_memory) + " over all clients"
                                                  : std::string("64 MiB per client, no server-wide bound"),
-               config.server.limits.busy_poll_ns == 0
-                   ? std::string("off")
-                   : fmt::format("up to {} us, {} readers at once", config.server.limits.busy_poll_ns / 1000,
-                                 nbd::SpinSlots::DefaultLimit()));
+               busy_poll);
   for (const std::string& a : (*server)->addresses()) spdlog::info("listening on {}", a);
   spdlog::info("admin socket {}", config.admin_socket);
 

@@ -48,7 +48,8 @@ class BusyPollWindow {
 class SpinSlots {
  public:
   explicit SpinSlots(size_t limit) : limit_(limit) {}
-  // Half the cores, at least one.
+  // Half the CPUs this process may run on: 0 on one CPU, where a spinning reader could
+  // only delay the client that shares its core.
   static size_t DefaultLimit();
 
   // One slot, or false when all are taken.

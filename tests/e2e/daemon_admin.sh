@@ -171,6 +171,8 @@ d2_pid=$!
 cleanup_hooks+=("kill -9 $d2_pid 2>/dev/null")
 for _ in $(seq 100); do [ -S "$WORK/d2.sock" ] && [ -S "$WORK/sub/d2.admin" ] && break; sleep 0.05; done
 [ -S "$WORK/sub/d2.admin" ] || { cat "$WORK/d2.log" >&2; fail "skerryd d2 did not start"; }
+# Logged once the daemon serves, which may be just after its sockets appear.
+for _ in $(seq 100); do grep -q "^.* admin socket " "$WORK/d2.log" && break; sleep 0.05; done
 grep -qF "admin socket $WORK/sub/d2.admin" "$WORK/d2.log" || fail "admin socket not absolute: $(cat "$WORK/d2.log")"
 hold_open d2 vm2
 (cd "$WORK" && "$SKERRY" snap create vm2@through-d2) || fail "the CLI did not find d2's relative admin socket"
