@@ -4,12 +4,13 @@
 # qemu-nbd on a qcow2 overlay over a raw base, nbdkit's file plugin, and skerryd on a thin
 # clone (new, with every block shared with its parent; the same with whole-block copy-up, the
 # design before partial blocks; after a full overwrite), and, for the write jobs, skerryd on
-# a new empty volume (its writes, like a new clone's, go into new storage); all in one run on
-# the same file system, over unix sockets. Every job starts after a sync.
+# a new empty volume (its writes, like a new clone's, go into new storage), and a second
+# skerryd with busy polling off (--busy-poll-us 0); all in one run on the same file system,
+# over unix sockets. Every job starts after a sync.
 # Then skerryd's resident memory with 100 open exports of 100 GiB volumes.
 # Prints markdown tables for docs/benchmarks.md on stdout, progress on stderr.
 #
-# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~20 GiB free, ~12 minutes)
+# usage: bench/nbd.sh [WORKDIR]     (default build/bench-nbd; needs ~22 GiB free, ~13 minutes)
 # env:   BIN=build/bin  SIZE_MIB=2048 (data set per system)  RUNTIME=8  RAMP=1 (seconds per job)
 #        ROUNDS=1 (each adds ~10 minutes; the tables then show medians)
 #        JOBS="randwrite32 ..." SYSTEMS="skerryd clone-before ..." (subsets, in this order;
