@@ -133,7 +133,7 @@ int Run(int argc, char** argv) {
   if (Status st = admin.Start(config.admin_socket); !st.ok()) return Die(st.message());
   if (Status st = (*server)->Start(); !st.ok()) return Die(st.message());
 
-  const size_t spinners = nbd::SpinSlots::DefaultLimit();  // as the server computes it
+  const size_t spinners = (*server)->spin_slots();
   const std::string busy_poll = config.server.limits.busy_poll_ns == 0 ? std::string("off")
                                 : spinners == 0 ? std::string("off (one CPU)")
                                                 : fmt::format("up to {} us, {} readers at once",

@@ -51,6 +51,7 @@ class SpinSlots {
   // Half the CPUs this process may run on: 0 on one CPU, where a spinning reader could
   // only delay the client that shares its core.
   static size_t DefaultLimit();
+  size_t limit() const { return limit_; }
 
   // One slot, or false when all are taken.
   bool TryTake();

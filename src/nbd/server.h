@@ -74,6 +74,8 @@ class Server {
   Status ReloadTls(const TlsOptions& tls);
   // The server-wide in-flight memory bound (options.max_inflight_memory).
   const MemoryBudget& budget() const { return budget_; }
+  // How many readers may spin for their clients at once (limits.busy_poll_ns).
+  size_t spin_slots() const { return spin_slots_.limit(); }
   // Serves an already connected stream socket (socket activation; tests).
   void ServeSocket(UniqueFd fd, std::string peer);
   // Stops accepting, lets every connection answer its in-flight requests, flush
