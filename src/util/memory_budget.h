@@ -1,6 +1,8 @@
-// MemoryBudget: the bytes all connections of a server may hold in requests in flight.
+// MemoryBudget: a bound on bytes held at once by many holders, e.g. all connections of an
+// NBD server holding requests in flight, or every volume of a process holding writes for
+// deferred copy-ups.
 //
-// Each connection already bounds its own (TransmissionLimits: 256 requests, 64 MiB), but
+// The NBD server: each connection already bounds its own (TransmissionLimits: 256 requests, 64 MiB), but
 // max_connections of them could still ask for 64 GiB together. The server's budget caps
 // the sum: a connection's reader that finds it spent waits, in arrival order, until
 // other requests complete; requests already admitted never need more, so they always
@@ -14,7 +16,7 @@
 #include <cstdint>
 #include <mutex>
 
-namespace skerry::nbd {
+namespace skerry {
 
 class MemoryBudget {
  public:
@@ -47,4 +49,4 @@ class MemoryBudget {
   uint64_t serving_ = 0;
 };
 
-}  // namespace skerry::nbd
+}  // namespace skerry

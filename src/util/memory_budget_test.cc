@@ -1,5 +1,5 @@
 // MemoryBudget: the server-wide bound on bytes in flight, served in arrival order.
-#include "nbd/memory_budget.h"
+#include "util/memory_budget.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-namespace skerry::nbd {
+namespace skerry {
 namespace {
 
 TEST(MemoryBudget, TakesWhatFitsAndLetsAnOversizedRequestRunAlone) {
@@ -55,4 +55,4 @@ TEST(MemoryBudget, WaitersAreServedInOrderAndNobodyOvertakesThem) {
 }
 
 }  // namespace
-}  // namespace skerry::nbd
+}  // namespace skerry

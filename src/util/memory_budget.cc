@@ -1,8 +1,8 @@
-#include "nbd/memory_budget.h"
+#include "util/memory_budget.h"
 
 #include <algorithm>
 
-namespace skerry::nbd {
+namespace skerry {
 
 bool MemoryBudget::TryTake(uint64_t bytes) {
   std::lock_guard lock(mu_);
@@ -49,4 +49,4 @@ uint64_t MemoryBudget::waits() const {
   return waits_;
 }
 
-}  // namespace skerry::nbd
+}  // namespace skerry
