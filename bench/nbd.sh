@@ -81,7 +81,7 @@ for f in qemu base nbdkit wb; do truncate -s "${SIZE_MIB}M" "$WORK/$f.raw"; done
 start skerryd "$WORK/s.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/s.sock" --admin-socket "$WORK/s.admin"
 # The same store, a second daemon that copies a shared block whole on a clone's first write
 # into it (no partial blocks): the reference for what partial blocks save.
-start skerryd-copy "$WORK/c.sock" env SKERRY_PARTIAL_BLOCKS=off "$BIN/skerryd" --store "$STORE" \
+start skerryd-copy "$WORK/c.sock" "$BIN/skerryd" --partial-blocks off --store "$STORE" \
   --listen "unix:$WORK/c.sock" --admin-socket "$WORK/c.admin"
 # A third, with busy polling off (docs/nbd.md, "Busy polling"), on a volume of its own
 # filled like vol: what the spinning reader gains and costs.
@@ -137,7 +137,7 @@ say "nbdkit file plugin: $(nbdkit file --dump-plugin | grep '^thread_model='), 1
 system skerryd "skerryd, fresh volume (dir store)"
 system nopoll "skerryd, fresh volume, busy polling off (--busy-poll-us 0)"
 system clone-before "skerryd, new clone (blocks shared with the parent)"
-system clone-copy "skerryd, new clone, whole-block copy-up (SKERRY_PARTIAL_BLOCKS=off)"
+system clone-copy "skerryd, new clone, whole-block copy-up (--partial-blocks off)"
 system clone-after "skerryd, clone after a full overwrite"
 system empty "skerryd, new empty volume (write jobs only)"
 system qemu-raw "qemu-nbd raw file, cache=none aio=native"

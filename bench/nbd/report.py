@@ -184,7 +184,7 @@ def main():
     print()
     copyup = [(label, load(results, "copyup", key)) for key, label in
               (("clone", "new clone: every write is the first into a block shared with the parent"),
-               ("clone-copy", "the same, whole-block copy-up (SKERRY_PARTIAL_BLOCKS=off)"),
+               ("clone-copy", "the same, whole-block copy-up (--partial-blocks off)"),
                ("fresh", "fresh volume: every write lands in its own block"))]
     if any(r for _, r in copyup):
         print("One 4 KiB write into each 4 MiB block of the volume, QD1, skerryd (the first write into a block):")

@@ -22,10 +22,13 @@
 #include <string_view>
 #include <vector>
 
+#include "skerry/clock.h"
 #include "skerry/object_store.h"
 #include "skerry/status.h"
 
 namespace skerry {
+
+class MemoryBudget;  // util/memory_budget.h
 
 inline constexpr uint32_t kMinBlockSize = 64 * 1024;
 inline constexpr uint32_t kMaxBlockSize = 64 * 1024 * 1024;
@@ -63,11 +66,41 @@ struct Extent {
   bool zero = false;  // known to read as zeros
 };
 
+// How a catalog's volumes behave once open. Set once, at Catalog::Open, from skerryd's config
+// or the CLI's flags; tests set them directly. Nothing in the library reads the environment.
+enum class CopyUpMode {
+  // The first write into a block shared with a snapshot is held and acknowledged; copier
+  // threads copy the block, then apply it (docs/architecture.md, "Deferred copy-up").
+  kBackground,
+  // Held as in kBackground, but no copier threads: a copy-up runs when a read, trim, flush or
+  // the bound on held bytes needs it done, so a seeded run replays the same store calls.
+  kOnDemand,
+  // Every copy-up before its write returns.
+  kOff,
+};
+
+struct VolumeOptions {
+  CopyUpMode copy_up = CopyUpMode::kBackground;
+  int copier_threads = 2;  // per open volume, started with its first deferred copy-up
+  // A clone's first write into a block its parent holds copies nothing: the entry becomes
+  // partial (docs/format.md). Off: the whole block is copied, as for a snapshot's.
+  bool partial_blocks = true;
+  // The write lock's lease for read-write opens (OpenOptions may set another per open).
+  int64_t lease_ms = 60'000;
+  // Bytes of acknowledged writes held for deferred copy-ups by one volume, and by every volume
+  // that shares `held_bytes` (null: one budget of 256 MiB for the whole process). A daemon
+  // serves many volumes, and the NBD server's memory bound covers requests in flight, not these.
+  uint64_t max_held_bytes_per_volume = 64ull << 20;
+  std::shared_ptr<MemoryBudget> held_bytes;
+  // Time for leases (null: the real clock); a simulated one in tests.
+  std::shared_ptr<Clock> clock;
+};
+
 struct OpenOptions {
   bool read_only = false;  // snapshots are always read-only
   // Who holds the volume's write lock while it is open, e.g. "skerry-cli@host:pid".
   std::string owner;
-  int64_t lease_ms = 60'000;
+  int64_t lease_ms = 0;  // 0: the catalog's VolumeOptions::lease_ms
 };
 
 class Volume {
@@ -134,8 +167,9 @@ class Catalog {
  public:
   virtual ~Catalog() = default;
 
-  // The catalog of volumes kept in `store`.
-  static Result<std::unique_ptr<Catalog>> Open(std::shared_ptr<ObjectStore> store);
+  // The catalog of volumes kept in `store`; volumes it opens behave as `options` say.
+  static Result<std::unique_ptr<Catalog>> Open(std::shared_ptr<ObjectStore> store,
+                                               const VolumeOptions& options = {});
 
   virtual ObjectStore& store() = 0;
 
@@ -169,6 +203,9 @@ class Catalog {
 Status ValidateVolumeName(std::string_view name);
 Status ValidateBlockSize(uint64_t block_size);
 Status ValidateVolumeSize(uint64_t size);
+// "background", "on-demand" or "off" (VolumeOptions::copy_up, as skerryd's config and the CLI
+// name it); InvalidArgument otherwise.
+Result<CopyUpMode> ParseCopyUpMode(std::string_view text);
 // Splits "vol@snap"; snap is empty when there is no '@'.
 Status SplitSpec(std::string_view spec, std::string* volume, std::string* snap);
 

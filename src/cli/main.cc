@@ -30,6 +30,7 @@ struct Globals {
   std::string store;
   std::string config;
   bool json = false;
+  std::string copy_up = "background";
 };
 
 int Fail(const Status& st) {
@@ -41,7 +42,9 @@ Result<std::unique_ptr<Catalog>> OpenCatalog(const Globals& g) {
   SKERRY_ASSIGN_OR_RETURN(StoreChoice choice, ResolveStore(g.store, g.config));
   auto store = OpenStore(choice.uri);
   if (!store.ok()) return store.status().Prefixed(fmt::format("store {} (from {})", choice.uri, choice.from));
-  return Catalog::Open(*store);
+  VolumeOptions options;
+  SKERRY_ASSIGN_OR_RETURN(options.copy_up, ParseCopyUpMode(g.copy_up));
+  return Catalog::Open(*store, options);
 }
 
 Result<uint64_t> SizeArg(const std::string& text, const char* what) {
@@ -104,6 +107,8 @@ int Run(int argc, char** argv) {
   app.add_option("--store", g.store, "Store URI: dir:PATH, rados:POOL[?conf=PATH&...], mem: (else $SKERRY_STORE, else the config file)");
   app.add_option("--config", g.config, "Config file (default $SKERRY_CONFIG, /etc/skerry/skerry.toml)");
   app.add_flag("--json", g.json, "Print JSON");
+  app.add_option("--copy-up", g.copy_up,
+                 "How a write into a block shared with a snapshot copies it: background (default), on-demand or off");
 
   int rc = 0;
   auto with_catalog = [&](auto fn) {

@@ -102,7 +102,7 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   SKERRY_RETURN_IF_ERROR(Unknown(path, root,
                                  {"store", "listen", "admin_socket", "log_level", "lock_lease_seconds", "workers",
                                   "max_connections", "max_inflight_memory", "stall_timeout_seconds", "busy_poll_us",
-                                  "tls"},
+                                  "copy_up", "copier_threads", "partial_blocks", "tls"},
                                  ""));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "store", &config->store));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "admin_socket", &config->admin_socket));
@@ -137,6 +137,22 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   if (busy_poll_us < 0 || busy_poll_us > kMaxBusyPollUs)
     return Status::InvalidArgument(fmt::format("{}: busy_poll_us must be 0..{}", path, kMaxBusyPollUs));
   config->lock_lease_ms = lease_s * 1000;
+  if (const toml::node* n = root.get("copy_up")) {
+    auto text = n->value<std::string>();
+    if (!text) return Status::InvalidArgument(fmt::format("{}: copy_up must be a string", path));
+    auto mode = ParseCopyUpMode(*text);
+    if (!mode.ok()) return mode.status().Prefixed(path);
+    config->volumes.copy_up = *mode;
+  }
+  int64_t copiers = config->volumes.copier_threads;
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "copier_threads", &copiers));
+  if (copiers < 1 || copiers > 64) return Status::InvalidArgument(fmt::format("{}: copier_threads must be 1..64", path));
+  config->volumes.copier_threads = static_cast<int>(copiers);
+  if (const toml::node* n = root.get("partial_blocks")) {
+    auto on = n->value<bool>();
+    if (!on) return Status::InvalidArgument(fmt::format("{}: partial_blocks must be true or false", path));
+    config->volumes.partial_blocks = *on;
+  }
   config->server.worker_threads = static_cast<size_t>(workers);
   config->server.max_connections = static_cast<size_t>(max_conn);
   config->server.limits.stall_timeout = std::chrono::seconds(stall_s);

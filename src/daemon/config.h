@@ -8,6 +8,7 @@
 
 #include "nbd/server.h"
 #include "skerry/status.h"
+#include "skerry/volume.h"
 
 namespace skerry::daemon {
 
@@ -17,6 +18,9 @@ struct DaemonConfig {
   std::string admin_socket;           // Unix socket for `skerry` operations on open volumes
   std::string log_level = "info";     // trace, debug, info, warn, error
   int64_t lock_lease_ms = 60'000;     // write-lock lease of open volumes
+  // How open volumes copy shared blocks (copy_up, copier_threads, partial_blocks); the lease
+  // is lock_lease_ms above.
+  VolumeOptions volumes;
   nbd::ServerOptions server;          // workers, connection limits, TLS
 };
 

@@ -45,7 +45,7 @@ Status ApplyLogLevel(const std::string& level) {
 int Run(int argc, char** argv) {
   CLI::App app{"skerryd: serves skerry volumes over NBD"};
   std::string config_path, store, admin_socket, log_level, tls_mode, tls_cert, tls_key, tls_ca, tls_psk,
-      inflight_memory;
+      inflight_memory, copy_up, partial_blocks;
   std::vector<std::string> listen;
   int workers = 0, busy_poll_us = -1;
   app.add_option("--config,-c", config_path, "TOML config file");
@@ -59,6 +59,11 @@ int Run(int argc, char** argv) {
   app.add_option("--busy-poll-us", busy_poll_us,
                  "Longest a connection's reader spins for its client's next request before sleeping (0: never)")
       ->check(CLI::Range(0, static_cast<int>(kMaxBusyPollUs)));
+  app.add_option("--copy-up", copy_up,
+                 "How the first write into a block shared with a snapshot copies it: background (default), on-demand or off");
+  app.add_option("--partial-blocks", partial_blocks,
+                 "on (default): a clone's first write into its parent's block copies nothing; off: the block is copied")
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--tls", tls_mode, "off, optional or required");
   app.add_option("--tls-cert", tls_cert, "Server certificate (PEM)");
   app.add_option("--tls-key", tls_key, "Server private key (PEM)");
@@ -99,6 +104,11 @@ int Run(int argc, char** argv) {
     if (!inflight_memory.empty()) {
       SKERRY_ASSIGN_OR_RETURN(c->server.max_inflight_memory, ParseInflightMemory(inflight_memory));
     }
+    if (!copy_up.empty()) {
+      SKERRY_ASSIGN_OR_RETURN(c->volumes.copy_up, ParseCopyUpMode(copy_up));
+    }
+    if (!partial_blocks.empty()) c->volumes.partial_blocks = partial_blocks == "on";
+    c->volumes.lease_ms = c->lock_lease_ms;
     if (!tls_mode.empty()) {
       SKERRY_ASSIGN_OR_RETURN(c->server.tls.mode, nbd::ParseTlsMode(tls_mode));
     }
@@ -115,7 +125,7 @@ int Run(int argc, char** argv) {
 
   auto opened = OpenStore(config.store);
   if (!opened.ok()) return Die(fmt::format("cannot open store {}: {}", config.store, opened.status().message()));
-  auto catalog = Catalog::Open(*opened);
+  auto catalog = Catalog::Open(*opened, config.volumes);
   if (!catalog.ok()) return Die(fmt::format("cannot open store {}: {}", config.store, catalog.status().message()));
 
   char host[256] = {0};
@@ -167,10 +177,14 @@ int Run(int argc, char** argv) {
           fresh.server.max_connections != config.server.max_connections ||
           fresh.server.max_inflight_memory != config.server.max_inflight_memory ||
           fresh.server.limits.stall_timeout != config.server.limits.stall_timeout ||
-          fresh.server.limits.busy_poll_ns != config.server.limits.busy_poll_ns)
+          fresh.server.limits.busy_poll_ns != config.server.limits.busy_poll_ns ||
+          fresh.volumes.copy_up != config.volumes.copy_up ||
+          fresh.volumes.copier_threads != config.volumes.copier_threads ||
+          fresh.volumes.partial_blocks != config.volumes.partial_blocks)
         spdlog::warn(
             "SIGHUP: store, listen addresses, admin socket, workers, lease, max_connections, "
-            "max_inflight_memory, stall_timeout_seconds and busy_poll_us change only on restart");
+            "max_inflight_memory, stall_timeout_seconds, busy_poll_us, copy_up, copier_threads and "
+            "partial_blocks change only on restart");
       spdlog::info("SIGHUP: reloaded {}: log level {}, TLS {}",
                    config_path.empty() ? "the command line's files" : config_path,
                    spdlog::level::to_string_view(spdlog::get_level()), nbd::TlsModeName(fresh.server.tls.mode));

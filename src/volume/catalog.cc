@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "skerry/volume.h"
+#include "util/memory_budget.h"
 #include "volume/metadata.h"
 #include "volume/open_volume.h"
 
@@ -34,9 +35,16 @@ std::string DefaultOwner() {
   return fmt::format("skerry@{}:{}#{}", host, getpid(), ++counter);
 }
 
+// The budget of held bytes that every catalog of the process shares unless given another.
+std::shared_ptr<MemoryBudget> ProcessHeldBytes() {
+  static const auto budget = std::make_shared<MemoryBudget>(256ull << 20);
+  return budget;
+}
+
 class StoreCatalog final : public Catalog {
  public:
-  explicit StoreCatalog(std::shared_ptr<ObjectStore> store) : store_(std::move(store)) {}
+  StoreCatalog(std::shared_ptr<ObjectStore> store, VolumeOptions options)
+      : store_(std::move(store)), options_(std::move(options)) {}
 
   ObjectStore& store() override { return *store_; }
 
@@ -278,17 +286,17 @@ class StoreCatalog final : public Catalog {
     std::string name, snap;
     SKERRY_RETURN_IF_ERROR(SplitSpec(spec, &name, &snap));
     if (snap.empty() && !options.read_only) {
-      SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name, options.owner, options.lease_ms));
+      SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name, options.owner, options.lease_ms > 0 ? options.lease_ms : options_.lease_ms));
       return std::unique_ptr<Volume>(std::move(v));
     }
     SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
     SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
     SKERRY_ASSIGN_OR_RETURN(Header h, volume::ReadHeader(*store_, id));
-    if (snap.empty()) return std::unique_ptr<Volume>(OpenVolume::Head(store_, name, h, true, "", 0));
+    if (snap.empty()) return std::unique_ptr<Volume>(OpenVolume::Head(store_, name, h, true, "", 0, options_));
     const SnapshotEntry* s = h.FindSnapshot(snap);
     if (!s) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name, snap));
     SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, volume::ReadSnapshotRecord(*store_, id, s->id));
-    return std::unique_ptr<Volume>(OpenVolume::Snapshot(store_, spec, rec));
+    return std::unique_ptr<Volume>(OpenVolume::Snapshot(store_, spec, rec, options_));
   }
 
   Result<LockInfo> LockHolder(const std::string& name) override {
@@ -300,7 +308,8 @@ class StoreCatalog final : public Catalog {
 
  private:
   Result<std::unique_ptr<OpenVolume>> OpenHead(const std::string& name, std::string owner = "",
-                                               int64_t lease_ms = 60'000) {
+                                               int64_t lease_ms = 0) {
+    if (lease_ms <= 0) lease_ms = options_.lease_ms;
     SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
     if (owner.empty()) owner = DefaultOwner();
     SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
@@ -311,7 +320,7 @@ class StoreCatalog final : public Catalog {
       store_->Unlock(volume::LockObject(id), owner);
       return h.status();
     }
-    return OpenVolume::Head(store_, name, *h, false, owner, lease_ms);
+    return OpenVolume::Head(store_, name, *h, false, owner, lease_ms, options_);
   }
 
   Status LockOrExplain(const std::string& name, const VolumeId& id, const std::string& owner, int64_t lease_ms) {
@@ -431,15 +440,20 @@ class StoreCatalog final : public Catalog {
   }
 
   std::shared_ptr<ObjectStore> store_;
+  const VolumeOptions options_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Catalog>> Catalog::Open(std::shared_ptr<ObjectStore> store) {
+Result<std::unique_ptr<Catalog>> Catalog::Open(std::shared_ptr<ObjectStore> store, const VolumeOptions& given) {
   if (!store) return Status::InvalidArgument("no store");
   // Fail early on a corrupt directory rather than on the first operation.
   SKERRY_RETURN_IF_ERROR(volume::ReadDirectory(*store).status());
-  return std::unique_ptr<Catalog>(new StoreCatalog(std::move(store)));
+  VolumeOptions options = given;
+  if (!options.clock) options.clock = Clock::Real();
+  if (!options.held_bytes) options.held_bytes = ProcessHeldBytes();
+  if (options.copy_up == CopyUpMode::kOnDemand) options.copier_threads = 0;
+  return std::unique_ptr<Catalog>(new StoreCatalog(std::move(store), std::move(options)));
 }
 
 }  // namespace skerry

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "volume/format.h"
+#include "volume/map_objects.h"
 #include "volume/metadata.h"
 #include "volume/volume_map.h"
 
@@ -82,7 +83,7 @@ class Checker {
       Problem(header_name, name, h.status().message());
       return;
     }
-    CheckMap(name, id, h->epoch, h->size, h->block_size, h->entries_per_chunk, h->chunks);
+    CheckMap(name, volume::MapSpec::Of(*h));
     for (const volume::SnapshotEntry& s : h->snapshots) {
       report_->snapshots++;
       std::string spec = name + "@" + s.name;
@@ -98,7 +99,7 @@ class Checker {
         Problem(rec_name, spec, rec.status().message());
         continue;
       }
-      CheckMap(spec, id, rec->epoch, rec->size, rec->block_size, rec->entries_per_chunk, rec->chunks);
+      CheckMap(spec, volume::MapSpec::Of(*rec));
     }
     if (!h->parent_id.IsZero()) {
       auto parent = volume::ReadHeader(store_, h->parent_id);
@@ -108,44 +109,33 @@ class Checker {
     }
   }
 
-  void CheckMap(const std::string& spec, const VolumeId& id, uint64_t epoch, uint64_t size, uint32_t bs,
-                uint32_t per_chunk, const std::vector<ChunkRef>& chunks) {
+  void CheckMap(const std::string& spec, const volume::MapSpec& map) {
     // Chunks shared between a volume and its snapshots and clones are checked once.
-    for (uint64_t c = 0; c < chunks.size(); c++) {
-      if (chunks[c].absent()) continue;
-      std::string cname = volume::ChunkObject(chunks[c], c);
-      if (!referenced_.insert(cname).second) continue;
+    volume::MapObjectVisitor visit;
+    visit.chunk = [&](uint64_t, const ChunkRef&, const std::string& cname) {
+      if (!referenced_.insert(cname).second) return false;
       report_->chunks++;
-      if (!Exists(cname)) {
-        Problem(cname, spec, "map chunk is missing");
-        continue;
+      if (Exists(cname)) return true;
+      Problem(cname, spec, "map chunk is missing");
+      return false;
+    };
+    visit.block = [&](uint64_t block, const volume::Entry& e, const std::string& obj, const std::string& base) {
+      // A partial block reads its other granules from its base (the parent's object).
+      if (!base.empty() && referenced_.insert(base).second && !Exists(base))
+        Problem(base, spec, fmt::format("block {} is partial over a missing object", block));
+      if (!referenced_.insert(obj).second) return;
+      if (!Exists(obj)) {
+        Problem(obj, spec, fmt::format("block {} points at a missing object", block));
+        return;
       }
-      // One chunk at a time through a map of its own, so errors name the chunk.
-      uint64_t blocks = (size + bs - 1) / bs;
-      std::vector<ChunkRef> only(chunks.size());
-      only[c] = chunks[c];
-      volume::VolumeMap m(store_, id, epoch, blocks, per_chunk, only);
-      Status st = m.ForEach([&](uint64_t block, const volume::Entry& e) {
-        if (e.is_partial()) {
-          // A partial block reads its other granules from its base (the parent's object).
-          std::string base = volume::BaseObject(e, block);
-          if (referenced_.insert(base).second && !Exists(base))
-            Problem(base, spec, fmt::format("block {} is partial over a missing object", block));
-        }
-        std::string obj = volume::EntryObject(e, block);
-        if (!referenced_.insert(obj).second) return;
-        if (!Exists(obj)) {
-          Problem(obj, spec, fmt::format("block {} points at a missing object", block));
-          return;
-        }
-        if (options_.rehash && e.kind == volume::Entry::Kind::kContent) {
-          auto data = store_.Get(obj);
-          if (!data.ok()) Problem(obj, spec, data.status().message());
-          else if (Sha256(*data) != e.digest) Problem(obj, spec, "content does not match its SHA-256 name");
-        }
-      });
-      if (!st.ok()) Problem(cname, spec, st.message());
-    }
+      if (options_.rehash && e.kind == volume::Entry::Kind::kContent) {
+        auto data = store_.Get(obj);
+        if (!data.ok()) Problem(obj, spec, data.status().message());
+        else if (Sha256(*data) != e.digest) Problem(obj, spec, "content does not match its SHA-256 name");
+      }
+    };
+    visit.chunk_error = [&](uint64_t, const std::string& cname, const Status& st) { Problem(cname, spec, st.message()); };
+    (void)volume::ForEachMapObject(store_, map, visit);  // every error is a Problem
   }
 
   ObjectStore& store_;

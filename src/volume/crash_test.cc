@@ -16,9 +16,13 @@
 // Each run prints its seed; replay one with SKERRY_CRASH_SEED=<seed>. SKERRY_CRASH_RUNS
 // sets the number of seeds (default 300), SKERRY_CRASH_LONG=1 runs 5000 (or =N, N),
 // SKERRY_CRASH_STEPS the steps per round before the crash is armed (default 80),
-// SKERRY_CRASH_TRACE=1 prints every step. Deferred copy-ups run on demand here (see the
-// test body); SKERRY_DEFERRED_COPY_UP=background runs them on copier threads, without
-// replayable seeds. docs/faults.md.
+// SKERRY_CRASH_TRACE=1 prints every step.
+//
+// Time and background work are the seed's too: the volumes' clock is simulated (a step moves
+// it on, and lease renewals run then, through the same faulty, power-losing store), and
+// deferred copy-ups run on demand, or when a step plays the copier thread, so the store calls
+// of a seed come in the same order on every replay. SKERRY_CRASH_COPY_UP=background runs them
+// on real copier threads instead, without replayable seeds. docs/faults.md.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -34,7 +38,9 @@
 #include "store/fault/nondurable_store.h"
 #include "store/mem/mem_store.h"
 #include "volume/crash_model.h"
+#include "util/sim_clock.h"
 #include "volume/format.h"
+#include "volume/open_volume.h"
 #include "volume/test_util.h"
 
 namespace skerry {
@@ -134,6 +140,9 @@ class CrashRun {
   CrashRun(uint64_t seed, int max_steps) : rng_(seed), seed_(seed), max_steps_(max_steps) {
     faults_ = Rand(2) == 0;
     mem_ = std::make_shared<MemStore>();
+    const char* mode = std::getenv("SKERRY_CRASH_COPY_UP");
+    options_ = testing::ModeOptions(mode && *mode ? mode : "on-demand");
+    options_.clock = clock_;
   }
 
   RunStats Run() {
@@ -182,6 +191,10 @@ class CrashRun {
   void ExpectInjected(const Status& st, const std::string& what) {
     bool injected = st.message().find("injected fault") != std::string::npos &&
                     (st.code() == Code::kIOError || st.code() == Code::kNoSpace || st.code() == Code::kTimedOut);
+    // Renewals that failed (injected) several times running let the lease lapse: writes are
+    // refused until one gets through.
+    injected = injected || (st.code() == Code::kIOError &&
+                            st.message().find("could not be renewed in time") != std::string::npos);
     EXPECT_TRUE(faults_ && injected) << Ctx() << ": " << what << ": unexpected error " << st.ToString();
     Trace(what + " failed: " + st.ToString());
   }
@@ -208,7 +221,7 @@ class CrashRun {
     store_ = trip;
     {
       Quiet q(this);
-      auto cat = Catalog::Open(store_);
+      auto cat = Catalog::Open(store_, options_);
       ASSERT_TRUE(cat.ok()) << Ctx() << ": " << cat.status().ToString();
       cat_ = std::move(*cat);
     }
@@ -362,7 +375,26 @@ class CrashRun {
     if (op < 84) return Remove(name);
     if (op < 86) return RenameOp(name);
     if (op < 93) return Verify(name);
+    if (op < 95) return Tick();
+    if (op < 97) return Background(name);
     CloseHandle(name);
+  }
+
+  // Time passes: lease renewals fall due and run (every third of a lease), through the
+  // faulty store. A lease lapses only when renewals fail several times running.
+  void Tick() {
+    int64_t ms = static_cast<int64_t>(Rand(options_.lease_ms / 3 + 1));
+    Trace("time passes: " + std::to_string(ms) + " ms, " + std::to_string(clock_->Advance(ms)) + " renewals");
+  }
+
+  // The copier thread gets to run: a few of the volume's pending copy-ups.
+  void Background(const std::string& name) {
+    auto it = open_.find(name);
+    if (it == open_.end()) return;
+    auto* v = dynamic_cast<volume::OpenVolume*>(it->second.get());
+    ASSERT_NE(v, nullptr);
+    int ran = v->RunQueuedCopyUps(1 + static_cast<int>(Rand(4)));
+    Trace("copier on " + name + ": " + std::to_string(ran) + " copy-ups");
   }
 
   void Create() {
@@ -788,7 +820,7 @@ class CrashRun {
       }
     }
 
-    auto opened = Catalog::Open(mem_);
+    auto opened = Catalog::Open(mem_, options_);
     ASSERT_TRUE(opened.ok()) << Ctx() << ": catalog after the crash: " << opened.status().ToString();
     Catalog& cat = **opened;
     auto report = CheckStore(*mem_, {});
@@ -888,6 +920,8 @@ class CrashRun {
   }
 
   bool trace_ = std::getenv("SKERRY_CRASH_TRACE") != nullptr;
+  std::shared_ptr<SimClock> clock_ = std::make_shared<SimClock>();
+  VolumeOptions options_;
   std::mt19937_64 rng_;
   const uint64_t seed_;
   const int max_steps_;
@@ -915,9 +949,6 @@ TEST(CrashTest, RandomWorkloadsSurvivePowerLoss) {
     runs = n > 1 ? n : 5000;
   }
   int steps = static_cast<int>(EnvOr("SKERRY_CRASH_STEPS", 80));
-  // Deferred copy-ups run in the thread that needs them done (a flush, a read), not on
-  // copier threads: the store calls of a seed then come in the same order on every replay.
-  setenv("SKERRY_DEFERRED_COPY_UP", "on-demand", /*overwrite=*/0);
   const char* fixed = std::getenv("SKERRY_CRASH_SEED");
   std::random_device rd;
   auto start = std::chrono::steady_clock::now();

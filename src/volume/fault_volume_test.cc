@@ -19,6 +19,7 @@
 #include "store/mem/mem_store.h"
 #include "volume/format.h"
 #include "volume/open_volume.h"
+#include "util/sim_clock.h"
 #include "volume/test_util.h"
 
 namespace skerry {
@@ -36,11 +37,11 @@ struct Faulty {
   std::unique_ptr<Catalog> cat;
 
   // Over a directory store by default, as in production; `inner` "mem:" is faster.
-  explicit Faulty(const std::string& rule, const std::string& inner = "") {
+  explicit Faulty(const std::string& rule, const std::string& inner = "", const VolumeOptions& options = {}) {
     auto s = OpenStore("fault:" + rule + "&trigger=" + trigger + "+" + (inner.empty() ? "dir:" + tmp.path() + "/store" : inner));
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     store = *s;
-    cat = std::move(*Catalog::Open(store));
+    cat = std::move(*Catalog::Open(store, options));
   }
   void On() { std::ofstream(trigger) << "on"; }
   void Off() { std::remove(trigger.c_str()); }
@@ -100,8 +101,7 @@ TEST(FaultVolumeTest, WriteGetsNoSpaceAndTheVolumeWorksAgainAfterwards) {
 // deferred (the write is held; the copy's error comes with the next flush, and with every
 // flush after it until a retry lands the held write).
 void CopyUpFailureIsNoSpace(bool deferred) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", deferred ? "background" : "off");
-  Faulty f("error=enospc&ops=copy", "mem:");
+  Faulty f("error=enospc&ops=copy", "mem:", testing::ModeOptions(deferred ? "background" : "off"));
   ASSERT_TRUE(f.cat->Create("vm", 4 * kBlock, kBlock).ok());
   auto v = f.cat->Open("vm");
   ASSERT_TRUE(v.ok());
@@ -153,8 +153,7 @@ void CopyUpFailureIsNoSpace(bool deferred) {
 // A whole-block write replaces a pending copy-up only once it succeeded: when it fails, the
 // writes held before it were acknowledged and must still read back (found by crash_test).
 TEST(FaultVolumeTest, AFailedWholeBlockWriteKeepsTheWritesHeldBeforeIt) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "on-demand");  // held until needed
-  Faulty f("error=enospc&ops=write", "mem:");
+  Faulty f("error=enospc&ops=write", "mem:", testing::ModeOptions("on-demand"));  // held until needed
   ASSERT_TRUE(f.cat->Create("vm", 2 * kBlock, kBlock).ok());
   auto v = f.cat->Open("vm");
   ASSERT_TRUE(v.ok());
@@ -190,8 +189,8 @@ TEST(FaultVolumeTest, AFailedWholeBlockWriteKeepsTheWritesHeldBeforeIt) {
 // shared while its copy-up is pending. It used to name the new object first, so a later
 // asynchronous write went straight into it and the retried copy-up then copied over it.
 TEST(FaultVolumeTest, AFailedWholeBlockZeroLeavesAPendingCopyUpInChargeOfItsBlock) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");  // deferral needs copiers here
-  Faulty f("error=eio&ops=copy|zero", "delay:ms=0&async=2+mem:");
+  // Deferral needs copiers here.
+  Faulty f("error=eio&ops=copy|zero", "delay:ms=0&async=2+mem:", testing::ModeOptions("background"));
   ASSERT_TRUE(f.store->capabilities().native_async);
   ASSERT_TRUE(f.cat->Create("vm", 2 * kBlock, kBlock).ok());
   auto v = f.cat->Open("vm");
@@ -337,7 +336,10 @@ TEST(FaultVolumeTest, AWriteDuringAFlushIsNotInItsMapUnlessItsObjectWasSynced) {
 // when it started (found in review).
 TEST(FaultVolumeTest, AFlushWritesNoMetadataOnceTheLeaseLapsedDuringItsSync) {
   auto gated = std::make_shared<GatedSyncStore>(std::make_shared<NonDurableStore>(std::make_shared<MemStore>()));
-  auto cat = Catalog::Open(gated);
+  auto clock = std::make_shared<SimClock>();  // the lease lapses when the test says
+  VolumeOptions options;
+  options.clock = clock;
+  auto cat = Catalog::Open(gated, options);
   ASSERT_TRUE(cat.ok());
   ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
   OpenOptions first;
@@ -352,7 +354,7 @@ TEST(FaultVolumeTest, AFlushWritesNoMetadataOnceTheLeaseLapsedDuringItsSync) {
   ASSERT_TRUE(gated->waiting.load());
   // Another owner takes the lock over while the sync stalls.
   ASSERT_NO_FATAL_FAILURE(testing::TakeOverLock(*gated, "v." + (*cat)->Info("vm")->id + ".lock", "second"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the lease
+  clock->Advance(400);  // past the lease: a renewal finds "second" there
   const int before = gated->metadata_writes.load();
   gated->Open();
   EXPECT_EQ(flush.get().code(), Code::kIOError);
@@ -364,7 +366,10 @@ TEST(FaultVolumeTest, AFlushWritesNoMetadataOnceTheLeaseLapsedDuringItsSync) {
 // that lapses during those reads must stop them before the header update and the deletes.
 void LeaseLapsesWhileReadingSnapshots(bool rollback) {
   auto gated = std::make_shared<GatedSyncStore>(std::make_shared<NonDurableStore>(std::make_shared<MemStore>()));
-  auto cat = Catalog::Open(gated);
+  auto clock = std::make_shared<SimClock>();  // the lease lapses when the test says
+  VolumeOptions options;
+  options.clock = clock;
+  auto cat = Catalog::Open(gated, options);
   ASSERT_TRUE(cat.ok());
   ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
   ASSERT_TRUE((*cat)->SnapCreate("vm", "s").ok());
@@ -387,7 +392,7 @@ void LeaseLapsesWhileReadingSnapshots(bool rollback) {
   for (int i = 0; i < 1000 && !gated->waiting.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_TRUE(gated->waiting.load());
   ASSERT_NO_FATAL_FAILURE(testing::TakeOverLock(*gated, "v." + (*cat)->Info("vm")->id + ".lock", "second"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the lease
+  clock->Advance(400);  // past the lease: a renewal finds "second" there
   const int before = gated->metadata_writes.load();
   auto objects_before = gated->List("v.");
   gated->Open();
@@ -498,13 +503,13 @@ namespace {
 // A store that loses unsynced writes on Crash (`power`), under one that fails `ops` with
 // EIO while enabled (`faults`, off at first); a volume "vm" of 4 blocks on them, open.
 struct PowerAndFaults {
-  explicit PowerAndFaults(const std::string& ops) {
+  PowerAndFaults(const std::string& ops, const VolumeOptions& options) {
     FaultRule rule;
     rule.error = FaultError::kEIO;
     rule.ops = *ParseStoreOps(ops);
     faults = std::make_shared<FaultStore>(power, std::vector<FaultRule>{rule});
     faults->set_enabled(false);
-    auto opened = Catalog::Open(faults);
+    auto opened = Catalog::Open(faults, options);
     EXPECT_TRUE(opened.ok());
     cat = std::move(*opened);
     EXPECT_TRUE(cat->Create("vm", 4 * kBlock, kBlock).ok());
@@ -533,8 +538,7 @@ struct PowerAndFaults {
 // pointing at an object that never reached the disk (found by crash_test).
 void FailAfterMakePrivate(const std::string& ops, bool shared) {
   // The copy-up before the write (a deferred one is tested below).
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
-  PowerAndFaults f(ops);
+  PowerAndFaults f(ops, testing::ModeOptions("off"));
   ASSERT_TRUE(f.vol);
   auto& faults = f.faults;
   auto* v = &f.vol;
@@ -556,8 +560,7 @@ TEST(FaultVolumeTest, AFailedWriteAfterCopyUpLeavesNoDanglingEntryAfterACrash) {
 // A deferred copy-up whose held write fails: the map must not name the copy until the
 // write is in it, and once a flush succeeds the write survives a power loss.
 TEST(FaultVolumeTest, AFailedHeldWriteIsRetriedAndSurvivesACrashOnceFlushed) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
-  PowerAndFaults f("write");
+  PowerAndFaults f("write", testing::ModeOptions("background"));
   ASSERT_TRUE(f.vol);
   auto& faults = f.faults;
   auto* v = &f.vol;
@@ -617,7 +620,7 @@ TEST(FoundByCrashTest, GrowingPastAChunkKeepsTheOldLastChunkWhole) {
 // A volume "vm" of 4 blocks open over two fault layers that tests switch on one at a time
 // (compare-and-swaps, syncs), over a store that loses unsynced writes in a power cut.
 struct TwoFaults {
-  TwoFaults() {
+  explicit TwoFaults(const VolumeOptions& options) {
     FaultRule s;
     s.error = FaultError::kEIO;
     s.ops = *ParseStoreOps("sync");
@@ -628,7 +631,7 @@ struct TwoFaults {
     c.ops = *ParseStoreOps("cas");
     cas = std::make_shared<FaultStore>(syncs, std::vector<FaultRule>{c});
     cas->set_enabled(false);
-    cat = std::move(*Catalog::Open(cas));
+    cat = std::move(*Catalog::Open(cas, options));
     EXPECT_TRUE(cat->Create("vm", 4 * kBlock, kBlock).ok());
     auto v = cat->Open("vm");
     EXPECT_TRUE(v.ok());
@@ -658,8 +661,7 @@ struct TwoFaults {
 // size over the shrink's chunk not yet shortened (and before its zeroed tail is synced): a
 // crash there showed the bytes the shrink dropped at the grown size.
 TEST(FaultVolumeTest, AGrowAfterAShrinkWhoseHeaderFailedNeverShowsTheDroppedBytesAfterACrash) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
-  TwoFaults f;
+  TwoFaults f(testing::ModeOptions("off"));
   ASSERT_TRUE(f.vol);
   const std::string data = Pattern(4 * kBlock, 21);
   ASSERT_TRUE(WriteAt(*f.vol, 0, data).ok());
@@ -685,8 +687,7 @@ TEST(FaultVolumeTest, AGrowAfterAShrinkWhoseHeaderFailedNeverShowsTheDroppedByte
 // A resize that failed after changing the in-memory size, retried with the same size,
 // returned OK without writing anything (the volume had that size already); a crash lost it.
 TEST(FaultVolumeTest, ARetriedResizeThatReturnsOkIsDurable) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "off");
-  TwoFaults f;
+  TwoFaults f(testing::ModeOptions("off"));
   ASSERT_TRUE(f.vol);
   f.cas->set_enabled(true);
   EXPECT_FALSE(f.vol->Resize(kBlock, true).ok());

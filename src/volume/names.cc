@@ -51,4 +51,11 @@ Status SplitSpec(std::string_view spec, std::string* volume, std::string* snap) 
   return Status::OK();
 }
 
+Result<CopyUpMode> ParseCopyUpMode(std::string_view text) {
+  if (text == "background") return CopyUpMode::kBackground;
+  if (text == "on-demand") return CopyUpMode::kOnDemand;
+  if (text == "off") return CopyUpMode::kOff;
+  return Status::InvalidArgument(fmt::format("copy-up mode '{}': expected background, on-demand or off", text));
+}
+
 }  // namespace skerry

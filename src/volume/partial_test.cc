@@ -20,7 +20,6 @@ namespace skerry {
 namespace {
 
 using testing::Pattern;
-using testing::ScopedEnv;
 using volume::Entry;
 
 constexpr uint32_t kBs = 64 * 1024;
@@ -33,7 +32,7 @@ void ParentAndClone(Catalog& cat, const std::string& data, uint32_t bs) {
   ASSERT_TRUE(cat.Clone("p", "s", "c").ok());
 }
 
-// Parameters: the store and SKERRY_DEFERRED_COPY_UP (testing::StoreModeTest).
+// Parameters: the store and the deferred copy-up mode (testing::StoreModeTest).
 class PartialTest : public testing::StoreModeTest {
  protected:
   void SetUp() override {
@@ -237,9 +236,11 @@ TEST_P(PartialTest, TheParentStaysUntouchedAndCannotGo) {
 }
 
 TEST_P(PartialTest, SwitchedOffTheBlockIsCopiedWhole) {
-  ScopedEnv off("SKERRY_PARTIAL_BLOCKS", "off");
+  VolumeOptions off = options_;
+  off.partial_blocks = false;
   {
-    auto v = Open("c");
+    auto cat = std::move(*Catalog::Open(store_, off));
+    auto v = std::move(*cat->Open("c", {}));
     WriteAt(*v, kG, "copied");
   }
   Entry e = PersistedEntry("c", 0);

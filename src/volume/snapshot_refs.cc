@@ -1,5 +1,6 @@
 #include "volume/snapshot_refs.h"
 
+#include "volume/map_objects.h"
 #include "volume/metadata.h"
 
 namespace skerry::volume {
@@ -10,9 +11,9 @@ Status SnapshotRefs::LoadLocked() {
   std::vector<Snap> snaps;
   for (const SnapshotEntry& s : h.snapshots) {
     SKERRY_ASSIGN_OR_RETURN(SnapshotRecord r, ReadSnapshotRecord(store_, self_, s.id));
-    uint64_t blocks = (r.size + r.block_size - 1) / r.block_size;
-    auto map = std::make_unique<VolumeMap>(store_, self_, r.epoch, blocks, r.entries_per_chunk, r.chunks);
-    snaps.push_back(Snap{r.epoch, std::move(r.chunks), std::move(map)});
+    MapSpec spec = MapSpec::Of(r);
+    auto map = spec.Open(store_);
+    snaps.push_back(Snap{spec.epoch, std::move(spec.chunks), std::move(map)});
   }
   snaps_ = std::move(snaps);
   loaded_ = true;

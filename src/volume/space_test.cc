@@ -18,7 +18,7 @@ using testing::Pattern;
 
 constexpr uint32_t kBs = 64 * 1024;
 
-// Parameters: the store and SKERRY_DEFERRED_COPY_UP (testing::StoreModeTest).
+// Parameters: the store and the deferred copy-up mode (testing::StoreModeTest).
 class SpaceTest : public testing::StoreModeTest {
  protected:
   // A volume of 4 blocks, all written at epoch 1, then snapshot "s" taken and removed: the

@@ -41,25 +41,13 @@ class CountingStore : public ForwardingStore {
   }
 };
 
-// Sets an environment variable for one scope (volumes read SKERRY_DEFERRED_COPY_UP when
-// they open), restoring what was there before.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1);
-    else unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+// Volume options with deferred copy-ups as `mode` names them: "background" (copier threads),
+// "on-demand" (none: a copy-up runs when something needs it done), "off".
+inline VolumeOptions ModeOptions(const std::string& mode) {
+  VolumeOptions o;
+  o.copy_up = mode == "off" ? CopyUpMode::kOff : mode == "on-demand" ? CopyUpMode::kOnDemand : CopyUpMode::kBackground;
+  return o;
+}
 
 // The whole content of an open volume; a test failure when it cannot be read.
 inline std::string ReadWhole(Volume& v) {
@@ -91,7 +79,7 @@ inline void CreateFilled(Catalog& cat, const std::string& name, const std::strin
 
 // Tests over every store kind and deferred copy-up mode: the parameters are the store
 // ("mem", "dir": a fresh directory, "async": a natively asynchronous memory store) and
-// SKERRY_DEFERRED_COPY_UP ("background", "on-demand", "off"), set for the test's duration.
+// the deferred copy-up mode ("background", "on-demand", "off": ModeOptions).
 class StoreModeTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
   void SetUp() override {
@@ -100,7 +88,7 @@ class StoreModeTest : public ::testing::TestWithParam<std::tuple<std::string, st
     auto store = OpenStore(uri);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = *store;
-    auto cat = Catalog::Open(store_);
+    auto cat = Catalog::Open(store_, options_);
     ASSERT_TRUE(cat.ok()) << cat.status().ToString();
     cat_ = std::move(*cat);
   }
@@ -123,7 +111,7 @@ class StoreModeTest : public ::testing::TestWithParam<std::tuple<std::string, st
     for (const auto& o : report->unreferenced) ADD_FAILURE() << "unreferenced: " << o;
   }
 
-  ScopedEnv deferred_{"SKERRY_DEFERRED_COPY_UP", std::get<1>(GetParam()).c_str()};
+  const VolumeOptions options_ = ModeOptions(std::get<1>(GetParam()));
   TempDir dir_;
   std::shared_ptr<ObjectStore> store_;
   std::unique_ptr<Catalog> cat_;

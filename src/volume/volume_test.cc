@@ -18,6 +18,7 @@
 #include "skerry/volume.h"
 #include "volume/format.h"
 #include "util/pipe.h"
+#include "util/sim_clock.h"
 #include "volume/test_util.h"
 
 namespace skerry {
@@ -40,7 +41,10 @@ class VolumeTest : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     raw_ = *store;
     counting_ = std::make_shared<CountingStore>(raw_);
-    auto cat = Catalog::Open(counting_);
+    // Leases run in simulated time: a test moves clock_ on to renew or lapse them.
+    VolumeOptions options;
+    options.clock = clock_;
+    auto cat = Catalog::Open(counting_, options);
     ASSERT_TRUE(cat.ok()) << cat.status().ToString();
     cat_ = std::move(*cat);
   }
@@ -90,6 +94,7 @@ class VolumeTest : public ::testing::TestWithParam<std::string> {
   TempDir dir_;
   std::shared_ptr<ObjectStore> raw_;
   std::shared_ptr<CountingStore> counting_;
+  std::shared_ptr<SimClock> clock_ = std::make_shared<SimClock>();
   std::unique_ptr<Catalog> cat_;
 };
 
@@ -450,7 +455,7 @@ TEST_P(VolumeTest, WriterThatLostItsLeaseIsFenced) {
   // lock object is replaced under it.
   auto lock_name = "v." + cat_->Info("d")->id + ".lock";
   ASSERT_NO_FATAL_FAILURE(TakeOverLock(*raw_, lock_name, "second"));
-  usleep(400 * 1000);  // past the lease; the keeper's renewals find "second" there
+  clock_->Advance(400);  // past the lease; the keeper's renewals find "second" there
   Status st = v->Write(0, std::span<const char>("late", 4));
   EXPECT_EQ(st.code(), Code::kIOError) << st.ToString();
   EXPECT_EQ(v->Flush().code(), Code::kIOError);
@@ -929,7 +934,7 @@ class GatedCopyStore final : public ForwardingStore {
 // asynchronous one) whose copies wait at a gate, open, with copy-ups deferred to copier threads.
 struct GatedVolume {
   explicit GatedVolume(uint64_t blocks, const std::string& uri = "mem:") : mem(*OpenStore(uri)) {
-    auto cat_or = Catalog::Open(gated);
+    auto cat_or = Catalog::Open(gated, testing::ModeOptions("background"));
     EXPECT_TRUE(cat_or.ok());
     cat = std::move(*cat_or);
     EXPECT_TRUE(cat->Create("v", blocks * kBs, kBs).ok());
@@ -937,7 +942,6 @@ struct GatedVolume {
     EXPECT_TRUE(v.ok()) << v.status().ToString();
     if (v.ok()) vol = std::move(*v);
   }
-  testing::ScopedEnv mode{"SKERRY_DEFERRED_COPY_UP", "background"};
   std::shared_ptr<ObjectStore> mem;
   std::shared_ptr<GatedCopyStore> gated = std::make_shared<GatedCopyStore>(mem);
   std::unique_ptr<Catalog> cat;
@@ -1197,11 +1201,13 @@ TEST(ReadRaceTest, AnAsyncReadWhoseObjectWasDeletedAndWrittenAgainReadsAgain) {
 // holds: another owner may be writing that block by then. (The lease was checked before the
 // copy and before the map change, not before writing what was held.)
 TEST(DeferredCopyUpTest, HeldWritesAreNotWrittenOnceTheLeaseLapsed) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
   auto mem = OpenStore("mem:");
   ASSERT_TRUE(mem.ok());
   auto gated = std::make_shared<GatedCopyStore>(*mem);
-  auto cat = Catalog::Open(gated);
+  auto clock = std::make_shared<SimClock>();
+  VolumeOptions options = testing::ModeOptions("background");
+  options.clock = clock;
+  auto cat = Catalog::Open(gated, options);
   ASSERT_TRUE(cat.ok());
   ASSERT_TRUE((*cat)->Create("v", 2 * kBs, kBs).ok());
   OpenOptions first;
@@ -1219,7 +1225,7 @@ TEST(DeferredCopyUpTest, HeldWritesAreNotWrittenOnceTheLeaseLapsed) {
   // Another owner takes the lock over, as after a stall past the lease.
   auto lock_name = "v." + (*cat)->Info("v")->id + ".lock";
   ASSERT_NO_FATAL_FAILURE(TakeOverLock(**mem, lock_name, "second"));
-  usleep(400 * 1000);  // past the lease: renewals found "second" there
+  clock->Advance(400);  // past the lease: renewals found "second" there
   const int before = gated->block_writes.load();
   gated->OpenGate();
   EXPECT_EQ(v.Flush().code(), Code::kIOError);
@@ -1231,10 +1237,9 @@ TEST(DeferredCopyUpTest, HeldWritesAreNotWrittenOnceTheLeaseLapsed) {
 // snapshots (which share every block again) and flushing: every read sees the writer's
 // latest bytes, and the volume reopens with all of them (TSan runs it too).
 TEST(DeferredCopyUpTest, ConcurrentWritesReadsTrimsWhileSnapshotsShareTheBlocksAgain) {
-  testing::ScopedEnv mode("SKERRY_DEFERRED_COPY_UP", "background");
   auto store = OpenStore("delay:ms=0&jitter=1+mem:");
   ASSERT_TRUE(store.ok());
-  auto cat = Catalog::Open(*store);
+  auto cat = Catalog::Open(*store, testing::ModeOptions("background"));
   ASSERT_TRUE(cat.ok());
   constexpr int kThreads = 4, kBlocksEach = 4;
   constexpr uint64_t kBlocks = kThreads * kBlocksEach;
