@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What a clone's copy-ups cost skerryd in CPU, measured on a fixed amount of work rather than
 # on throughput over a fixed time, so that other load on the machine (which moves an 8 s fio
-# figure by up to 4x here) changes it much less. For each case, skerryd's user + system CPU
-# while fio's nbd engine does the same number of 4K random writes at QD32:
+# figure a lot on a shared host: docs/benchmarks.md, "The machine") changes it much less. For
+# each case, skerryd's user + system CPU while fio's nbd engine does the same number of 4K
+# random writes at QD32:
 #   fresh   - a volume filled with 1 MiB writes and synced (no copy-up);
 #   clone   - a new clone of a snapshot of a volume filled the same way: the writes copy up
 #             every block (each 4 MiB block once) while they run;

@@ -177,9 +177,9 @@ for round in $(seq 1 "$ROUNDS"); do
           [ "${sys#clone}" = "$sys" ] || pidvar=PID_skerryd
           uri=${URI[$sys]} pid=${!pidvar} ;;
       esac
-      # Every job starts with its data in the page cache (docs/benchmarks.md, "Cold pages"):
-      # one read of the whole export through its server. Not for the O_DIRECT servers,
-      # which do not use the page cache.
+      # Every job starts with its data in the page cache: one read of the whole export
+      # through its server (bench/results/2026-11-nbd-cold-pages.md). Not for the O_DIRECT
+      # servers, which do not use the page cache.
       case $sys in
         qemu-raw|qemu-qcow2) ;;
         *) nbdcopy "$uri" null: 2>>"$LOG/warm.log" || odd "warming $sys before $j failed" ;;
@@ -246,7 +246,8 @@ echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
   "load average (1/5/15 min) before the jobs: $LOAD0, after the run: $(cut -d' ' -f1-3 /proc/loadavg); total $((T1 - T0)) s."
 # A kernel that pages out idle page cache by itself (a DAMON "pageout" scheme, as on the VMs
 # these figures were taken on) evicts a data set between its jobs; each job reads its export
-# once before it starts, so that its figures are of a warm cache (docs/benchmarks.md, "Cold pages").
+# once before it starts, so that its figures are of a warm cache
+# (bench/results/2026-11-nbd-cold-pages.md).
 for k in /sys/kernel/mm/damon/admin/kdamonds/*; do
   if [ -e "$k/state" ] && ! [ -r "$k/state" ]; then
     echo "Whether the kernel pages out idle page cache is unknown: $k/state is for root only."

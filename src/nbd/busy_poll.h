@@ -4,9 +4,9 @@
 //
 // Why: at queue depth 1 the client sends its next request a few microseconds after our
 // reply reaches it. A reader asleep in recv must then be woken, and on a VM whose idle
-// vCPUs halt (no guest halt-polling) that wake-up costs more than the request itself:
-// 4 KiB reads at QD1 took 58 µs with the reader sleeping and 29 µs with it spinning,
-// at about the same CPU time per request (the wake-up cost that CPU time too).
+// vCPUs halt (no guest halt-polling) that wake-up costs more than the request itself.
+// Spinning answers such a client much sooner at about the same CPU time per request,
+// since the wake-up cost that CPU time too (docs/benchmarks.md has the figures).
 //
 // Spinning is worth it only while the client comes back quickly, so the spin window
 // adapts, as the kernel's haltpoll governor does:

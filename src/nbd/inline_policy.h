@@ -18,7 +18,7 @@
 // A mean of whole times, not capped: a volume that blocks for milliseconds now and then
 // must leave the reader, since each such block holds up the whole connection. (A run
 // that lost its core for a time slice looks the same, and sends the next few dozen
-// requests to workers; that was measured as no loss, docs/benchmarks.md, "Cold pages".)
+// requests to workers; that was measured as no loss, bench/results/2026-11-nbd-cold-pages.md.)
 //
 // Thread-safety: Decide on the reader thread; Record on any thread, concurrently.
 #pragma once

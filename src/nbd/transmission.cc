@@ -70,8 +70,10 @@ class ServiceClock final : public ReplySink {
 };
 
 // An asynchronous read's completion sends its reply itself while at most this many
-// requests of the connection are in flight (measured on RADOS: QD1 reads 1.11-1.29x
-// faster than through a worker, QD32 0.93-0.95x).
+// requests of the connection are in flight: at a low depth that saves the client a
+// thread hand-off, while at a high one the completion thread would send every reply
+// while librados waits for it to complete the next reads, which measured slower on
+// RADOS (bench/results/2026-11-rados-async-reads.md).
 constexpr size_t kDirectReplyMaxInflight = 4;
 // A batch of inline replies is sent at the latest at this size, so the client
 // sees its first replies early in a long burst.

@@ -26,11 +26,11 @@ namespace {
 // The NFS client renames a file that is removed while open to ".nfsXXXX"; such names
 // are left out of List and so cannot be object names here.
 constexpr std::string_view kNfsSillyPrefix = ".nfs";
-// The write piece on ext4 (DirStoreOptions::write_piece): 4 KiB rewrites of a block filled
-// in 64 KiB pieces ran 280-340 K/s against 52-81 K/s after 1 MiB pieces and 440-550 K/s
-// after 16 KiB ones (store_io_bench rewrite). 64 KiB left page-cache writes of 1 MiB and
-// their fdatasync as fast as whole writes; smaller pieces cost more syscalls per MiB
-// (docs/stores.md).
+// The write piece on ext4 (DirStoreOptions::write_piece): 64 KiB pieces keep most of what
+// smaller ones gain for later 4 KiB rewrites of the block (store_io_bench rewrite), and
+// leave page-cache writes of 1 MiB and their fdatasync as fast as whole writes; smaller
+// pieces cost more syscalls per MiB (docs/stores.md, "Small writes into blocks filled by
+// big writes", has the figures).
 constexpr size_t kExt4WritePiece = 64 * 1024;
 
 Status CheckName(const std::string& name) {
@@ -429,8 +429,8 @@ Status DirStore::UnlinkLocked(const std::string& name) {
 
 Status DirStore::DeleteMany(const std::vector<std::string>& names) {
   // Shard by shard: unlink each, then one fsync of the shard's directory for all of them
-  // (Delete pays that fsync per object: 25600 of them took 3.4 s against 1.7 s quiet, and
-  // tens of seconds when the disk was busy).
+  // (Delete pays that fsync per object, which made removing a large volume much slower,
+  // above all on a busy disk: docs/stores.md).
   std::map<uint32_t, std::vector<const std::string*>> by_shard;
   for (const std::string& name : names) {
     SKERRY_RETURN_IF_ERROR(CheckName(name));

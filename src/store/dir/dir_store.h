@@ -68,7 +68,7 @@ struct DirStoreOptions {
   // it), 0 = whole. Why: since Linux 6.16 ext4 caches a file in folios as large as the
   // write that filled them, and every later small write into such a folio walks all of
   // its buffer heads. A block filled by 1 MiB guest writes then takes 4 KiB rewrites
-  // 4-7 times slower than one filled in 64 KiB pieces (docs/stores.md, "Small writes
+  // several times slower than one filled in 64 KiB pieces (docs/stores.md, "Small writes
   // into blocks filled by big writes"); sequential writes pay a few more syscalls.
   // Applied only on ext4 (nullopt, the default: 64 KiB on ext4, whole elsewhere).
   std::optional<size_t> write_piece;
