@@ -254,12 +254,18 @@ Result<TransferStats> Import(Catalog& catalog, const std::string& path, const st
   SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
   if (catalog.Info(name).ok()) return Status::AlreadyExists(fmt::format("volume '{}' already exists", name));
   bool is_stdin = path == "-";
+  // A pipe (standard input, <(...), a FIFO) is read once, in order: raw only, unprobed,
+  // since probing would consume what it reads and qemu-img needs to seek in an image.
+  struct stat path_st {};
+  bool is_stream = is_stdin || (stat(path.c_str(), &path_st) == 0 && (S_ISFIFO(path_st.st_mode) ||
+                                                                       S_ISCHR(path_st.st_mode) ||
+                                                                       S_ISSOCK(path_st.st_mode)));
   ImageProbe probe;
   probe.format = "raw";
-  if (is_stdin) {
+  if (is_stream) {
     if (!format.empty() && format != "raw")
       return Status::InvalidArgument(fmt::format(
-          "standard input is read as raw only: give the {} image as a file (qemu-img needs to seek in it)", format));
+          "a pipe is read as raw only: give the {} image as a file (qemu-img needs to seek in it)", format));
   } else {
     SKERRY_ASSIGN_OR_RETURN(probe, ProbeImage(path, format));
   }
@@ -272,15 +278,16 @@ Result<TransferStats> Import(Catalog& catalog, const std::string& path, const st
   auto close_fd = [&] {
     if (!is_stdin && fd >= 0) close(fd);
   };
-  // The disk's own size: a raw file's length, an image's virtual size.
-  uint64_t disk_size = raw ? (regular ? static_cast<uint64_t>(st.st_size) : 0) : probe.virtual_size;
-  if ((regular || !raw) && size && *size < disk_size) {
+  // The disk's own size: a raw file's length, a device's or an image's size as qemu-img saw
+  // it; a stream's is not known.
+  uint64_t disk_size = regular ? static_cast<uint64_t>(st.st_size) : is_stream ? 0 : probe.virtual_size;
+  if (!is_stream && size && *size < disk_size) {
     close_fd();
     return Status::InvalidArgument(fmt::format("--size {} is smaller than {} ({} bytes)", *size, path, disk_size));
   }
-  if (raw && !regular && !size) {
+  if (is_stream && !size) {
     close_fd();
-    return Status::InvalidArgument("importing from a stream needs --size");
+    return Status::InvalidArgument("importing from a pipe needs --size");
   }
   uint64_t vol_size = size.value_or(RoundUp512(disk_size));
   if (vol_size == 0) {
