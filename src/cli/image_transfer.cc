@@ -106,7 +106,7 @@ Status FillFromImage(Volume& volume, const std::string& path, const ImageProbe& 
   SKERRY_ASSIGN_OR_RETURN(auto server, PrivateServer::Start(shared));
   // -n: the volume exists; --target-is-zero: it is new, so zero areas need no writes at all;
   // -W: writes may land out of order (nothing reads the volume until the end).
-  Status st = RunQemuImg({"convert", "-n", "--target-is-zero", "-W", "-f", probe.format, path, "-O", "raw",
+  Status st = RunQemuImg({"convert", "-n", "--target-is-zero", "-W", "-f", probe.format, QemuPath(path), "-O", "raw",
                           server->uri()},
                          "cannot import " + path, progress);
   server.reset();
@@ -135,7 +135,7 @@ Result<TransferStats> ExportImage(Catalog& catalog, const std::string& spec, con
     auto server = PrivateServer::Start(v);
     if (!server.ok()) result = server.status();
     // -f raw: the export is a plain disk, never probed (its guest data could look like a header).
-    else result = RunQemuImg({"convert", "-f", "raw", (*server)->uri(), "-O", format, out},
+    else result = RunQemuImg({"convert", "-f", "raw", (*server)->uri(), "-O", format, QemuPath(out)},
                              "cannot export to " + path, progress);
   }
   TransferStats stats;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 
 #include "cli/interrupt.h"
@@ -37,7 +38,11 @@ Result<ToolRun> Spawn(const std::vector<std::string>& args, bool out_to_stderr) 
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   pid_t pid = fork();
-  if (pid < 0) return Status::FromErrno(errno, "fork");
+  if (pid < 0) {
+    Status err = Status::FromErrno(errno, "fork");
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+    return err;
+  }
   if (pid == 0) {
     // The child: our signal handlers do not survive exec; restore the defaults explicitly.
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) signal(sig, SIG_DFL);
@@ -129,7 +134,7 @@ std::string PackedKind(const std::string& path) {
 // inside that file: qemu reads past the end of a truncated image as zeros, without error.
 Status CheckExtentsInside(const std::string& path, const std::string& format, const nlohmann::json& chain) {
   SKERRY_ASSIGN_OR_RETURN(std::string map_text,
-                          Run({"map", "--output=json", "-f", format, path}, "cannot read " + path));
+                          Run({"map", "--output=json", "-f", format, QemuPath(path)}, "cannot read " + path));
   nlohmann::json map = nlohmann::json::parse(map_text, nullptr, false);
   if (!map.is_array()) return Status::Corruption(fmt::format("cannot read {}: qemu-img map gave no extent list", path));
   std::vector<int64_t> file_sizes;  // per depth; -1: not checked
@@ -187,7 +192,7 @@ Result<ImageProbe> ProbeImage(const std::string& path, const std::string& forced
   if (stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "open " + path);
   std::vector<std::string> args = {"info", "--output=json", "--backing-chain"};
   if (!forced.empty()) args.insert(args.end(), {"-f", forced});
-  args.push_back(path);
+  args.push_back(QemuPath(path));
   SKERRY_ASSIGN_OR_RETURN(std::string text, Run(args, "cannot read " + path));
   nlohmann::json chain = nlohmann::json::parse(text, nullptr, false);
   if (!chain.is_array() || chain.empty() || !chain[0].is_object())
@@ -213,6 +218,8 @@ Result<ImageProbe> ProbeImage(const std::string& path, const std::string& forced
   if (probe.format != "raw") SKERRY_RETURN_IF_ERROR(CheckExtentsInside(path, probe.format, chain));
   return probe;
 }
+
+std::string QemuPath(const std::string& path) { return path.starts_with('/') ? path : "./" + path; }
 
 Status RunQemuImg(const std::vector<std::string>& args, const std::string& what, bool progress) {
   std::vector<std::string> full = args;

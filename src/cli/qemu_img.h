@@ -31,6 +31,10 @@ struct ImageProbe {
 // disk: compressed or archived, or a size that is not a multiple of 512.
 Result<ImageProbe> ProbeImage(const std::string& path, const std::string& forced);
 
+// `path` as qemu-img must be given a file: starting with "/" or "./", so that neither a
+// leading '-' (an option) nor a ':' (a protocol prefix such as nbd: or json:) is read.
+std::string QemuPath(const std::string& path);
+
 // Runs qemu-img with `args`. With `progress`, passes -p-style output (qemu-img prints it on
 // its stdout) through to our stderr. A failure is one line: `what`, then qemu-img's last
 // error line. On SIGINT/SIGTERM (Interrupted()) qemu-img is stopped and this fails.

@@ -56,6 +56,11 @@ qemu-io -f qcow2 -c "write -P 0x44 4k 8k" -c "write -P 0x55 700M 64k" "$WORK/ove
 qemu-img compare -q "$WORK/over.qcow2" "$WORK/over.raw" || fail "import of a qcow2 with a backing file differs"
 [ "$(allocated over)" = 4 ] || fail "backed import stored $(allocated over) blocks, not 4"
 
+step "a relative path with a leading '-' and a ':' is a file to qemu-img, not an option or a protocol"
+cp "$WORK/src.vmdk" "$WORK/-odd:name.vmdk"
+(cd "$WORK" && "$SKERRY" import -- -odd:name.vmdk odd && "$SKERRY" export odd -- -odd:out.qcow2)
+qemu-img compare -q "$WORK/src.vmdk" "$WORK/-odd:out.qcow2" || fail "odd names: the export differs from the source"
+
 step "--format raw on a qcow2 stores the container's bytes; a wrong --format is refused"
 "$SKERRY" import "$WORK/src.qcow2" container --format raw
 "$SKERRY" export container "$WORK/container.raw"
