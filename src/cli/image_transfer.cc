@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -113,7 +114,9 @@ Status FillFromImage(Volume& volume, const std::string& path, const ImageProbe& 
   SKERRY_RETURN_IF_ERROR(st);
   SKERRY_ASSIGN_OR_RETURN(stats->data_bytes, DataBytes(volume));
   stats->bytes = probe.virtual_size;
-  stats->skipped_bytes = volume.size() - stats->data_bytes;
+  // Of the image's disk, not of the volume (--size may make that larger).
+  stats->skipped_bytes = probe.virtual_size - std::min(stats->data_bytes, probe.virtual_size);
+  stats->backing = probe.backing;
   return Status::OK();
 }
 

@@ -261,10 +261,14 @@ int Run(int argc, char** argv) {
       nlohmann::json j{{"bytes", s.bytes}, {"data_bytes", s.data_bytes}, {"skipped_bytes", s.skipped_bytes},
                        {"seconds", s.seconds}};
       if (!fmt_name.empty()) j["format"] = fmt_name;
+      if (!s.backing.empty()) j["backing"] = s.backing;
       std::cout << j.dump(2) << "\n";
     } else {
+      // Backing files are read into the volume: name them, it is data from other files.
+      std::string what = fmt_name;
+      for (const std::string& b : s.backing) what += " over " + b;
       fmt::print(stderr, "{} {}{} in {:.2f} s ({} data, {} zero or holes not stored)\n", verb, FormatSize(s.bytes),
-                 fmt_name.empty() ? "" : " (" + fmt_name + ")", s.seconds, FormatSize(s.data_bytes),
+                 what.empty() ? "" : " (" + what + ")", s.seconds, FormatSize(s.data_bytes),
                  FormatSize(s.skipped_bytes));
     }
   };

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "skerry/volume.h"
 
@@ -16,6 +17,7 @@ struct TransferStats {
   uint64_t skipped_bytes = 0;  // all-zero or hole ranges not stored
   double seconds = 0;
   std::string format;          // the image's format
+  std::vector<std::string> backing;  // an imported image's backing files, nearest first
 };
 
 // Creates `name` from the image `path`: its format probed (ProbeImage), or `format` if not

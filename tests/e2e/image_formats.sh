@@ -51,7 +51,9 @@ expect_fail "cannot go to standard output" "$SKERRY" export v-vdi - --format qco
 step "a qcow2 over a backing file"
 qemu-img create -q -f qcow2 -b "$WORK/src.qcow2" -F qcow2 "$WORK/over.qcow2"
 qemu-io -f qcow2 -c "write -P 0x44 4k 8k" -c "write -P 0x55 700M 64k" "$WORK/over.qcow2" >/dev/null
-"$SKERRY" import "$WORK/over.qcow2" over
+"$SKERRY" import "$WORK/over.qcow2" over --json > "$WORK/over.json"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["backing"]==[sys.argv[2]] and j["format"]=="qcow2", j' \
+  "$WORK/over.json" "$WORK/src.qcow2"
 "$SKERRY" export over "$WORK/over.raw"
 qemu-img compare -q "$WORK/over.qcow2" "$WORK/over.raw" || fail "import of a qcow2 with a backing file differs"
 [ "$(allocated over)" = 4 ] || fail "backed import stored $(allocated over) blocks, not 4"
