@@ -9,9 +9,13 @@
 #include <iostream>
 #include <optional>
 
+#include <unistd.h>
+
 #include "cli/output.h"
 #include "daemon/admin_client.h"
 #include "cli/store_config.h"
+#include "cli/image_transfer.h"
+#include "cli/qemu_img.h"
 #include "cli/transfer.h"
 #include "skerry/check.h"
 #include "skerry/object_store.h"
@@ -256,22 +260,29 @@ int Run(int argc, char** argv) {
   rename->callback(with_catalog([&](Catalog& c) -> Status { return c.Rename(name, name2); }));
 
   // import / export
-  auto report = [&](const char* verb, const TransferStats& s) {
+  std::string format;
+  auto report = [&](const char* verb, const TransferStats& s, const std::string& fmt_name) {
     if (g.json) {
-      std::cout << nlohmann::json{{"bytes", s.bytes}, {"data_bytes", s.data_bytes},
-                                  {"skipped_bytes", s.skipped_bytes}, {"seconds", s.seconds}}
-                       .dump(2)
-                << "\n";
+      nlohmann::json j{{"bytes", s.bytes}, {"data_bytes", s.data_bytes}, {"skipped_bytes", s.skipped_bytes},
+                       {"seconds", s.seconds}};
+      if (!fmt_name.empty()) j["format"] = fmt_name;
+      if (!s.backing.empty()) j["backing"] = s.backing;
+      std::cout << j.dump(2) << "\n";
     } else {
-      fmt::print(stderr, "{} {} in {:.2f} s ({} data, {} zero or holes not stored)\n", verb, FormatSize(s.bytes),
-                 s.seconds, FormatSize(s.data_bytes), FormatSize(s.skipped_bytes));
+      // Backing files are read into the volume: name them, it is data from other files.
+      std::string what = fmt_name;
+      for (const std::string& b : s.backing) what += " over " + b;
+      fmt::print(stderr, "{} {}{} in {:.2f} s ({} data, {} zero or holes not stored)\n", verb, FormatSize(s.bytes),
+                 what.empty() ? "" : " (" + what + ")", s.seconds, FormatSize(s.data_bytes),
+                 FormatSize(s.skipped_bytes));
     }
   };
-  auto* import = app.add_subcommand("import", "Create a volume from a raw image file (or - for stdin)");
-  import->add_option("FILE", file, "Raw image, or - for standard input")->required();
+  auto* import = app.add_subcommand("import", "Create a volume from a disk image: raw, qcow2, vmdk, vhdx or vdi (probed)");
+  import->add_option("FILE", file, "Image file, or - for raw data on standard input")->required();
   import->add_option("NAME", name, "New volume")->required();
-  import->add_option("--size,-s", size_text, "Volume size (default: the file's, rounded up to 512)");
+  import->add_option("--size,-s", size_text, "Volume size (default: the disk's, rounded up to 512)");
   import->add_option("--block-size", block_text, "Block size (default 4M)");
+  import->add_option("--format,-f", format, "Read FILE as this format instead of probing it: raw, qcow2, vmdk, vhdx, vdi");
   import->callback(with_catalog([&](Catalog& c) -> Status {
     std::optional<uint64_t> size;
     if (!size_text.empty()) {
@@ -279,16 +290,24 @@ int Run(int argc, char** argv) {
     }
     SKERRY_ASSIGN_OR_RETURN(uint64_t bs, SizeArg(block_text, "--block-size"));
     SKERRY_RETURN_IF_ERROR(ValidateBlockSize(bs));
-    SKERRY_ASSIGN_OR_RETURN(TransferStats s, Import(c, file, name, size, static_cast<uint32_t>(bs)));
-    report("imported", s);
+    if (!format.empty()) SKERRY_RETURN_IF_ERROR(CheckFormatName(format));
+    SKERRY_ASSIGN_OR_RETURN(TransferStats s, Import(c, file, name, size, static_cast<uint32_t>(bs), format));
+    report("imported", s, s.format);
     return Status::OK();
   }));
-  auto* exp = app.add_subcommand("export", "Write a volume or snapshot to a raw file (or - for stdout)");
+  auto* exp = app.add_subcommand("export", "Write a volume or snapshot to a disk image (raw unless FILE ends .qcow2 .vmdk .vhdx .vdi)");
   exp->add_option("SPEC", spec, "NAME or NAME@SNAP")->required();
-  exp->add_option("FILE", file, "Output file, or - for standard output")->required();
+  exp->add_option("FILE", file, "Output file, or - for raw data on standard output")->required();
+  exp->add_option("--format,-f", format, "Image format: raw, qcow2, vmdk, vhdx, vdi (default: from FILE's extension, else raw)");
   exp->callback(with_catalog([&](Catalog& c) -> Status {
-    SKERRY_ASSIGN_OR_RETURN(TransferStats s, Export(c, spec, file));
-    if (file != "-") report("exported", s);
+    SKERRY_ASSIGN_OR_RETURN(std::string out_format, ExportFormatFor(file, format));
+    TransferStats s;
+    if (out_format == "raw") {
+      SKERRY_ASSIGN_OR_RETURN(s, Export(c, spec, file));
+    } else {
+      SKERRY_ASSIGN_OR_RETURN(s, ExportImage(c, spec, file, out_format, isatty(STDERR_FILENO)));
+    }
+    if (file != "-") report("exported", s, out_format);
     return Status::OK();
   }));
 
@@ -360,7 +379,7 @@ int Run(int argc, char** argv) {
   write->callback(with_catalog([&](Catalog& c) -> Status {
     SKERRY_ASSIGN_OR_RETURN(uint64_t offset, SizeArg(offset_text, "--offset"));
     SKERRY_ASSIGN_OR_RETURN(TransferStats s, WriteInto(c, name, offset, file));
-    if (g.json) report("wrote", s);
+    if (g.json) report("wrote", s, "");
     return Status::OK();
   }));
 

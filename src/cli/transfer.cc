@@ -13,7 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "cli/image_transfer.h"
+#include "cli/interrupt.h"
 #include "cli/output.h"
+#include "cli/qemu_img.h"
 
 namespace skerry::cli {
 namespace {
@@ -41,7 +44,7 @@ ssize_t ReadFull(int fd, char* buf, size_t n, off_t offset, bool positional) {
   while (got < n) {
     ssize_t r = positional ? pread(fd, buf + got, n - got, offset + got) : read(fd, buf + got, n - got);
     if (r < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR && !Interrupted()) continue;
       return -errno;
     }
     if (r == 0) break;
@@ -79,6 +82,7 @@ Status ImportFile(Volume& v, int fd, const std::string& path, uint64_t file_size
         std::lock_guard l(err_mu);
         if (!error.ok()) return;
       }
+      if (Interrupted()) return;
       uint64_t b = next++;
       if (b >= blocks) return;
       uint64_t off = b * bs;
@@ -121,7 +125,7 @@ Status ImportStream(Volume& v, int fd, uint64_t limit, TransferStats* stats, uin
   std::vector<char> buf(bs);
   Progress progress("import", 0);
   uint64_t off = 0;
-  for (;;) {
+  while (!Interrupted()) {
     ssize_t r = ReadFull(fd, buf.data(), bs, 0, false);
     if (r < 0) return Status::FromErrno(static_cast<int>(-r), "read standard input");
     if (r == 0) break;
@@ -148,16 +152,7 @@ std::string DirOf(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// Where an export writes. A regular file (or a path not there yet) is written as a
-// temporary file beside it and renamed over it only once complete, so a failed export
-// leaves last night's backup as it was. A device or a pipe (/dev/sdX, /dev/stdout) cannot
-// be replaced by a rename and is written in place.
-struct ExportTarget {
-  int fd = -1;
-  bool owned = true;  // false for standard output, which stays open
-  std::string tmp;    // empty: writing in place
-  std::string dest;   // what tmp is renamed to: the path, or the file a symlink points at
-};
+}  // namespace
 
 Result<ExportTarget> OpenExportTarget(const std::string& path) {
   ExportTarget t;
@@ -234,35 +229,74 @@ void AbandonExport(ExportTarget& t) {
   if (!t.tmp.empty()) unlink(t.tmp.c_str());
 }
 
+namespace {
+
+// Where an import fills its volume: a name of its own, renamed to NAME only once complete,
+// so NAME never names a half-imported disk, even after a kill -9 (which leaves the
+// NAME.importing-XXXXXX volume for `skerry rm`).
+std::string StagingName(const std::string& name) {
+  std::random_device rd;
+  return fmt::format("{}.importing-{:06x}", name.substr(0, 80), rd() & 0xffffff);
+}
+
+Status FillRaw(Volume& v, const std::string& path, int fd, bool regular, uint64_t file_size, TransferStats* stats) {
+  uint64_t read_total = file_size;
+  Status st = regular ? ImportFile(v, fd, path, file_size, stats) : ImportStream(v, fd, v.size(), stats, &read_total);
+  stats->bytes = read_total;
+  return st;
+}
+
 }  // namespace
 
 Result<TransferStats> Import(Catalog& catalog, const std::string& path, const std::string& name,
-                             std::optional<uint64_t> size, uint32_t block_size) {
+                             std::optional<uint64_t> size, uint32_t block_size, const std::string& format) {
   auto start = std::chrono::steady_clock::now();
+  SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+  if (catalog.Info(name).ok()) return Status::AlreadyExists(fmt::format("volume '{}' already exists", name));
   bool is_stdin = path == "-";
-  int fd = is_stdin ? STDIN_FILENO : open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  // A pipe (standard input, <(...), a FIFO) is read once, in order: raw only, unprobed,
+  // since probing would consume what it reads and qemu-img needs to seek in an image.
+  struct stat path_st {};
+  bool is_stream = is_stdin || (stat(path.c_str(), &path_st) == 0 && (S_ISFIFO(path_st.st_mode) ||
+                                                                       S_ISCHR(path_st.st_mode) ||
+                                                                       S_ISSOCK(path_st.st_mode)));
+  ImageProbe probe;
+  probe.format = "raw";
+  if (is_stream) {
+    if (!format.empty() && format != "raw")
+      return Status::InvalidArgument(fmt::format(
+          "a pipe is read as raw only: give the {} image as a file (qemu-img needs to seek in it)", format));
+  } else {
+    SKERRY_ASSIGN_OR_RETURN(probe, ProbeImage(path, format));
+  }
+  const bool raw = probe.format == "raw";
+  int fd = is_stdin ? STDIN_FILENO : raw ? open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1;
+  if (raw && fd < 0) return Status::FromErrno(errno, "open " + path);
   struct stat st {};
-  fstat(fd, &st);
+  if (fd >= 0) fstat(fd, &st);
   bool regular = S_ISREG(st.st_mode);
   auto close_fd = [&] {
-    if (!is_stdin) close(fd);
+    if (!is_stdin && fd >= 0) close(fd);
   };
-  uint64_t file_size = regular ? static_cast<uint64_t>(st.st_size) : 0;
-  if (regular && size && *size < file_size) {
+  // The disk's own size: a raw file's length, a device's or an image's size as qemu-img saw
+  // it; a stream's is not known.
+  uint64_t disk_size = regular ? static_cast<uint64_t>(st.st_size) : is_stream ? 0 : probe.virtual_size;
+  if (!is_stream && size && *size < disk_size) {
     close_fd();
-    return Status::InvalidArgument(fmt::format("--size {} is smaller than {} ({} bytes)", *size, path, file_size));
+    return Status::InvalidArgument(fmt::format("--size {} is smaller than {} ({} bytes)", *size, path, disk_size));
   }
-  if (!regular && !size) {
+  if (is_stream && !size) {
     close_fd();
-    return Status::InvalidArgument("importing from a stream needs --size");
+    return Status::InvalidArgument("importing from a pipe needs --size");
   }
-  uint64_t vol_size = size.value_or(RoundUp512(file_size));
+  uint64_t vol_size = size.value_or(RoundUp512(disk_size));
   if (vol_size == 0) {
     close_fd();
     return Status::InvalidArgument(path + " is empty");
   }
-  Status created = catalog.Create(name, vol_size, block_size);
+  CatchInterrupts();  // from here a Ctrl-C removes what was made
+  const std::string staging = StagingName(name);
+  Status created = catalog.Create(staging, vol_size, block_size);
   if (!created.ok()) {
     close_fd();
     return created;
@@ -270,25 +304,27 @@ Result<TransferStats> Import(Catalog& catalog, const std::string& path, const st
   TransferStats stats;
   Status result;
   {
-    auto v = catalog.Open(name);
+    auto v = catalog.Open(staging);
     if (!v.ok()) {
       result = v.status();
     } else {
-      uint64_t read_total = file_size;
-      result = regular ? ImportFile(**v, fd, path, file_size, &stats)
-                       : ImportStream(**v, fd, vol_size, &stats, &read_total);
-      stats.bytes = read_total;
+      result = raw ? FillRaw(**v, path, fd, regular, disk_size, &stats)
+                   : FillFromImage(**v, path, probe, isatty(STDERR_FILENO), &stats);
       // Close flushes: the import is durable when we report success.
       Status c = (*v)->Close();
       if (result.ok()) result = c;
     }
   }
   close_fd();
+  if (result.ok() && Interrupted()) result = Status::IOError("interrupted");
+  if (result.ok()) result = catalog.Rename(staging, name);
   if (!result.ok()) {
-    catalog.Remove(name);  // leave nothing half-made behind
+    catalog.Remove(staging);  // leave nothing half-made behind
+    if (Interrupted()) return Status::IOError(fmt::format("import of {} interrupted: no volume was made", path));
     return result;
   }
   stats.seconds = Since(start);
+  stats.format = probe.format;
   return stats;
 }
 
