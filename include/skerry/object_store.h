@@ -29,13 +29,13 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "skerry/done.h"
 #include "skerry/status.h"
 
 namespace skerry {
@@ -60,9 +60,6 @@ struct LockInfo {
   std::string owner;        // who holds it, e.g. "skerryd@host:pid"
   int64_t expires_unix_ms;  // when the lease lapses unless renewed
 };
-
-using Done = std::function<void(Status)>;
-using ReadDone = std::function<void(Result<size_t>)>;
 
 class ObjectStore {
  public:
