@@ -31,7 +31,7 @@
 #include "nbd/connection.h"
 #include "nbd/export_provider.h"
 #include "nbd/listener.h"
-#include "nbd/memory_budget.h"
+#include "util/memory_budget.h"
 #include "nbd/tls.h"
 #include "nbd/transmission.h"
 #include "util/unique_fd.h"

@@ -50,7 +50,7 @@
 #include "nbd/handshake.h"
 #include "nbd/busy_poll.h"
 #include "nbd/inline_policy.h"
-#include "nbd/memory_budget.h"
+#include "util/memory_budget.h"
 #include "nbd/reply_writer.h"
 #include "nbd/request.h"
 #include "nbd/request_executor.h"
