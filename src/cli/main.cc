@@ -177,13 +177,13 @@ int Run(int argc, char** argv) {
   snap_create->callback(with_catalog([&](Catalog& c) -> Status {
     std::string vol, sn;
     SKERRY_RETURN_IF_ERROR(split(spec, &vol, &sn));
-    return LocalOrDaemon(c, vol, [&] { return c.SnapCreate(vol, sn); },
+    return LocalOrDaemon(c, vol, [&] { return c.CreateSnapshot(vol, sn); },
                          {{"op", "snap_create"}, {"volume", vol}, {"snap", sn}});
   }));
   auto* snap_ls = snap->add_subcommand("ls", "List the snapshots of a volume");
   snap_ls->add_option("NAME", name, "Volume")->required();
   snap_ls->callback(with_catalog([&](Catalog& c) -> Status {
-    SKERRY_ASSIGN_OR_RETURN(auto snaps, c.SnapList(name));
+    SKERRY_ASSIGN_OR_RETURN(auto snaps, c.ListSnapshots(name));
     if (g.json) {
       nlohmann::json j = nlohmann::json::array();
       for (auto& s : snaps) j.push_back(ToJson(s));
@@ -203,14 +203,14 @@ int Run(int argc, char** argv) {
   snap_rm->callback(with_catalog([&](Catalog& c) -> Status {
     std::string vol, sn;
     SKERRY_RETURN_IF_ERROR(split(spec, &vol, &sn));
-    return c.SnapRemove(vol, sn);
+    return c.RemoveSnapshot(vol, sn);
   }));
   auto* snap_rb = snap->add_subcommand("rollback", "Return a volume to a snapshot");
   snap_rb->add_option("SPEC", spec, "NAME@SNAP")->required();
   snap_rb->callback(with_catalog([&](Catalog& c) -> Status {
     std::string vol, sn;
     SKERRY_RETURN_IF_ERROR(split(spec, &vol, &sn));
-    return c.SnapRollback(vol, sn);
+    return c.Rollback(vol, sn);
   }));
 
   // clone
