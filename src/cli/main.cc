@@ -16,6 +16,7 @@
 #include "skerry/check.h"
 #include "skerry/object_store.h"
 #include "skerry/sync.h"
+#include "skerry/version.h"
 #include "skerry/volume.h"
 #include "util/sizes.h"
 
@@ -100,6 +101,7 @@ int Run(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global options (--json, --store) may also follow the command
   app.set_help_all_flag("--help-all", "Show help for every command");
+  app.set_version_flag("--version", SKERRY_VERSION_STRING);
   Globals g;
   app.add_option("--store", g.store, "Store URI: dir:PATH, rados:POOL[?conf=PATH&...], mem: (else $SKERRY_STORE, else the config file)");
   app.add_option("--config", g.config, "Config file (default $SKERRY_CONFIG, /etc/skerry/skerry.toml)");
