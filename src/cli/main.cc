@@ -367,6 +367,8 @@ int Run(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "skerry: error: {}\n", e.what());
     fmt::print(stderr, "Run 'skerry --help' for usage.\n");
