@@ -2,7 +2,7 @@
 //
 // For each size, creates a volume on the given store, writes 512 bytes into every block
 // through the real Volume API (so every map entry points at a real, small object), flushes,
-// then times Catalog::SnapCreate and Catalog::Clone — the calls `skerry snap create` and
+// then times Catalog::CreateSnapshot and Catalog::Clone — the calls `skerry snap create` and
 // `skerry clone` make — several times and prints the median.
 //
 // usage: snapshot_clone_bench STORE_URI [SIZE...]   (default sizes: 1G 100G 1T)
@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < kRuns; r++) {
       std::string snap = fmt::format("s{}", r), clone = fmt::format("{}-c{}", name, r);
       auto a = std::chrono::steady_clock::now();
-      Check((*cat)->SnapCreate(name, snap), "snapshot");
+      Check((*cat)->CreateSnapshot(name, snap), "snapshot");
       auto b = std::chrono::steady_clock::now();
       Check((*cat)->Clone(name, snap, clone), "clone");
       auto c = std::chrono::steady_clock::now();

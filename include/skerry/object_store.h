@@ -17,7 +17,7 @@
 //  * the data path (Read, Write, Zero, Copy, Sync) is asynchronous: the call returns
 //    at once and `done` runs later on a store-owned thread, or inline before the call
 //    returns. No thread is created per request. Buffers passed in must stay valid
-//    until `done` runs. Blocking wrappers (ReadSync, ...) are provided.
+//    until `done` runs. Blocking wrappers (ReadBlocking, ...) are provided.
 //  * the control path (Get, Put, Create, CompareAndSwap, Stat, Delete, List, locks)
 //    is synchronous: it runs on management operations, never per guest I/O.
 //
@@ -29,13 +29,13 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "skerry/done.h"
 #include "skerry/status.h"
 
 namespace skerry {
@@ -60,9 +60,6 @@ struct LockInfo {
   std::string owner;        // who holds it, e.g. "skerryd@host:pid"
   int64_t expires_unix_ms;  // when the lease lapses unless renewed
 };
-
-using Done = std::function<void(Status)>;
-using ReadDone = std::function<void(Result<size_t>)>;
 
 class ObjectStore {
  public:
@@ -139,12 +136,14 @@ class ObjectStore {
   virtual Result<LockInfo> GetLock(const std::string& name);
 
   // ---- blocking wrappers over the data path ----
-  Result<size_t> ReadSync(const std::string& name, uint64_t offset, std::span<char> out);
-  Status WriteSync(const std::string& name, uint64_t offset, std::span<const char> data,
-                   bool fresh = false);
-  Status ZeroSync(const std::string& name, uint64_t offset, uint64_t length);
-  Status CopySync(const std::string& src, const std::string& dst);
-  Status SyncSync(std::vector<std::string> names);
+  // Each XBlocking is X with the caller waiting for `done`. (Sync, in these names, only
+  // ever means durability: SyncBlocking is the blocking Sync.)
+  Result<size_t> ReadBlocking(const std::string& name, uint64_t offset, std::span<char> out);
+  Status WriteBlocking(const std::string& name, uint64_t offset, std::span<const char> data,
+                       bool fresh = false);
+  Status ZeroBlocking(const std::string& name, uint64_t offset, uint64_t length);
+  Status CopyBlocking(const std::string& src, const std::string& dst);
+  Status SyncBlocking(std::vector<std::string> names);
 };
 
 bool IsValidObjectName(std::string_view name);

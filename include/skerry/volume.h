@@ -182,10 +182,12 @@ class Catalog {
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
   virtual Status Resize(const std::string& name, uint64_t new_size, bool allow_shrink) = 0;
 
-  virtual Status SnapCreate(const std::string& name, const std::string& snap) = 0;
-  virtual Result<std::vector<SnapshotInfo>> SnapList(const std::string& name) = 0;
-  virtual Status SnapRemove(const std::string& name, const std::string& snap) = 0;
-  virtual Status SnapRollback(const std::string& name, const std::string& snap) = 0;
+  // Snapshots of volume `name` (Volume::CreateSnapshot is the same operation on an open
+  // volume). Rollback makes the volume's content the snapshot's again.
+  virtual Status CreateSnapshot(const std::string& name, const std::string& snap) = 0;
+  virtual Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& name) = 0;
+  virtual Status RemoveSnapshot(const std::string& name, const std::string& snap) = 0;
+  virtual Status Rollback(const std::string& name, const std::string& snap) = 0;
   // A thin clone of name@snap; `size` may grow it (never below the snapshot's size).
   virtual Status Clone(const std::string& name, const std::string& snap,
                        const std::string& new_name, std::optional<uint64_t> size = {}) = 0;

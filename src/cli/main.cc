@@ -20,6 +20,7 @@
 #include "skerry/check.h"
 #include "skerry/object_store.h"
 #include "skerry/sync.h"
+#include "skerry/version.h"
 #include "skerry/volume.h"
 #include "util/sizes.h"
 
@@ -107,6 +108,7 @@ int Run(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global options (--json, --store) may also follow the command
   app.set_help_all_flag("--help-all", "Show help for every command");
+  app.set_version_flag("--version", SKERRY_VERSION_STRING);
   Globals g;
   app.add_option("--store", g.store, "Store URI: dir:PATH, rados:POOL[?conf=PATH&...], mem: (else $SKERRY_STORE, else the config file)");
   app.add_option("--config", g.config, "Config file (default $SKERRY_CONFIG, /etc/skerry/skerry.toml)");
@@ -186,13 +188,13 @@ int Run(int argc, char** argv) {
   snap_create->callback(with_catalog([&](Catalog& c) -> Status {
     std::string vol, sn;
     SKERRY_RETURN_IF_ERROR(split(spec, &vol, &sn));
-    return LocalOrDaemon(c, vol, [&] { return c.SnapCreate(vol, sn); },
+    return LocalOrDaemon(c, vol, [&] { return c.CreateSnapshot(vol, sn); },
                          {{"op", "snap_create"}, {"volume", vol}, {"snap", sn}});
   }));
   auto* snap_ls = snap->add_subcommand("ls", "List the snapshots of a volume");
   snap_ls->add_option("NAME", name, "Volume")->required();
   snap_ls->callback(with_catalog([&](Catalog& c) -> Status {
-    SKERRY_ASSIGN_OR_RETURN(auto snaps, c.SnapList(name));
+    SKERRY_ASSIGN_OR_RETURN(auto snaps, c.ListSnapshots(name));
     if (g.json) {
       nlohmann::json j = nlohmann::json::array();
       for (auto& s : snaps) j.push_back(ToJson(s));
@@ -212,14 +214,14 @@ int Run(int argc, char** argv) {
   snap_rm->callback(with_catalog([&](Catalog& c) -> Status {
     std::string vol, sn;
     SKERRY_RETURN_IF_ERROR(split(spec, &vol, &sn));
-    return c.SnapRemove(vol, sn);
+    return c.RemoveSnapshot(vol, sn);
   }));
   auto* snap_rb = snap->add_subcommand("rollback", "Return a volume to a snapshot");
   snap_rb->add_option("SPEC", spec, "NAME@SNAP")->required();
   snap_rb->callback(with_catalog([&](Catalog& c) -> Status {
     std::string vol, sn;
     SKERRY_RETURN_IF_ERROR(split(spec, &vol, &sn));
-    return c.SnapRollback(vol, sn);
+    return c.Rollback(vol, sn);
   }));
 
   // clone
@@ -388,6 +390,8 @@ int Run(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "skerry: error: {}\n", e.what());

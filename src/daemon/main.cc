@@ -18,6 +18,7 @@
 #include "daemon/export_registry.h"
 #include "nbd/server.h"
 #include "skerry/object_store.h"
+#include "skerry/version.h"
 #include "skerry/volume.h"
 #include "util/sizes.h"
 
@@ -44,6 +45,7 @@ Status ApplyLogLevel(const std::string& level) {
 
 int Run(int argc, char** argv) {
   CLI::App app{"skerryd: serves skerry volumes over NBD"};
+  app.set_version_flag("--version", SKERRY_VERSION_STRING);
   std::string config_path, store, admin_socket, log_level, tls_mode, tls_cert, tls_key, tls_ca, tls_psk,
       inflight_memory, copy_up, partial_blocks;
   std::vector<std::string> listen;

@@ -18,7 +18,7 @@
 #include "nbd/stall_watch.h"
 #include "nbd/tls.h"
 #include "nbd/transmission.h"
-#include "nbd/unique_fd.h"
+#include "util/unique_fd.h"
 #include "nbd/worker_pool.h"
 
 namespace skerry::nbd {

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "nbd/unique_fd.h"
+#include "util/unique_fd.h"
 #include "skerry/status.h"
 
 namespace skerry::nbd {

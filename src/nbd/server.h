@@ -34,7 +34,7 @@
 #include "util/memory_budget.h"
 #include "nbd/tls.h"
 #include "nbd/transmission.h"
-#include "nbd/unique_fd.h"
+#include "util/unique_fd.h"
 #include "nbd/worker_pool.h"
 #include "skerry/status.h"
 

@@ -324,7 +324,7 @@ Transmission::Request* Transmission::TakeRequest(uint64_t cost) {
 Transmission::Request* Transmission::TryAcquireRequest(uint64_t cost) {
   std::lock_guard lock(mu_);
   if (!HasRoom(cost)) return nullptr;
-  if (limits_.server_budget && !limits_.server_budget->TryTake(cost)) return nullptr;
+  if (limits_.server_budget && !limits_.server_budget->TryReserve(cost)) return nullptr;
   return TakeRequest(cost);
 }
 
@@ -341,7 +341,7 @@ Transmission::Request* Transmission::AcquireRequest(uint64_t cost) {
   }
   // Outside mu_: what frees the server's budget is other requests completing, this
   // connection's among them, and their release takes mu_.
-  if (limits_.server_budget) limits_.server_budget->Take(cost);
+  if (limits_.server_budget) limits_.server_budget->Reserve(cost);
   return req;
 }
 
@@ -357,7 +357,7 @@ void Transmission::ReleaseRequest(Request* req) {
     req->buffers.data.Clear();
   }
   // Before the connection can look idle: the budget outlives every connection's requests.
-  if (limits_.server_budget) limits_.server_budget->Give(req->cost);
+  if (limits_.server_budget) limits_.server_budget->Release(req->cost);
   --inflight_;
   inflight_bytes_ -= req->cost;
   free_.push_back(req);

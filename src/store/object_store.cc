@@ -61,20 +61,20 @@ T Await(const ObjectStore& store, Start&& start) {
 
 }  // namespace
 
-Result<size_t> ObjectStore::ReadSync(const std::string& name, uint64_t offset, std::span<char> out) {
+Result<size_t> ObjectStore::ReadBlocking(const std::string& name, uint64_t offset, std::span<char> out) {
   return Await<Result<size_t>>(*this, [&](ReadDone done) { Read(name, offset, out, std::move(done)); });
 }
 
-Status ObjectStore::WriteSync(const std::string& name, uint64_t offset, std::span<const char> data,
-                              bool fresh) {
+Status ObjectStore::WriteBlocking(const std::string& name, uint64_t offset, std::span<const char> data,
+                                  bool fresh) {
   return Await<Status>(*this, [&](Done done) { Write(name, offset, data, fresh, std::move(done)); });
 }
 
-Status ObjectStore::ZeroSync(const std::string& name, uint64_t offset, uint64_t length) {
+Status ObjectStore::ZeroBlocking(const std::string& name, uint64_t offset, uint64_t length) {
   return Await<Status>(*this, [&](Done done) { Zero(name, offset, length, std::move(done)); });
 }
 
-Status ObjectStore::CopySync(const std::string& src, const std::string& dst) {
+Status ObjectStore::CopyBlocking(const std::string& src, const std::string& dst) {
   return Await<Status>(*this, [&](Done done) { Copy(src, dst, std::move(done)); });
 }
 
@@ -90,7 +90,7 @@ Status ObjectStore::DeleteMany(const std::vector<std::string>& names) {
   return Status::OK();
 }
 
-Status ObjectStore::SyncSync(std::vector<std::string> names) {
+Status ObjectStore::SyncBlocking(std::vector<std::string> names) {
   return Await<Status>(*this, [&](Done done) { Sync(std::move(names), std::move(done)); });
 }
 

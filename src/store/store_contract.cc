@@ -43,7 +43,7 @@ std::string Zeros(size_t n) { return std::string(n, '\0'); }
 // Reads [offset, offset+n); fails the test on error or a short count.
 std::string ReadRange(ObjectStore& store, const std::string& name, uint64_t offset, size_t n) {
   std::string out(n, '\x55');
-  Result<size_t> got = store.ReadSync(name, offset, std::span<char>(out.data(), out.size()));
+  Result<size_t> got = store.ReadBlocking(name, offset, std::span<char>(out.data(), out.size()));
   EXPECT_TRUE(got.ok()) << got.status().ToString();
   if (got.ok()) {
     EXPECT_EQ(*got, n);
@@ -53,7 +53,7 @@ std::string ReadRange(ObjectStore& store, const std::string& name, uint64_t offs
 
 Status Write(ObjectStore& store, const std::string& name, uint64_t offset, std::string_view data,
              bool fresh = false) {
-  return store.WriteSync(name, offset, std::span<const char>(data.data(), data.size()), fresh);
+  return store.WriteBlocking(name, offset, std::span<const char>(data.data(), data.size()), fresh);
 }
 
 uint64_t SizeOf(ObjectStore& store, const std::string& name) {
@@ -87,7 +87,7 @@ TEST_P(StoreContractTest, LargeWriteRoundTrips) {
 
 TEST_P(StoreContractTest, ReadOfMissingObjectIsNotFound) {
   std::string out(16, '\0');
-  Result<size_t> got = store_->ReadSync("missing", 0, std::span<char>(out.data(), out.size()));
+  Result<size_t> got = store_->ReadBlocking("missing", 0, std::span<char>(out.data(), out.size()));
   EXPECT_TRUE(got.status().IsNotFound()) << got.status().ToString();
 }
 
@@ -120,23 +120,23 @@ TEST_P(StoreContractTest, ZeroMakesARangeReadAsZeros) {
   ObjectStore& s = *store_;
   const std::string data = Pattern(16384, 3);
   ASSERT_TRUE(Write(s, "z", 0, data).ok());
-  ASSERT_TRUE(s.ZeroSync("z", 4096, 8192).ok());
+  ASSERT_TRUE(s.ZeroBlocking("z", 4096, 8192).ok());
   EXPECT_EQ(ReadRange(s, "z", 0, 16384), data.substr(0, 4096) + Zeros(8192) + data.substr(12288));
   EXPECT_EQ(SizeOf(s, "z"), 16384u);
-  ASSERT_TRUE(s.ZeroSync("z", 1000, 10).ok());  // unaligned
+  ASSERT_TRUE(s.ZeroBlocking("z", 1000, 10).ok());  // unaligned
   EXPECT_EQ(ReadRange(s, "z", 990, 30), data.substr(990, 10) + Zeros(10) + data.substr(1010, 10));
 }
 
 TEST_P(StoreContractTest, ZeroPastTheEndExtendsTheObject) {
   ObjectStore& s = *store_;
   ASSERT_TRUE(Write(s, "z", 0, std::string(100, 'Z')).ok());
-  ASSERT_TRUE(s.ZeroSync("z", 50, 1000).ok());
+  ASSERT_TRUE(s.ZeroBlocking("z", 50, 1000).ok());
   EXPECT_EQ(SizeOf(s, "z"), 1050u);
   EXPECT_EQ(ReadRange(s, "z", 0, 1100), std::string(50, 'Z') + Zeros(1050));
 }
 
 TEST_P(StoreContractTest, ZeroOfMissingObjectIsNotFound) {
-  EXPECT_TRUE(store_->ZeroSync("missing", 0, 4096).IsNotFound());
+  EXPECT_TRUE(store_->ZeroBlocking("missing", 0, 4096).IsNotFound());
 }
 
 TEST_P(StoreContractTest, CopyMakesAnIndependentCopy) {
@@ -147,28 +147,28 @@ TEST_P(StoreContractTest, CopyMakesAnIndependentCopy) {
   ASSERT_TRUE(s.Truncate("src", 4 << 20).ok());  // a hole at the end too
   ASSERT_TRUE(Write(s, "dst", 0, Pattern(5 << 20, 6)).ok());  // replaced, not merged
 
-  ASSERT_TRUE(s.CopySync("src", "dst").ok());
+  ASSERT_TRUE(s.CopyBlocking("src", "dst").ok());
   EXPECT_EQ(SizeOf(s, "dst"), 4u << 20);
   EXPECT_EQ(ReadRange(s, "dst", 0, 4 << 20), ReadRange(s, "src", 0, 4 << 20));
   EXPECT_EQ(ReadRange(s, "dst", (1 << 20) - 8, 16), Zeros(8) + b.substr(0, 8));
 
   ASSERT_TRUE(Write(s, "dst", 0, "changed").ok());
   EXPECT_EQ(ReadRange(s, "src", 0, 4096), a);
-  EXPECT_TRUE(s.CopySync("src", "src").ok());
+  EXPECT_TRUE(s.CopyBlocking("src", "src").ok());
   EXPECT_EQ(ReadRange(s, "src", 0, 4096), a);
 }
 
 TEST_P(StoreContractTest, CopyOfMissingSourceIsNotFound) {
-  EXPECT_TRUE(store_->CopySync("missing", "dst").IsNotFound());
+  EXPECT_TRUE(store_->CopyBlocking("missing", "dst").IsNotFound());
   EXPECT_TRUE(store_->Stat("dst").status().IsNotFound());
 }
 
 TEST_P(StoreContractTest, SyncAcceptsWrittenCopiedAndMissingObjects) {
   ObjectStore& s = *store_;
   ASSERT_TRUE(Write(s, "w", 0, "data").ok());
-  ASSERT_TRUE(s.CopySync("w", "c").ok());
-  EXPECT_TRUE(s.SyncSync({"w", "c", "never-written"}).ok());
-  EXPECT_TRUE(s.SyncSync({}).ok());
+  ASSERT_TRUE(s.CopyBlocking("w", "c").ok());
+  EXPECT_TRUE(s.SyncBlocking({"w", "c", "never-written"}).ok());
+  EXPECT_TRUE(s.SyncBlocking({}).ok());
   EXPECT_EQ(ReadRange(s, "c", 0, 4), "data");
 }
 
@@ -181,12 +181,12 @@ TEST_P(StoreContractTest, CopyFollowedBySyncSurvivesReopening) {
   ASSERT_TRUE(Write(s, "shared", 0, a).ok());
   ASSERT_TRUE(Write(s, "shared", 3 << 20, b).ok());
   ASSERT_TRUE(s.Truncate("shared", 4 << 20).ok());
-  ASSERT_TRUE(s.SyncSync({"shared"}).ok());
+  ASSERT_TRUE(s.SyncBlocking({"shared"}).ok());
   ASSERT_TRUE(Write(s, "private", 0, Pattern(1 << 20, 23)).ok());  // replaced by the copy
-  ASSERT_TRUE(s.SyncSync({"private"}).ok());
+  ASSERT_TRUE(s.SyncBlocking({"private"}).ok());
 
-  ASSERT_TRUE(s.CopySync("shared", "private").ok());
-  ASSERT_TRUE(s.SyncSync({"private"}).ok());
+  ASSERT_TRUE(s.CopyBlocking("shared", "private").ok());
+  ASSERT_TRUE(s.SyncBlocking({"private"}).ok());
   ASSERT_TRUE(Write(s, "shared", 0, "later").ok());  // after the copy: not in it
   ASSERT_TRUE(s.Delete("shared").ok());
 
@@ -211,13 +211,13 @@ TEST_P(StoreContractTest, ReadsSeeObjectsReplacedByPutCopyAndDelete) {
   ASSERT_TRUE(s.Put("obj", "put").ok());
   EXPECT_EQ(ReadRange(s, "obj", 0, 5), std::string("put") + Zeros(2));
   ASSERT_TRUE(Write(s, "other", 0, "copied").ok());
-  ASSERT_TRUE(s.CopySync("other", "obj").ok());
+  ASSERT_TRUE(s.CopyBlocking("other", "obj").ok());
   EXPECT_EQ(ReadRange(s, "obj", 0, 6), "copied");
   ASSERT_TRUE(Write(s, "obj", 0, "C").ok());
   EXPECT_EQ(ReadRange(s, "other", 0, 6), "copied");
   ASSERT_TRUE(s.Delete("obj").ok());
   std::string out(4, '\0');
-  EXPECT_TRUE(s.ReadSync("obj", 0, std::span<char>(out.data(), out.size())).status().IsNotFound());
+  EXPECT_TRUE(s.ReadBlocking("obj", 0, std::span<char>(out.data(), out.size())).status().IsNotFound());
   ASSERT_TRUE(Write(s, "obj", 2, "new").ok());
   EXPECT_EQ(ReadRange(s, "obj", 0, 5), Zeros(2) + "new");
 }
@@ -240,12 +240,12 @@ TEST_P(StoreContractTest, ConcurrentDataPathIoFromManyThreads) {
         if (!Write(s, own, block * 4096, data).ok()) failures++;
         expect.replace(block * 4096, 4096, data);
         uint64_t check = (i * 13) % 64;
-        auto got = s.ReadSync(own, check * 4096, std::span<char>(buf.data(), buf.size()));
+        auto got = s.ReadBlocking(own, check * 4096, std::span<char>(buf.data(), buf.size()));
         if (!got.ok() || buf != std::string_view(expect).substr(check * 4096, 4096)) failures++;
         uint64_t soff = (i * 4096 + t * 512) % (shared.size() - 4096);
-        got = s.ReadSync("shared", soff, std::span<char>(buf.data(), buf.size()));
+        got = s.ReadBlocking("shared", soff, std::span<char>(buf.data(), buf.size()));
         if (!got.ok() || buf != std::string_view(shared).substr(soff, 4096)) failures++;
-        if (i % 50 == 0 && !s.SyncSync({own}).ok()) failures++;
+        if (i % 50 == 0 && !s.SyncBlocking({own}).ok()) failures++;
       }
     });
   }
@@ -354,7 +354,7 @@ TEST_P(StoreContractTest, DeleteManyRemovesExactlyTheNamedObjects) {
   auto left = s.List("dm.");
   ASSERT_TRUE(left.ok());
   EXPECT_EQ(*left, std::vector<std::string>{"dm.kept"});
-  EXPECT_TRUE(s.ReadSync("dm.gone.7", 0, std::span<char>()).status().IsNotFound());
+  EXPECT_TRUE(s.ReadBlocking("dm.gone.7", 0, std::span<char>()).status().IsNotFound());
   EXPECT_EQ(s.DeleteMany({"dm.kept", "../bad"}).code(), Code::kInvalidArgument);
 }
 
@@ -385,9 +385,9 @@ TEST_P(StoreContractTest, InvalidNamesAreRefused) {
     EXPECT_EQ(s.Get(bad).status().code(), Code::kInvalidArgument);
     EXPECT_EQ(s.Delete(bad).code(), Code::kInvalidArgument);
     EXPECT_EQ(Write(s, bad, 0, "x").code(), Code::kInvalidArgument);
-    EXPECT_EQ(s.ReadSync(bad, 0, std::span<char>(buf.data(), buf.size())).status().code(),
+    EXPECT_EQ(s.ReadBlocking(bad, 0, std::span<char>(buf.data(), buf.size())).status().code(),
               Code::kInvalidArgument);
-    EXPECT_EQ(s.CopySync("ok", bad).code(), Code::kInvalidArgument);
+    EXPECT_EQ(s.CopyBlocking("ok", bad).code(), Code::kInvalidArgument);
   }
   EXPECT_TRUE(s.List("")->empty());
 }

@@ -14,7 +14,7 @@
 #include <mutex>
 #include <utility>
 
-#include "skerry/object_store.h"  // Done
+#include "skerry/done.h"
 #include "skerry/status.h"
 
 namespace skerry {

@@ -4,7 +4,7 @@
 
 namespace skerry {
 
-bool MemoryBudget::TryTake(uint64_t bytes) {
+bool MemoryBudget::TryReserve(uint64_t bytes) {
   std::lock_guard lock(mu_);
   if (next_ticket_ != serving_ || !Fits(bytes)) return false;  // waiters first
   used_ += bytes;
@@ -12,7 +12,7 @@ bool MemoryBudget::TryTake(uint64_t bytes) {
   return true;
 }
 
-void MemoryBudget::Take(uint64_t bytes) {
+void MemoryBudget::Reserve(uint64_t bytes) {
   std::unique_lock lock(mu_);
   uint64_t ticket = next_ticket_++;
   if (ticket != serving_ || !Fits(bytes)) {
@@ -26,10 +26,10 @@ void MemoryBudget::Take(uint64_t bytes) {
   if (next_ticket_ != serving_) cv_.notify_all();
 }
 
-void MemoryBudget::Give(uint64_t bytes) {
+void MemoryBudget::Release(uint64_t bytes) {
   std::lock_guard lock(mu_);
   used_ -= std::min(bytes, used_);
-  // Notified under the lock: the giver may be a store's thread whose request was the
+  // Notified under the lock: the releaser may be a store's thread whose request was the
   // last thing keeping the server (and this budget) alive.
   if (next_ticket_ != serving_) cv_.notify_all();
 }

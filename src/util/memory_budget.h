@@ -1,13 +1,17 @@
-// MemoryBudget: a bound on bytes held at once by many holders, e.g. all connections of an
-// NBD server holding requests in flight, or every volume of a process holding writes for
-// deferred copy-ups.
+// MemoryBudget: a thread-safe bound on bytes held at once, shared by many users.
 //
-// The NBD server: each connection already bounds its own (TransmissionLimits: 256 requests, 64 MiB), but
-// max_connections of them could still ask for 64 GiB together. The server's budget caps
-// the sum: a connection's reader that finds it spent waits, in arrival order, until
-// other requests complete; requests already admitted never need more, so they always
-// finish and give their bytes back (no deadlock). A request larger than the whole
-// budget is admitted when nothing else holds any, so it runs alone rather than never.
+// Users reserve bytes before they hold them and release them after. Two ways to reserve:
+//  * TryReserve never waits: it takes the bytes if they fit now, else returns false and
+//    the caller does without (e.g. a write that would be held in memory runs the slow way
+//    instead);
+//  * Reserve waits, in arrival order, until the bytes fit. The NBD server's readers use
+//    it: each connection bounds its own requests in flight (TransmissionLimits: 256
+//    requests, 64 MiB), but max_connections of them could still ask for 64 GiB together,
+//    so the server's budget caps the sum. Requests already admitted never need more, so
+//    they always finish and release their bytes (no deadlock).
+// A reservation larger than the whole limit is granted when nothing else is reserved, so
+// it runs alone rather than never. TryReserve does not overtake callers waiting in
+// Reserve.
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
@@ -22,16 +26,16 @@ class MemoryBudget {
  public:
   explicit MemoryBudget(uint64_t limit) : limit_(limit) {}
 
-  // Takes `bytes` if they fit now and nobody is waiting before us.
-  bool TryTake(uint64_t bytes);
-  // Takes `bytes`, waiting behind earlier waiters until they fit.
-  void Take(uint64_t bytes);
-  // Gives back what a Take or a successful TryTake took.
-  void Give(uint64_t bytes);
+  // Reserves `bytes` if they fit now and nobody is waiting in Reserve; never waits.
+  bool TryReserve(uint64_t bytes);
+  // Reserves `bytes`, waiting behind earlier waiters until they fit.
+  void Reserve(uint64_t bytes);
+  // Gives back what a Reserve or a successful TryReserve took.
+  void Release(uint64_t bytes);
 
   uint64_t limit() const { return limit_; }
   uint64_t in_use() const;
-  // The most ever held at once, and how often a reader had to wait: for tests and logs.
+  // The most ever held at once, and how often a Reserve had to wait: for tests and logs.
   uint64_t peak() const;
   uint64_t waits() const;
 

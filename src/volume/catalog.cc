@@ -166,19 +166,19 @@ class StoreCatalog final : public Catalog {
     return v->Close();
   }
 
-  Status SnapCreate(const std::string& name, const std::string& snap) override {
+  Status CreateSnapshot(const std::string& name, const std::string& snap) override {
     SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot"));
     SKERRY_ASSIGN_OR_RETURN(auto v, Open(name, {}));
     SKERRY_RETURN_IF_ERROR(v->CreateSnapshot(snap));
     return v->Close();
   }
 
-  Result<std::vector<SnapshotInfo>> SnapList(const std::string& name) override {
+  Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& name) override {
     SKERRY_ASSIGN_OR_RETURN(VolumeInfo info, Info(name, false));
     return info.snapshots;
   }
 
-  Status SnapRemove(const std::string& name, const std::string& snap) override {
+  Status RemoveSnapshot(const std::string& name, const std::string& snap) override {
     SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot"));
     SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name));
     Status st = v->RemoveSnapshot(snap, [&](const SnapshotEntry& s) -> Result<std::vector<std::string>> {
@@ -189,7 +189,7 @@ class StoreCatalog final : public Catalog {
     return st.ok() ? c : st;
   }
 
-  Status SnapRollback(const std::string& name, const std::string& snap) override {
+  Status Rollback(const std::string& name, const std::string& snap) override {
     SKERRY_RETURN_IF_ERROR(ValidateVolumeName(snap).Prefixed("snapshot"));
     SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name));
     Status st = v->Rollback(snap);

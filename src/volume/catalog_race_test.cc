@@ -45,7 +45,7 @@ class CatalogRaceTest : public ::testing::Test {
     auto v = std::move(*other_->Open("p"));
     ASSERT_TRUE(v->Write(0, std::span<const char>(data_.data(), data_.size())).ok());
     ASSERT_TRUE(v->Close().ok());
-    ASSERT_TRUE(other_->SnapCreate("p", "s").ok());
+    ASSERT_TRUE(other_->CreateSnapshot("p", "s").ok());
     // The head shares nothing with the snapshot any more: removing it frees the objects.
     std::string other = testing::Pattern(4 * kBs, 9);
     v = std::move(*other_->Open("p"));
@@ -74,7 +74,7 @@ class CatalogRaceTest : public ::testing::Test {
 
 TEST_F(CatalogRaceTest, SnapshotRemovedBeforeTheCloneIsPublished) {
   Status removed;
-  hooked_->before_header = [&] { removed = other_->SnapRemove("p", "s"); };
+  hooked_->before_header = [&] { removed = other_->RemoveSnapshot("p", "s"); };
   Status cloned = cloner_->Clone("p", "s", "c", std::nullopt);
   ASSERT_TRUE(removed.ok()) << removed.ToString();  // it did not see the clone yet
   EXPECT_EQ(cloned.code(), Code::kConflict) << cloned.ToString();
@@ -84,7 +84,7 @@ TEST_F(CatalogRaceTest, SnapshotRemovedBeforeTheCloneIsPublished) {
 
 TEST_F(CatalogRaceTest, SnapshotRemovalAfterTheCloneIsPublishedIsRefused) {
   Status removed;
-  hooked_->after_directory = [&] { removed = other_->SnapRemove("p", "s"); };
+  hooked_->after_directory = [&] { removed = other_->RemoveSnapshot("p", "s"); };
   ASSERT_TRUE(cloner_->Clone("p", "s", "c", std::nullopt).ok());
   EXPECT_EQ(removed.code(), Code::kBusy) << removed.ToString();
   EXPECT_EQ(ReadClone(), data_);

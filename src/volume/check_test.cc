@@ -24,7 +24,7 @@ class CheckTest : public ::testing::Test {
     std::string data = testing::Pattern(2 * kBs, 1);
     ASSERT_TRUE(v->Write(0, std::span<const char>(data.data(), data.size())).ok());
     ASSERT_TRUE(v->Close().ok());
-    ASSERT_TRUE(cat_->SnapCreate("a", "s").ok());
+    ASSERT_TRUE(cat_->CreateSnapshot("a", "s").ok());
     ASSERT_TRUE(cat_->Clone("a", "s", "b").ok());
   }
   CheckReport Check(bool rehash = false) {
@@ -67,7 +67,7 @@ class HookStore final : public ForwardingStore {
 TEST_F(CheckTest, ChangesWhileCheckingAreNotReportedAsProblems) {
   ASSERT_TRUE(cat_->Create("gone", 4 * kBs, kBs).ok());
   ASSERT_TRUE(cat_->Create("c", 4 * kBs, kBs).ok());
-  ASSERT_TRUE(cat_->SnapCreate("c", "old").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("c", "old").ok());
   auto hooked = std::make_shared<HookStore>(store_);
   hooked->after_list = [&] {
     auto v = std::move(*cat_->Open("a"));
@@ -76,7 +76,7 @@ TEST_F(CheckTest, ChangesWhileCheckingAreNotReportedAsProblems) {
     ASSERT_TRUE(v->Close().ok());
   };
   hooked->before_get["v." + cat_->Info("gone")->id + ".header"] = [&] { ASSERT_TRUE(cat_->Remove("gone").ok()); };
-  hooked->before_get["v." + cat_->Info("c")->id + ".snap.1"] = [&] { ASSERT_TRUE(cat_->SnapRemove("c", "old").ok()); };
+  hooked->before_get["v." + cat_->Info("c")->id + ".snap.1"] = [&] { ASSERT_TRUE(cat_->RemoveSnapshot("c", "old").ok()); };
   auto r = CheckStore(*hooked, {});
   ASSERT_TRUE(r.ok());
   for (auto& p : r->problems) ADD_FAILURE() << p.object << " [" << p.volume << "]: " << p.problem;

@@ -67,7 +67,7 @@ CopyUpQueue::Hold CopyUpQueue::HoldIfPending(uint64_t block, uint64_t off, std::
 
 bool CopyUpQueue::AddHeldWrite(CopyUp& c, uint64_t off, std::span<const char> data) {
   if (c.held_bytes + data.size() > block_size_ || held_bytes_ + data.size() > max_held_per_volume_ ||
-      (process_budget_ && !process_budget_->TryTake(data.size())))
+      (process_budget_ && !process_budget_->TryReserve(data.size())))
     return false;
   c.held.push_back(HeldWrite{off, std::string(data.begin(), data.end())});
   c.held_bytes += data.size();
@@ -77,7 +77,7 @@ bool CopyUpQueue::AddHeldWrite(CopyUp& c, uint64_t off, std::span<const char> da
 
 void CopyUpQueue::Forget(Map::iterator it) {
   held_bytes_ -= it->second.held_bytes;
-  if (process_budget_) process_budget_->Give(it->second.held_bytes);
+  if (process_budget_) process_budget_->Release(it->second.held_bytes);
   copyups_.erase(it);
   pending_.fetch_sub(1);
   done_cv_.SignalAll();
@@ -293,7 +293,7 @@ void CopyUpQueue::Stop() {
   for (auto& task : tasks) task();
   // What is still held now is dropped; its bytes go back to the process.
   MutexLock lock(&mu_);
-  if (process_budget_) process_budget_->Give(held_bytes_);
+  if (process_budget_) process_budget_->Release(held_bytes_);
   held_bytes_ = 0;
   copyups_.clear();
   queue_.clear();

@@ -370,7 +370,7 @@ class CrashRun {
     if (op < 64) return Snapshot(name);
     if (op < 69) return Clone(name);
     if (op < 72) return Rollback(name);
-    if (op < 75) return SnapRemove(name);
+    if (op < 75) return RemoveSnapshot(name);
     if (op < 81) return Resize(name);
     if (op < 84) return Remove(name);
     if (op < 86) return RenameOp(name);
@@ -504,7 +504,7 @@ class CrashRun {
       st = open_[name]->CreateSnapshot(snap);
     } else {
       if (!CloseHandle(name)) return;
-      st = cat_->SnapCreate(name, snap);
+      st = cat_->CreateSnapshot(name, snap);
     }
     if (st.ok()) {
       m.snaps[snap] = m.cur;
@@ -515,7 +515,7 @@ class CrashRun {
     } else {
       ExpectInjected(st, "snapshot " + name + "@" + snap);
       Quiet q(this);
-      auto list = cat_->SnapList(name);
+      auto list = cat_->ListSnapshots(name);
       ASSERT_TRUE(list.ok()) << Ctx() << ": " << list.status().ToString();
       for (auto& s : *list)
         if (s.name == snap) {
@@ -572,7 +572,7 @@ class CrashRun {
     std::string snap = it->first;
     if (!CloseHandle(name)) return;
     Trace("rollback " + name + "@" + snap);
-    Status st = cat_->SnapRollback(name, snap);
+    Status st = cat_->Rollback(name, snap);
     if (st.ok()) {
       m.Rebase(m.snaps[snap]);
     } else if (Crashed()) {
@@ -591,7 +591,7 @@ class CrashRun {
     }
   }
 
-  void SnapRemove(const std::string& name) {
+  void RemoveSnapshot(const std::string& name) {
     ModelVolume& m = vols_[name];
     if (m.snaps.empty()) return;
     auto it = m.snaps.begin();
@@ -599,7 +599,7 @@ class CrashRun {
     std::string snap = it->first;
     if (!CloseHandle(name)) return;
     Trace("snap rm " + name + "@" + snap);
-    Status st = cat_->SnapRemove(name, snap);
+    Status st = cat_->RemoveSnapshot(name, snap);
     bool clones = HasClones(name, snap);
     if (st.ok()) {
       EXPECT_FALSE(clones) << Ctx() << ": removed " << name << "@" << snap << " although a clone depends on it";
@@ -612,7 +612,7 @@ class CrashRun {
     } else {
       ExpectInjected(st, "snap rm " + name + "@" + snap);
       Quiet q(this);
-      auto list = cat_->SnapList(name);
+      auto list = cat_->ListSnapshots(name);
       ASSERT_TRUE(list.ok()) << Ctx() << ": " << list.status().ToString();
       bool there = false;
       for (auto& s : *list) there |= s.name == snap;

@@ -372,7 +372,7 @@ void LeaseLapsesWhileReadingSnapshots(bool rollback) {
   auto cat = Catalog::Open(gated, options);
   ASSERT_TRUE(cat.ok());
   ASSERT_TRUE((*cat)->Create("vm", 4 * kBlock, kBlock).ok());
-  ASSERT_TRUE((*cat)->SnapCreate("vm", "s").ok());
+  ASSERT_TRUE((*cat)->CreateSnapshot("vm", "s").ok());
   OpenOptions first;
   first.owner = "first";
   first.lease_ms = 300;

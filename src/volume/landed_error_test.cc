@@ -144,13 +144,13 @@ TEST_F(LandedErrorTest, ACloneWhoseNameLandedStaysAChildOfItsSnapshot) {
     Write(*v, 0, image);
     ASSERT_TRUE(v->Close().ok());
   }
-  ASSERT_TRUE(cat_->SnapCreate("p", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("p", "s").ok());
   store_->Arm("skerry.directory", false);
   Status st = cat_->Clone("p", "s", "c");
   EXPECT_EQ(st.code(), Code::kIOError) << st.ToString();
   EXPECT_TRUE(Read("c") == image) << "c";
   // The snapshot still knows its clone: removing it is refused.
-  EXPECT_EQ(cat_->SnapRemove("p", "s").code(), Code::kBusy);
+  EXPECT_EQ(cat_->RemoveSnapshot("p", "s").code(), Code::kBusy);
   EXPECT_TRUE(Read("c") == image) << "c";
   ExpectNoProblems();
 }
@@ -170,7 +170,7 @@ TEST_F(LandedErrorTest, ACloneWhoseNameLandedIsStillConfirmedAgainstARacingSnapR
     ASSERT_TRUE(v->Close().ok());
   }
   Status removed;
-  store_->Arm("skerry.directory", false, [&] { removed = other_->SnapRemove("p", "s"); });
+  store_->Arm("skerry.directory", false, [&] { removed = other_->RemoveSnapshot("p", "s"); });
   Status st = cat_->Clone("p", "s", "c");
   EXPECT_FALSE(st.ok());
   ASSERT_TRUE(removed.ok()) << removed.ToString();  // the removal did not see the clone yet

@@ -132,7 +132,7 @@ class ModelRun {
       CloseHandle(name);
       std::string snap = "s" + std::to_string(next_++);
       Trace("snap create " + name + "@" + snap);
-      ASSERT_TRUE(cat_->SnapCreate(name, snap).ok()) << Ctx();
+      ASSERT_TRUE(cat_->CreateSnapshot(name, snap).ok()) << Ctx();
       m.snaps[snap] = m.data;
       return;
     }
@@ -155,7 +155,7 @@ class ModelRun {
       auto it = m.snaps.begin();
       std::advance(it, Rand(m.snaps.size()));
       Trace("rollback " + name + "@" + it->first);
-      ASSERT_TRUE(cat_->SnapRollback(name, it->first).ok()) << Ctx();
+      ASSERT_TRUE(cat_->Rollback(name, it->first).ok()) << Ctx();
       m.data = it->second;
       return;
     }
@@ -164,7 +164,7 @@ class ModelRun {
       auto it = m.snaps.begin();
       std::advance(it, Rand(m.snaps.size()));
       Trace("snap rm " + name + "@" + it->first);
-      Status st = cat_->SnapRemove(name, it->first);
+      Status st = cat_->RemoveSnapshot(name, it->first);
       if (HasClones(name, it->first)) {
         ASSERT_EQ(st.code(), Code::kBusy) << Ctx();
       } else {

@@ -16,7 +16,7 @@ Status ObjectReaper::SyncDirty() {
     dirty_.clear();
   }
   if (objects.empty()) return Status::OK();
-  Status st = store_.SyncSync(objects);
+  Status st = store_.SyncBlocking(objects);
   if (!st.ok()) {
     MutexLock lock(&mu_);
     dirty_.insert(objects.begin(), objects.end());

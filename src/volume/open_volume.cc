@@ -178,7 +178,7 @@ Status OpenVolume::ReadBlock(uint64_t block, uint64_t off, std::span<char> out) 
   return ReadBlockVia(
       block, off, out.size(),
       [&](const std::string& object, uint64_t at, uint64_t n) {
-        return store_->ReadSync(object, at, out.subspan(at - off, n)).status();
+        return store_->ReadBlocking(object, at, out.subspan(at - off, n)).status();
       },
       [&](uint64_t at, uint64_t n) {
         std::memset(out.data() + (at - off), 0, n);
@@ -302,7 +302,7 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
     // A leftover object of this name (a trimmed block whose delete is still pending, or
     // the remains of a crash) must not show through: start from an empty object.
     reaper_.CancelDelete(object);
-    SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, 0, {}, /*fresh=*/true));
+    SKERRY_RETURN_IF_ERROR(store_->WriteBlocking(object, 0, {}, /*fresh=*/true));
   } else {
     SKERRY_RETURN_IF_ERROR(CopyBlockTo(block, current, object));
   }
@@ -316,7 +316,7 @@ Result<std::string> OpenVolume::MakePrivate(uint64_t block, const Entry& current
 
 Status OpenVolume::CopyBlockTo(uint64_t block, const Entry& from, const std::string& to) {
   // Copy-up: the store copies the shared object (reflink or in-store copy).
-  SKERRY_RETURN_IF_ERROR(store_->CopySync(EntryObject(from, block), to));
+  SKERRY_RETURN_IF_ERROR(store_->CopyBlocking(EntryObject(from, block), to));
   if (!from.is_partial()) return Status::OK();
   // A partial block's other granules come from its base, run by run.
   const std::string base = BaseObject(from, block);
@@ -324,8 +324,8 @@ Status OpenVolume::CopyBlockTo(uint64_t block, const Entry& from, const std::str
   for (const Piece& p : Pieces(from, block, 0, block_size_)) {
     if (p.object != base) continue;  // the own object's granules came with the copy
     buf.resize(p.len);
-    SKERRY_RETURN_IF_ERROR(store_->ReadSync(p.object, p.off, std::span<char>(buf.data(), buf.size())).status());
-    SKERRY_RETURN_IF_ERROR(store_->WriteSync(to, p.off, buf));
+    SKERRY_RETURN_IF_ERROR(store_->ReadBlocking(p.object, p.off, std::span<char>(buf.data(), buf.size())).status());
+    SKERRY_RETURN_IF_ERROR(store_->WriteBlocking(to, p.off, buf));
   }
   return Status::OK();
 }
@@ -345,13 +345,13 @@ Status OpenVolume::WritePartial(uint64_t block, const Entry& e, uint64_t off, st
   if (a != off || b != end) {
     const std::string base = BlockObject(held->owner, held->epoch, block);
     buf.resize(b - a);
-    if (a != off) SKERRY_RETURN_IF_ERROR(store_->ReadSync(base, a, std::span<char>(buf.data(), off - a)).status());
+    if (a != off) SKERRY_RETURN_IF_ERROR(store_->ReadBlocking(base, a, std::span<char>(buf.data(), off - a)).status());
     std::memcpy(buf.data() + (off - a), data.data(), data.size());
-    if (b != end) SKERRY_RETURN_IF_ERROR(store_->ReadSync(base, end, std::span<char>(buf.data() + (end - a), b - end)).status());
+    if (b != end) SKERRY_RETURN_IF_ERROR(store_->ReadBlocking(base, end, std::span<char>(buf.data() + (end - a), b - end)).status());
     bytes = std::span<const char>(buf.data(), buf.size());
   }
   if (start) reaper_.CancelDelete(object);  // a leftover of this name is replaced, not deleted later
-  SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, a, bytes, /*fresh=*/start));
+  SKERRY_RETURN_IF_ERROR(store_->WriteBlocking(object, a, bytes, /*fresh=*/start));
   // The data first, then the entry that says where it is: a reader sees the base's old bytes
   // or the new ones; and marked dirty before, so a flush persisting the entry syncs them.
   reaper_.MarkDirty(object);
@@ -402,7 +402,7 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
   SKERRY_ASSIGN_OR_RETURN(Entry e, map_->Get(block));
   std::string object = BlockObject(id_, epoch_.load(), block);
   if (IsWritable(e)) {
-    SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
+    SKERRY_RETURN_IF_ERROR(store_->WriteBlocking(object, off, data));
   } else if (IsOwnPartial(e)) {
     // In place, even over the whole block: the persisted map may name this object as partial,
     // and a fresh object (truncated first) could lose its granules in a crash.
@@ -410,7 +410,7 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
   } else {
     if (whole || e.is_hole()) {
       return FillNewObject(block, e, [&](const std::string& fresh) {
-        return store_->WriteSync(fresh, off, data, /*fresh=*/true);
+        return store_->WriteBlocking(fresh, off, data, /*fresh=*/true);
       });
     } else if (CanStartPartial(e)) {
       return WritePartial(block, e, off, data);  // no copy: the rest reads from the parent
@@ -418,7 +418,7 @@ Status OpenVolume::WriteBlockLocked(uint64_t block, uint64_t off, std::span<cons
       return Status::OK();  // held: the block is copied, then written, off this thread
     } else {
       SKERRY_ASSIGN_OR_RETURN(object, MakePrivate(block, e));
-      SKERRY_RETURN_IF_ERROR(store_->WriteSync(object, off, data));
+      SKERRY_RETURN_IF_ERROR(store_->WriteBlocking(object, off, data));
     }
   }
   reaper_.MarkDirty(object);
@@ -536,7 +536,7 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
   if (whole && IsOwnPartial(e)) {
     // In place (as a write, above): the object may be named, partial, by the persisted map.
     const std::string object = EntryObject(e, block);
-    SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
+    SKERRY_RETURN_IF_ERROR(store_->ZeroBlocking(object, off, len));
     reaper_.MarkDirty(object);
     return map_->Set(block, Entry::Private(id_, epoch_.load()));
   }
@@ -547,8 +547,8 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     // naming the object first let later writes go straight into an object the retried
     // copy-up then copies over.
     return FillNewObject(block, e, [&](const std::string& fresh) {
-      SKERRY_RETURN_IF_ERROR(store_->WriteSync(fresh, 0, {}, /*fresh=*/true));
-      return store_->ZeroSync(fresh, off, len);
+      SKERRY_RETURN_IF_ERROR(store_->WriteBlocking(fresh, 0, {}, /*fresh=*/true));
+      return store_->ZeroBlocking(fresh, off, len);
     });
   }
   if (IsOwnPartial(e) || CanStartPartial(e)) {
@@ -557,7 +557,7 @@ Status OpenVolume::ZeroBlockLocked(uint64_t block, uint64_t off, uint64_t len, b
     return WritePartial(block, e, off, zeros);
   }
   SKERRY_ASSIGN_OR_RETURN(std::string object, MakePrivate(block, e));
-  SKERRY_RETURN_IF_ERROR(store_->ZeroSync(object, off, len));
+  SKERRY_RETURN_IF_ERROR(store_->ZeroBlocking(object, off, len));
   reaper_.MarkDirty(object);
   return Status::OK();
 }
@@ -604,7 +604,7 @@ Status OpenVolume::CopyBlock(CopyUpJob& job) {
 
 Status OpenVolume::WriteHeld(const CopyUpJob& job, const std::vector<HeldExtent>& extents) {
   if (!async_reads_) {
-    for (const HeldExtent& e : extents) SKERRY_RETURN_IF_ERROR(store_->WriteSync(job.target, e.off, e.data));
+    for (const HeldExtent& e : extents) SKERRY_RETURN_IF_ERROR(store_->WriteBlocking(job.target, e.off, e.data));
     return Status::OK();
   }
   // A store with its own asynchronous I/O (RADOS): the extents do not overlap, so they may

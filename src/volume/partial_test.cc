@@ -28,7 +28,7 @@ constexpr uint32_t kG = volume::kGranuleSize;
 // Volume "p" of `data` (block size `bs`), its snapshot "s", and "c", a clone of it.
 void ParentAndClone(Catalog& cat, const std::string& data, uint32_t bs) {
   testing::CreateFilled(cat, "p", data, bs);
-  ASSERT_TRUE(cat.SnapCreate("p", "s").ok());
+  ASSERT_TRUE(cat.CreateSnapshot("p", "s").ok());
   ASSERT_TRUE(cat.Clone("p", "s", "c").ok());
 }
 
@@ -146,7 +146,7 @@ TEST_P(PartialTest, SnapshotsOfAPartialBlockKeepTheirBytes) {
     WriteAt(*v, 5 * kG, "first");
     before.replace(5 * kG, 5, "first");
   }
-  ASSERT_TRUE(cat_->SnapCreate("c", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("c", "s").ok());
   std::string after = before;
   {
     // The head's next write copies the frozen partial block: its own granules and the parent's.
@@ -171,7 +171,7 @@ TEST_P(PartialTest, SnapshotsOfAPartialBlockKeepTheirBytes) {
   ExpectCheckClean();
   // Removing the snapshot's clone, then the snapshot, frees what only they named.
   ASSERT_TRUE(cat_->Remove("cc").ok());
-  ASSERT_TRUE(cat_->SnapRemove("c", "s").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("c", "s").ok());
   EXPECT_TRUE(ReadSpec("c") == after);
   ExpectCheckClean();
 }
@@ -199,14 +199,14 @@ TEST_P(PartialTest, TrimsZeroesAndRollbacksOfPartialBlocks) {
   EXPECT_EQ(PersistedEntry("c", 2).kind, Entry::Kind::kPrivate);
   ExpectCheckClean();
   // A snapshot, more partial writes, and back.
-  ASSERT_TRUE(cat_->SnapCreate("c", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("c", "s").ok());
   {
     auto v = Open("c");
     WriteAt(*v, 3 * kBs + 1, "block 3");
   }
-  ASSERT_TRUE(cat_->SnapRollback("c", "s").ok());
+  ASSERT_TRUE(cat_->Rollback("c", "s").ok());
   EXPECT_TRUE(ReadSpec("c") == expect);
-  ASSERT_TRUE(cat_->SnapRemove("c", "s").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("c", "s").ok());
   ExpectCheckClean();
   // Growing past a partial last block shows zeros past the old end.
   ASSERT_TRUE(cat_->Resize("c", 5 * kBs, false).ok());
@@ -220,7 +220,7 @@ TEST_P(PartialTest, TheParentStaysUntouchedAndCannotGo) {
     auto v = Open("c");
     WriteAt(*v, 77, "partial");
   }
-  EXPECT_EQ(cat_->SnapRemove("p", "s").code(), Code::kBusy);
+  EXPECT_EQ(cat_->RemoveSnapshot("p", "s").code(), Code::kBusy);
   EXPECT_EQ(cat_->Remove("p").code(), Code::kBusy);
   {
     // The parent's head overwrites the same block: the clone keeps its base.
@@ -231,7 +231,7 @@ TEST_P(PartialTest, TheParentStaysUntouchedAndCannotGo) {
   expect.replace(77, 7, "partial");
   EXPECT_TRUE(ReadSpec("c") == expect);
   ASSERT_TRUE(cat_->Remove("c").ok());
-  ASSERT_TRUE(cat_->SnapRemove("p", "s").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("p", "s").ok());
   ExpectCheckClean();
 }
 

@@ -26,8 +26,8 @@ class SpaceTest : public testing::StoreModeTest {
   std::string VolumeWithRemovedSnapshot(const std::string& name) {
     std::string data = Pattern(4 * kBs, 7);
     testing::CreateFilled(*cat_, name, data, kBs);
-    EXPECT_TRUE(cat_->SnapCreate(name, "s").ok());
-    EXPECT_TRUE(cat_->SnapRemove(name, "s").ok());
+    EXPECT_TRUE(cat_->CreateSnapshot(name, "s").ok());
+    EXPECT_TRUE(cat_->RemoveSnapshot(name, "s").ok());
     return data;
   }
 };
@@ -74,11 +74,11 @@ TEST_P(SpaceTest, AShrinkAfterASnapshotRemovalFreesTheDroppedBlocks) {
 TEST_P(SpaceTest, ARollbackPastObjectsNoSnapshotNamesFreesThem) {
   std::string first = Pattern(4 * kBs, 1);
   testing::CreateFilled(*cat_, "d", first, kBs);
-  ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s1").ok());
   if (auto v = Open("d")) WriteAt(*v, 0, std::string(2 * kBs, 'b'));  // epoch 2 objects
-  ASSERT_TRUE(cat_->SnapCreate("d", "s2").ok());
-  ASSERT_TRUE(cat_->SnapRemove("d", "s2").ok());  // the head alone names them now
-  ASSERT_TRUE(cat_->SnapRollback("d", "s1").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s2").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("d", "s2").ok());  // the head alone names them now
+  ASSERT_TRUE(cat_->Rollback("d", "s1").ok());
   EXPECT_EQ(ReadSpec("d"), first);
   ExpectCheckClean();
 }
@@ -86,9 +86,9 @@ TEST_P(SpaceTest, ARollbackPastObjectsNoSnapshotNamesFreesThem) {
 TEST_P(SpaceTest, ObjectsAnotherSnapshotNamesAreKept) {
   std::string first = Pattern(4 * kBs, 3);
   testing::CreateFilled(*cat_, "d", first, kBs);
-  ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
-  ASSERT_TRUE(cat_->SnapCreate("d", "s2").ok());  // names the same epoch-1 objects
-  ASSERT_TRUE(cat_->SnapRemove("d", "s1").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s1").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s2").ok());  // names the same epoch-1 objects
+  ASSERT_TRUE(cat_->RemoveSnapshot("d", "s1").ok());
   std::string head = first;
   {
     auto v = Open("d");
@@ -103,7 +103,7 @@ TEST_P(SpaceTest, ObjectsAnotherSnapshotNamesAreKept) {
   EXPECT_EQ(ReadSpec("d@s2"), first);
   EXPECT_EQ(ReadSpec("d"), head);
   ExpectCheckClean();
-  ASSERT_TRUE(cat_->SnapRemove("d", "s2").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("d", "s2").ok());
   EXPECT_EQ(ReadSpec("d"), head);
   ExpectCheckClean();
 }
@@ -111,7 +111,7 @@ TEST_P(SpaceTest, ObjectsAnotherSnapshotNamesAreKept) {
 TEST_P(SpaceTest, AClonesWritesNeverFreeItsParentsObjects) {
   std::string image = Pattern(4 * kBs, 9);
   testing::CreateFilled(*cat_, "base", image, kBs);
-  ASSERT_TRUE(cat_->SnapCreate("base", "gold").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("base", "gold").ok());
   ASSERT_TRUE(cat_->Clone("base", "gold", "vm").ok());
   {
     auto v = Open("vm");
@@ -144,13 +144,13 @@ TEST_P(SpaceTest, SnapshotsThatComeAndGoLeaveNothingBehind) {
       ASSERT_TRUE(v->Close().ok());
     }
     std::string snap = "night" + std::to_string(night);
-    ASSERT_TRUE(cat_->SnapCreate("d", snap).ok());
+    ASSERT_TRUE(cat_->CreateSnapshot("d", snap).ok());
     if (night > 0) {
-      ASSERT_TRUE(cat_->SnapRemove("d", "night" + std::to_string(night - 1)).ok());
+      ASSERT_TRUE(cat_->RemoveSnapshot("d", "night" + std::to_string(night - 1)).ok());
     }
     EXPECT_EQ(ReadSpec("d@" + snap), expect);
   }
-  ASSERT_TRUE(cat_->SnapRemove("d", "night5").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("d", "night5").ok());
   EXPECT_EQ(ReadSpec("d"), expect);
   ExpectCheckClean();
 }

@@ -136,7 +136,7 @@ TEST_P(VolumeTest, SnapshotFreezesDataAndFirstWriteCopiesOnce) {
     WriteAt(*v, 0, a);
     ASSERT_TRUE(v->Close().ok());
   }
-  ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s1").ok());
   auto v = Open("d");
   int copies = counting_->copies;
   // Counted after flushes: a copy-up may be deferred (done by a copier thread) until then.
@@ -161,11 +161,11 @@ TEST_P(VolumeTest, SnapshotFreezesDataAndFirstWriteCopiesOnce) {
 
 TEST_P(VolumeTest, SnapshotsAreReadOnly) {
   ASSERT_TRUE(cat_->Create("d", kBs, kBs).ok());
-  ASSERT_TRUE(cat_->SnapCreate("d", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s").ok());
   auto s = Open("d@s");
   EXPECT_TRUE(s->read_only());
   EXPECT_EQ(s->Write(0, std::span<const char>("x", 1)).code(), Code::kReadOnly);
-  EXPECT_EQ(cat_->SnapCreate("d", "s").code(), Code::kAlreadyExists);
+  EXPECT_EQ(cat_->CreateSnapshot("d", "s").code(), Code::kAlreadyExists);
 }
 
 TEST_P(VolumeTest, CloneIsThinAndIndependent) {
@@ -176,7 +176,7 @@ TEST_P(VolumeTest, CloneIsThinAndIndependent) {
     WriteAt(*v, 0, base);
     ASSERT_TRUE(v->Close().ok());
   }
-  ASSERT_TRUE(cat_->SnapCreate("img", "gold").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("img", "gold").ok());
   auto before = raw_->List("");
   ASSERT_TRUE(cat_->Clone("img", "gold", "vm1", 16 * kBs).ok());
   auto after = raw_->List("");
@@ -199,7 +199,7 @@ TEST_P(VolumeTest, CloneIsThinAndIndependent) {
   EXPECT_EQ(ReadSpec("img@gold"), base);
   EXPECT_EQ(ReadSpec("img"), base);
   // A clone of a clone.
-  ASSERT_TRUE(cat_->SnapCreate("vm1", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("vm1", "s").ok());
   ASSERT_TRUE(cat_->Clone("vm1", "s", "vm2").ok());
   EXPECT_EQ(ReadSpec("vm2"), expect);
   ExpectNoDanglingEntries();
@@ -207,20 +207,20 @@ TEST_P(VolumeTest, CloneIsThinAndIndependent) {
 
 TEST_P(VolumeTest, SnapshotWithClonesCannotBeRemoved) {
   ASSERT_TRUE(cat_->Create("img", kBs, kBs).ok());
-  ASSERT_TRUE(cat_->SnapCreate("img", "gold").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("img", "gold").ok());
   ASSERT_TRUE(cat_->Clone("img", "gold", "vm1").ok());
   ASSERT_TRUE(cat_->Clone("img", "gold", "vm2").ok());
-  Status st = cat_->SnapRemove("img", "gold");
+  Status st = cat_->RemoveSnapshot("img", "gold");
   EXPECT_EQ(st.code(), Code::kBusy);
   EXPECT_NE(st.message().find("vm1"), std::string::npos) << st.ToString();
   EXPECT_NE(st.message().find("vm2"), std::string::npos) << st.ToString();
   EXPECT_EQ(cat_->Remove("img").code(), Code::kBusy);
-  auto snaps = cat_->SnapList("img");
+  auto snaps = cat_->ListSnapshots("img");
   ASSERT_EQ(snaps->size(), 1u);
   EXPECT_EQ((*snaps)[0].children, (std::vector<std::string>{"vm1", "vm2"}));
   ASSERT_TRUE(cat_->Remove("vm1").ok());
   ASSERT_TRUE(cat_->Remove("vm2").ok());
-  ASSERT_TRUE(cat_->SnapRemove("img", "gold").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("img", "gold").ok());
   ASSERT_TRUE(cat_->Remove("img").ok());
   auto left = raw_->List("v.");
   ASSERT_TRUE(left.ok());
@@ -234,24 +234,24 @@ TEST_P(VolumeTest, SnapRemoveFreesOnlyWhatNothingElseUses) {
     auto v = Open("d");
     WriteAt(*v, 0, v1);
   }
-  ASSERT_TRUE(cat_->SnapCreate("d", "s1").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s1").ok());
   std::string v2 = v1;
   {
     auto v = Open("d");
     WriteAt(*v, 0, std::string(kBs, 'b'));
     v2.replace(0, kBs, std::string(kBs, 'b'));
   }
-  ASSERT_TRUE(cat_->SnapCreate("d", "s2").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s2").ok());
   {
     auto v = Open("d");
     WriteAt(*v, kBs, std::string(kBs, 'c'));
   }
   std::string head = v2;
   head.replace(kBs, kBs, std::string(kBs, 'c'));
-  ASSERT_TRUE(cat_->SnapRemove("d", "s1").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("d", "s1").ok());
   EXPECT_EQ(ReadSpec("d@s2"), v2);
   EXPECT_EQ(ReadSpec("d"), head);
-  ASSERT_TRUE(cat_->SnapRemove("d", "s2").ok());
+  ASSERT_TRUE(cat_->RemoveSnapshot("d", "s2").ok());
   EXPECT_EQ(ReadSpec("d"), head);
   ExpectNoDanglingEntries();
   // Only the head's 4 blocks, one chunk, header, lock remain of the volume.
@@ -259,7 +259,7 @@ TEST_P(VolumeTest, SnapRemoveFreesOnlyWhatNothingElseUses) {
   size_t blocks = 0;
   for (auto& o : *left) blocks += o.find(".b.") != std::string::npos;
   EXPECT_EQ(blocks, 4u);
-  EXPECT_EQ(cat_->SnapRemove("d", "nope").code(), Code::kNotFound);
+  EXPECT_EQ(cat_->RemoveSnapshot("d", "nope").code(), Code::kNotFound);
 }
 
 TEST_P(VolumeTest, RollbackRestoresSnapshotAndFreesHeadObjects) {
@@ -269,14 +269,14 @@ TEST_P(VolumeTest, RollbackRestoresSnapshotAndFreesHeadObjects) {
     auto v = Open("d");
     WriteAt(*v, 0, a);
   }
-  ASSERT_TRUE(cat_->SnapCreate("d", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s").ok());
   {
     auto v = Open("d");
     WriteAt(*v, 100, "changed");
     WriteAt(*v, 3 * kBs, "more");
     ASSERT_TRUE(v->Resize(8 * kBs, false).ok());
   }
-  ASSERT_TRUE(cat_->SnapRollback("d", "s").ok());
+  ASSERT_TRUE(cat_->Rollback("d", "s").ok());
   std::string expect = a + std::string(2 * kBs, '\0');
   EXPECT_EQ(ReadSpec("d"), expect);
   EXPECT_EQ(cat_->Info("d")->size, 4u * kBs);
@@ -316,9 +316,9 @@ TEST_P(VolumeTest, BytesPastAShrunkEndNeverShowAgain) {
     auto v = Open("d");
     WriteAt(*v, 0, data);
   }
-  ASSERT_TRUE(cat_->SnapCreate("d", "full").ok());  // block 1's object is shared from here on
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "full").ok());  // block 1's object is shared from here on
   ASSERT_TRUE(cat_->Resize("d", kBs + 512, true).ok());
-  ASSERT_TRUE(cat_->SnapCreate("d", "short").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "short").ok());
   const std::string expect = data.substr(0, kBs + 512) + std::string(2 * kBs - 512, '\0');
   ASSERT_TRUE(cat_->Clone("d", "short", "bigger", 3 * kBs).ok());
   EXPECT_TRUE(ReadSpec("bigger") == expect) << "a larger clone of the shrunk volume shows old bytes";
@@ -383,7 +383,7 @@ TEST_P(VolumeTest, RenameKeepsDataAndSnapshots) {
     auto v = Open("a");
     WriteAt(*v, 0, "data");
   }
-  ASSERT_TRUE(cat_->SnapCreate("a", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("a", "s").ok());
   ASSERT_TRUE(cat_->Create("c", kBs, kBs).ok());
   EXPECT_EQ(cat_->Rename("a", "c").code(), Code::kAlreadyExists);
   EXPECT_EQ(cat_->Rename("zz", "q").code(), Code::kNotFound);
@@ -436,7 +436,7 @@ TEST_P(VolumeTest, OneWriterAtATime) {
   auto second = cat_->Open("d", other);
   EXPECT_EQ(second.status().code(), Code::kBusy);
   EXPECT_NE(second.status().message().find("open for writing"), std::string::npos);
-  EXPECT_EQ(cat_->SnapCreate("d", "s").code(), Code::kBusy);
+  EXPECT_EQ(cat_->CreateSnapshot("d", "s").code(), Code::kBusy);
   EXPECT_TRUE(Open("d", /*read_only=*/true) != nullptr) << "readers are fine";
   ASSERT_TRUE(v->Close().ok());
   EXPECT_TRUE(cat_->Open("d", other).ok());
@@ -488,7 +488,7 @@ TEST_P(VolumeTest, CorruptChunkIsReportedByName) {
 
 TEST_P(VolumeTest, ConcurrentWritersToOneVolume) {
   ASSERT_TRUE(cat_->Create("d", 32 * kBs, kBs).ok());
-  ASSERT_TRUE(cat_->SnapCreate("d", "s").ok());
+  ASSERT_TRUE(cat_->CreateSnapshot("d", "s").ok());
   auto v = Open("d");
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; t++)

@@ -88,7 +88,7 @@ INSTANTIATE_TEST_SUITE_P(
     StoreContractName);
 
 Status Write(ObjectStore& s, const std::string& name, uint64_t off, std::string_view data, bool fresh = false) {
-  return s.WriteSync(name, off, std::span<const char>(data.data(), data.size()), fresh);
+  return s.WriteBlocking(name, off, std::span<const char>(data.data(), data.size()), fresh);
 }
 
 // ---- URIs
@@ -202,10 +202,10 @@ TEST(RadosStoreTest, BlocksGoToTheDataPoolAndMetadataStays) {
   EXPECT_TRUE((*data_only)->Stat(header).status().IsNotFound());
 
   // Copy-up of a shared block stays in the data pool (OSD-side copy_from).
-  ASSERT_TRUE(split->CopySync(block, "v.00ff.b.2.7").ok());
+  ASSERT_TRUE(split->CopyBlocking(block, "v.00ff.b.2.7").ok());
   EXPECT_TRUE((*data_only)->Stat("v.00ff.b.2.7").ok());
   std::string out(10, '\0');
-  ASSERT_TRUE(split->ReadSync("v.00ff.b.2.7", 0, std::span<char>(out.data(), out.size())).ok());
+  ASSERT_TRUE(split->ReadBlocking("v.00ff.b.2.7", 0, std::span<char>(out.data(), out.size())).ok());
   EXPECT_EQ(out, "block data");
 
   // List merges both pools, sorted.
@@ -285,13 +285,13 @@ TEST(RadosStoreTest, ZeroInsideTheObjectKeepsItsSize) {
   auto s = OpenTestStore(false);
   ASSERT_NE(s, nullptr);
   ASSERT_TRUE(Write(*s, "z", 0, std::string(8192, 'x')).ok());
-  ASSERT_TRUE(s->ZeroSync("z", 0, 8192).ok());  // the whole object: RADOS would truncate to 0
+  ASSERT_TRUE(s->ZeroBlocking("z", 0, 8192).ok());  // the whole object: RADOS would truncate to 0
   EXPECT_EQ(s->Stat("z")->size, 8192u);
   ASSERT_TRUE(Write(*s, "z", 0, std::string(8192, 'x')).ok());
-  ASSERT_TRUE(s->ZeroSync("z", 4096, 4096).ok());  // up to the exact end
+  ASSERT_TRUE(s->ZeroBlocking("z", 4096, 4096).ok());  // up to the exact end
   EXPECT_EQ(s->Stat("z")->size, 8192u);
   EXPECT_EQ(*s->Get("z"), std::string(4096, 'x') + std::string(4096, '\0'));
-  ASSERT_TRUE(s->ZeroSync("z", 100, 0).ok());
+  ASSERT_TRUE(s->ZeroBlocking("z", 100, 0).ok());
   EXPECT_EQ(s->Stat("z")->size, 8192u);
 }
 
@@ -299,9 +299,9 @@ TEST(RadosStoreTest, ZeroLengthReadNeedsTheObject) {
   auto s = OpenTestStore(false);
   ASSERT_NE(s, nullptr);
   std::string buf;
-  EXPECT_TRUE(s->ReadSync("none", 0, std::span<char>(buf.data(), 0)).status().IsNotFound());
+  EXPECT_TRUE(s->ReadBlocking("none", 0, std::span<char>(buf.data(), 0)).status().IsNotFound());
   ASSERT_TRUE(s->Put("some", "x").ok());
-  auto n = s->ReadSync("some", 0, std::span<char>(buf.data(), 0));
+  auto n = s->ReadBlocking("some", 0, std::span<char>(buf.data(), 0));
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 0u);
 }

@@ -19,7 +19,6 @@ namespace skerry {
 
 using dirstore::DirLayout;
 using dirstore::FdCache;
-using dirstore::UniqueFd;
 
 namespace {
 
@@ -106,7 +105,7 @@ Result<std::shared_ptr<DirStore>> DirStore::Open(const std::string& root, DirSto
   caps.durable_writes = false;   // page cache until Sync
   caps.pipe_reads = true;        // ReadToPipe: splice from the page cache
   if (!options.write_piece) {
-    SKERRY_ASSIGN_OR_RETURN(dirstore::UniqueFd dir, dirstore::OpenFile(layout.tmp_dir(), O_RDONLY | O_DIRECTORY));
+    SKERRY_ASSIGN_OR_RETURN(UniqueFd dir, dirstore::OpenFile(layout.tmp_dir(), O_RDONLY | O_DIRECTORY));
     options.write_piece = dirstore::IsExt4(dir.get()) ? kExt4WritePiece : 0;
   }
   return std::shared_ptr<DirStore>(new DirStore(std::move(layout), std::move(locks), caps, options));

@@ -121,7 +121,7 @@ class DirStore final : public ObjectStore {
   // A temporary file being filled before it is renamed or linked into objects/.
   struct Temp {
     std::string path;
-    dirstore::UniqueFd fd;
+    UniqueFd fd;
   };
 
   DirStore(dirstore::DirLayout layout, std::unique_ptr<dirstore::ShardLocks> locks,

@@ -67,12 +67,12 @@ int OpenFdCount() {
 }
 
 Status Write(ObjectStore& s, const std::string& name, uint64_t offset, std::string_view data) {
-  return s.WriteSync(name, offset, std::span<const char>(data.data(), data.size()));
+  return s.WriteBlocking(name, offset, std::span<const char>(data.data(), data.size()));
 }
 
 std::string Read(ObjectStore& s, const std::string& name, uint64_t offset, size_t n) {
   std::string out(n, '\0');
-  Result<size_t> got = s.ReadSync(name, offset, std::span<char>(out.data(), n));
+  Result<size_t> got = s.ReadBlocking(name, offset, std::span<char>(out.data(), n));
   EXPECT_TRUE(got.ok()) << got.status().ToString();
   return out;
 }
@@ -144,7 +144,7 @@ TEST(DirStoreTest, ObjectsSurviveReopening) {
     auto store = OpenOrDie(tmp.path());
     ASSERT_TRUE(store->Put("meta", "v1").ok());
     ASSERT_TRUE(Write(*store, "block", 8192, "data").ok());
-    ASSERT_TRUE(store->SyncSync({"block"}).ok());
+    ASSERT_TRUE(store->SyncBlocking({"block"}).ok());
     ASSERT_TRUE(store->Lock("lk", "me", 60000).ok());
   }
   auto store = OpenOrDie(tmp.path());
@@ -244,7 +244,7 @@ TEST(DirStoreTest, CopyKeepsHolesAndLeavesNoTemporary) {
   // A 4 MiB block with 4 KiB of data in the middle.
   ASSERT_TRUE(Write(*store, "shared", 1 << 20, std::string(4096, 'd')).ok());
   ASSERT_TRUE(store->Truncate("shared", 4 << 20).ok());
-  ASSERT_TRUE(store->CopySync("shared", "private").ok());
+  ASSERT_TRUE(store->CopyBlocking("shared", "private").ok());
   const std::string dst = store->layout().ObjectPath("private");
   struct stat st;
   ASSERT_EQ(stat(dst.c_str(), &st), 0);
@@ -263,10 +263,10 @@ TEST(DirStoreTest, ZeroReleasesSpace) {
   TestTempDir tmp;
   auto store = OpenOrDie(tmp.path());
   ASSERT_TRUE(Write(*store, "b", 0, std::string(1 << 20, 'x')).ok());
-  ASSERT_TRUE(store->SyncSync({"b"}).ok());  // allocate for real (no delayed allocation)
+  ASSERT_TRUE(store->SyncBlocking({"b"}).ok());  // allocate for real (no delayed allocation)
   const std::string path = store->layout().ObjectPath("b");
   EXPECT_GE(AllocatedBytes(path), 1u << 20);
-  ASSERT_TRUE(store->ZeroSync("b", 0, 1 << 20).ok());
+  ASSERT_TRUE(store->ZeroBlocking("b", 0, 1 << 20).ok());
   EXPECT_LE(AllocatedBytes(path), 64u * 1024);
   EXPECT_EQ(Read(*store, "b", 0, 1 << 20), std::string(1 << 20, '\0'));
 }
@@ -291,7 +291,7 @@ TEST(DirStoreTest, ReadToPipeCarriesWhatReadReturns) {
   auto store = OpenOrDie(tmp.path());
   std::string data(200'000, '\0');
   for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>('A' + (i * 13 + i / 4096) % 50);
-  ASSERT_TRUE(store->WriteSync("obj", 10'000, data).ok());  // [0, 10000) never written
+  ASSERT_TRUE(store->WriteBlocking("obj", 10'000, data).ok());  // [0, 10000) never written
   ThreadPipe* pipe = ThreadPipe::Get();
   ASSERT_NE(pipe, nullptr);
   ASSERT_GE(pipe->capacity(), 256u * 1024);
@@ -307,7 +307,7 @@ TEST(DirStoreTest, ReadToPipeCarriesWhatReadReturns) {
   for (auto [offset, length] : {std::pair<uint64_t, uint64_t>{0, 210'000}, {5000, 100'000}, {150'000, 100'000},
                                 {300'000, 4096}, {12'345, 1}}) {
     std::string want(length, 'y');
-    ASSERT_TRUE(store->ReadSync("obj", offset, want).ok());
+    ASSERT_TRUE(store->ReadBlocking("obj", offset, want).ok());
     ASSERT_TRUE(store->ReadToPipe("obj", offset, length, pipe->write_fd()).ok()) << offset;
     EXPECT_EQ(drain(length), want) << offset << "+" << length;
   }
@@ -334,9 +334,9 @@ TEST(DirStoreTest, WritesInPiecesLandWhereTheyShould) {
     ASSERT_EQ(store->write_piece(), piece);
     std::string data(300'001, '\0');
     for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>('a' + (i * 7 + i / 4093) % 26);
-    ASSERT_TRUE(store->WriteSync("obj", 5003, data).ok());
+    ASSERT_TRUE(store->WriteBlocking("obj", 5003, data).ok());
     std::string back(5003 + data.size() + 100, 'x');
-    ASSERT_TRUE(store->ReadSync("obj", 0, back).ok());
+    ASSERT_TRUE(store->ReadBlocking("obj", 0, back).ok());
     EXPECT_EQ(back.substr(0, 5003), std::string(5003, '\0')) << piece;
     EXPECT_EQ(back.substr(5003, data.size()), data) << piece;
     EXPECT_EQ(back.substr(5003 + data.size()), std::string(100, '\0')) << piece;
@@ -393,11 +393,11 @@ TEST(DirStoreTest, SyncOfManyNewObjectsAndCopiesLeavesNothingUnsynced) {
     }
     for (int i = 0; i < 20; i++) {
       names.push_back("copy." + std::to_string(i));
-      ASSERT_TRUE(store->CopySync("blk." + std::to_string(i), names.back()).ok());
+      ASSERT_TRUE(store->CopyBlocking("blk." + std::to_string(i), names.back()).ok());
     }
     names.push_back("never-written");
     EXPECT_EQ(store->unsynced_entries(), 320u);
-    ASSERT_TRUE(store->SyncSync(names).ok());
+    ASSERT_TRUE(store->SyncBlocking(names).ok());
     EXPECT_EQ(store->unsynced_entries(), 0u);
     if (setup.parallelism > 1 && setup.io_uring) {
       RecordProperty("sync_engine", store->sync_engine_used() == dirstore::ParallelSync::Engine::kUring
@@ -419,11 +419,11 @@ TEST(DirStoreTest, SyncAfterCopyWritesTheCopyBack) {
   TestTempDir tmp;
   auto store = OpenOrDie(tmp.path());
   ASSERT_TRUE(Write(*store, "shared", 0, std::string(256 << 10, 's')).ok());
-  ASSERT_TRUE(store->SyncSync({"shared"}).ok());
+  ASSERT_TRUE(store->SyncBlocking({"shared"}).ok());
   ASSERT_EQ(store->unsynced_entries(), 0u);
-  ASSERT_TRUE(store->CopySync("shared", "private").ok());
+  ASSERT_TRUE(store->CopyBlocking("shared", "private").ok());
   EXPECT_EQ(store->unsynced_entries(), 1u);  // the rename
-  ASSERT_TRUE(store->SyncSync({"private"}).ok());
+  ASSERT_TRUE(store->SyncBlocking({"private"}).ok());
   EXPECT_EQ(store->unsynced_entries(), 0u);
   std::optional<PageState> pages = CachedPages(store->layout().ObjectPath("private"));
   if (!pages) GTEST_SKIP() << "no cachestat(2) to look at the page cache";
@@ -440,11 +440,11 @@ TEST(DirStoreTest, AFreshWriteOverALeftoverOwesItsDirectoryAnFsync) {
   }
   auto store = OpenOrDie(tmp.path());
   ASSERT_EQ(store->unsynced_entries(), 0u);
-  ASSERT_TRUE(store->WriteSync("left", 0, "x", /*fresh=*/false).ok());
+  ASSERT_TRUE(store->WriteBlocking("left", 0, "x", /*fresh=*/false).ok());
   EXPECT_EQ(store->unsynced_entries(), 0u) << "a write in place makes no entry";
-  ASSERT_TRUE(store->WriteSync("left", 0, "anew", /*fresh=*/true).ok());
+  ASSERT_TRUE(store->WriteBlocking("left", 0, "anew", /*fresh=*/true).ok());
   EXPECT_EQ(store->unsynced_entries(), 1u);
-  ASSERT_TRUE(store->SyncSync({"left"}).ok());
+  ASSERT_TRUE(store->SyncBlocking({"left"}).ok());
   EXPECT_EQ(store->unsynced_entries(), 0u);
 }
 
@@ -464,12 +464,12 @@ TEST(DirStoreTest, AFailedSyncKeepsEntriesUnsynced) {
     // Take one shard directory away: its fsync cannot be done.
     const std::string shard = store->layout().ShardDir(dirstore::DirLayout::ShardOf("o7"));
     ASSERT_EQ(rename(shard.c_str(), (shard + ".away").c_str()), 0);
-    Status st = store->SyncSync(names);
+    Status st = store->SyncBlocking(names);
     EXPECT_FALSE(st.ok());
     EXPECT_NE(st.message().find(shard), std::string::npos) << st.ToString();
     EXPECT_EQ(store->unsynced_entries(), 40u);  // all still owed
     ASSERT_EQ(rename((shard + ".away").c_str(), shard.c_str()), 0);
-    ASSERT_TRUE(store->SyncSync(names).ok());
+    ASSERT_TRUE(store->SyncBlocking(names).ok());
     EXPECT_EQ(store->unsynced_entries(), 0u);
   }
 }
@@ -487,7 +487,7 @@ TEST(DirStoreTest, ConcurrentSyncsOfTheSameObjects) {
           names.push_back("o" + std::to_string((i + t * 7) % 40) + "." + std::to_string(round));
           if (!Write(*store, names.back(), 0, "x").ok()) failures++;
         }
-        if (!store->SyncSync(names).ok()) failures++;
+        if (!store->SyncBlocking(names).ok()) failures++;
       }
     });
   }
@@ -558,9 +558,9 @@ void WriteCopyAndCutPower(const std::string& root, int n, bool sync) {
       names.push_back("new." + std::to_string(i));
       if (!Write(**store, names.back(), 0, data).ok()) _exit(1);
       names.push_back("copy." + std::to_string(i));
-      if (!(*store)->CopySync("base." + std::to_string(i), names.back()).ok()) _exit(1);
+      if (!(*store)->CopyBlocking("base." + std::to_string(i), names.back()).ok()) _exit(1);
     }
-    if (sync && !(*store)->SyncSync(names).ok()) _exit(1);
+    if (sync && !(*store)->SyncBlocking(names).ok()) _exit(1);
     int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY);
     uint32_t flags = 2;  // EXT4_GOING_FLAGS_NOLOGFLUSH == XFS_FSOP_GOING_FLAGS_NOLOGFLUSH
     _exit(ioctl(fd, _IOR('X', 125, uint32_t), &flags) == 0 ? 0 : 3);
@@ -579,7 +579,7 @@ int CountIntact(DirStore& store, const std::string& prefix, int n) {
     auto info = store.Stat(name);
     std::string got(want.size(), '\0');
     if (info.ok() && info->size == want.size() &&
-        store.ReadSync(name, 0, std::span<char>(got.data(), got.size())).ok() && got == want) {
+        store.ReadBlocking(name, 0, std::span<char>(got.data(), got.size())).ok() && got == want) {
       intact++;
     }
   }
@@ -606,7 +606,7 @@ TEST(DirStorePowerCutTest, SyncedWritesAndCopiesSurviveUnsyncedOnesDoNot) {
         bases.push_back("base." + std::to_string(i));
         ASSERT_TRUE(Write(*store, bases.back(), 0, PowerCutData(i)).ok());
       }
-      ASSERT_TRUE(store->SyncSync(bases).ok());
+      ASSERT_TRUE(store->SyncBlocking(bases).ok());
     }
     for (bool sync : {false, true}) {
       SCOPED_TRACE(sync ? "synced" : "not synced");
@@ -694,7 +694,7 @@ TEST(DirStoreTest, TakingALockDropsFilesCachedBeforeAnotherStoreReplacedThem) {
   ASSERT_TRUE(Write(*here, "blk", 0, "old").ok());
   EXPECT_EQ(Read(*here, "blk", 0, 3), "old");  // now cached here
   ASSERT_TRUE(Write(*there, "base", 0, "new").ok());
-  ASSERT_TRUE(there->CopySync("base", "blk").ok());  // replaces the file
+  ASSERT_TRUE(there->CopyBlocking("base", "blk").ok());  // replaces the file
   ASSERT_TRUE(here->Lock("vol.lock", "here", 60000).ok());
   EXPECT_EQ(Read(*here, "blk", 0, 3), "new");
 }

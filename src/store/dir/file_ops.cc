@@ -68,18 +68,6 @@ Status CopyRange(int src, int dst, uint64_t offset, uint64_t end, CopyMethod* me
 
 }  // namespace
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) close(fd_);
-}
-
 Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode) {
   int fd;
   do {

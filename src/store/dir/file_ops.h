@@ -1,4 +1,4 @@
-// Small POSIX file helpers of the dir store: an owning fd, full reads and writes,
+// Small POSIX file helpers of the dir store, over util's UniqueFd: full reads and writes,
 // directory fsync, hole-preserving in-kernel copy, and zeroing a range.
 //
 // Every failure becomes a Status through Status::FromErrno, with the path (or what was
@@ -11,29 +11,11 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <utility>
 
 #include "skerry/status.h"
+#include "util/unique_fd.h"
 
 namespace skerry::dirstore {
-
-// Owns one file descriptor; closes it when destroyed.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
 
 // open(2) with O_CLOEXEC added; NotFound etc. via FromErrno("open PATH").
 Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode = 0644);

@@ -124,7 +124,7 @@ std::shared_ptr<skerry::DirStore> FillStore(const std::string& root, int n, size
   names->clear();
   for (int i = 0; i < n; i++) {
     names->push_back("v.bench.blk." + std::to_string(i));
-    if (!(*opened)->WriteSync(names->back(), 0, std::span<const char>(data.data(), data.size()), true).ok()) {
+    if (!(*opened)->WriteBlocking(names->back(), 0, std::span<const char>(data.data(), data.size()), true).ok()) {
       exit(1);
     }
   }
@@ -143,7 +143,7 @@ void SyncCase(const std::string& dir, const char* label, skerry::DirStoreOptions
     auto store = FillStore(root, n, bytes, options, &names);
     std::vector<std::string> again = names;
     auto t0 = Clock::now();
-    skerry::Status st = store->SyncSync(std::move(again));
+    skerry::Status st = store->SyncBlocking(std::move(again));
     ms.push_back(MsSince(t0));
     if (!st.ok()) { fprintf(stderr, "%s\n", st.ToString().c_str()); exit(1); }
   }
@@ -363,7 +363,7 @@ int main(int argc, char** argv) {
   constexpr int kObjects = 64;
   constexpr size_t kObjectSize = 4u << 20;
   for (int i = 0; i < kObjects; i++) {
-    if (!store->WriteSync("blk." + std::to_string(i), 0, std::span<const char>(fill.data(), fill.size()))
+    if (!store->WriteBlocking("blk." + std::to_string(i), 0, std::span<const char>(fill.data(), fill.size()))
              .ok() ||
         !store->Truncate("blk." + std::to_string(i), kObjectSize).ok()) {
       return 1;
@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
   }
   for (int i = 0; i < kObjects; i++) {  // data everywhere, page-cache hot
     for (size_t off = 0; off < kObjectSize; off += fill.size()) {
-      if (!store->WriteSync("blk." + std::to_string(i), off, std::span<const char>(fill.data(), fill.size()))
+      if (!store->WriteBlocking("blk." + std::to_string(i), off, std::span<const char>(fill.data(), fill.size()))
                .ok()) {
         return 1;
       }

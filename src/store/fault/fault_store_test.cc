@@ -66,12 +66,12 @@ INSTANTIATE_TEST_SUITE_P(
 // ---------------------------------------------------------------- helpers
 
 Status Write(ObjectStore& s, const std::string& name, uint64_t off, std::string_view data, bool fresh = false) {
-  return s.WriteSync(name, off, std::span<const char>(data.data(), data.size()), fresh);
+  return s.WriteBlocking(name, off, std::span<const char>(data.data(), data.size()), fresh);
 }
 
 Result<std::string> ReadAll(ObjectStore& s, const std::string& name, size_t n) {
   std::string out(n, '\0');
-  auto got = s.ReadSync(name, 0, std::span<char>(out.data(), out.size()));
+  auto got = s.ReadBlocking(name, 0, std::span<char>(out.data(), out.size()));
   if (!got.ok()) return got.status();
   return out;
 }
@@ -104,15 +104,15 @@ TEST(FaultStoreTest, FailsOnlyTheNamedOperationsWithTheNamedError) {
   EXPECT_EQ(w.code(), Code::kNoSpace) << w.ToString();
   EXPECT_EQ(w.sys_errno(), ENOSPC);
   EXPECT_NE(w.message().find("write 'a'"), std::string::npos) << w.message();
-  EXPECT_EQ(s->CopySync("a", "b").code(), Code::kNoSpace);
+  EXPECT_EQ(s->CopyBlocking("a", "b").code(), Code::kNoSpace);
   // Nothing of a failed call reaches the inner store.
   EXPECT_EQ(*mem->Get("a"), "data");
   EXPECT_TRUE(mem->Stat("b").status().IsNotFound());
   // Other classes pass.
   EXPECT_EQ(*ReadAll(*s, "a", 4), "data");
-  EXPECT_TRUE(s->ZeroSync("a", 0, 1).ok());
+  EXPECT_TRUE(s->ZeroBlocking("a", 0, 1).ok());
   EXPECT_TRUE(s->Put("c", "x").ok());
-  EXPECT_TRUE(s->SyncSync({"a"}).ok());
+  EXPECT_TRUE(s->SyncBlocking({"a"}).ok());
   EXPECT_EQ(s->injected(), 2u);
 }
 
@@ -121,7 +121,7 @@ TEST(FaultStoreTest, EachErrorMapsToItsStatus) {
   auto eio = Fault(mem, "error=eio&ops=read&rate=1");
   ASSERT_TRUE(mem->Put("a", "x").ok());
   std::string buf(1, '\0');
-  auto r = eio->ReadSync("a", 0, std::span<char>(buf.data(), 1));
+  auto r = eio->ReadBlocking("a", 0, std::span<char>(buf.data(), 1));
   EXPECT_EQ(r.status().code(), Code::kIOError);
   EXPECT_EQ(r.status().sys_errno(), EIO);
 
@@ -140,11 +140,11 @@ TEST(FaultStoreTest, EveryOperationClassCanFail) {
   ASSERT_TRUE(mem->Put("a", "x").ok());
   auto s = Fault(mem, "error=eio&ops=all&rate=1");
   std::string buf(1, '\0');
-  EXPECT_EQ(s->ReadSync("a", 0, std::span<char>(buf.data(), 1)).status().code(), Code::kIOError);
+  EXPECT_EQ(s->ReadBlocking("a", 0, std::span<char>(buf.data(), 1)).status().code(), Code::kIOError);
   EXPECT_EQ(Write(*s, "a", 0, "y").code(), Code::kIOError);
-  EXPECT_EQ(s->ZeroSync("a", 0, 1).code(), Code::kIOError);
-  EXPECT_EQ(s->CopySync("a", "b").code(), Code::kIOError);
-  EXPECT_EQ(s->SyncSync({"a"}).code(), Code::kIOError);
+  EXPECT_EQ(s->ZeroBlocking("a", 0, 1).code(), Code::kIOError);
+  EXPECT_EQ(s->CopyBlocking("a", "b").code(), Code::kIOError);
+  EXPECT_EQ(s->SyncBlocking({"a"}).code(), Code::kIOError);
   EXPECT_EQ(s->Get("a").status().code(), Code::kIOError);
   EXPECT_EQ(s->Put("a", "z").code(), Code::kIOError);
   EXPECT_EQ(s->Create("n", "z").code(), Code::kIOError);
@@ -170,7 +170,7 @@ TEST(FaultStoreTest, TheFirstRuleThatFiresDecides) {
   auto s = Fault(mem, "error=enospc&ops=write&rate=1,error=eio&ops=write|read&rate=1");
   EXPECT_EQ(Write(*s, "a", 0, "y").code(), Code::kNoSpace);
   std::string buf(1, '\0');
-  EXPECT_EQ(s->ReadSync("a", 0, std::span<char>(buf.data(), 1)).status().code(), Code::kIOError);
+  EXPECT_EQ(s->ReadBlocking("a", 0, std::span<char>(buf.data(), 1)).status().code(), Code::kIOError);
   EXPECT_TRUE(s->Get("a").ok());
 }
 
@@ -180,12 +180,12 @@ TEST(FaultStoreTest, PrefixLimitsARuleToSomeObjects) {
   EXPECT_EQ(Write(*s, "v.a.1", 0, "x").code(), Code::kIOError);
   ASSERT_TRUE(Write(*s, "v.b.1", 0, "x").ok());
   ASSERT_TRUE(Write(*s, "v.ab", 0, "x").ok());
-  EXPECT_EQ(s->CopySync("v.b.1", "v.a.2").code(), Code::kIOError);  // either end matches
-  EXPECT_TRUE(s->CopySync("v.b.1", "v.b.2").ok());
-  Status sync = s->SyncSync({"v.b.1", "v.a.1", "v.a.3"});
+  EXPECT_EQ(s->CopyBlocking("v.b.1", "v.a.2").code(), Code::kIOError);  // either end matches
+  EXPECT_TRUE(s->CopyBlocking("v.b.1", "v.b.2").ok());
+  Status sync = s->SyncBlocking({"v.b.1", "v.a.1", "v.a.3"});
   EXPECT_EQ(sync.code(), Code::kIOError);
   EXPECT_NE(sync.message().find("sync 'v.b.1', 'v.a.1' and 1 more"), std::string::npos) << sync.message();
-  EXPECT_TRUE(s->SyncSync({"v.b.1"}).ok());
+  EXPECT_TRUE(s->SyncBlocking({"v.b.1"}).ok());
   EXPECT_EQ(s->List("v.a.").status().code(), Code::kIOError);
   EXPECT_TRUE(s->List("v.b.").ok());
 }
@@ -307,7 +307,7 @@ TEST(DecoratorUriTest, OpensStacksAndReportsItsUri) {
   auto dir = OpenStore("dir:" + tmp.path() + "/store");
   ASSERT_TRUE(dir.ok());
   EXPECT_TRUE((*dir)->Stat("obj").status().IsNotFound());
-  ASSERT_TRUE((*s)->SyncSync({"obj"}).ok());
+  ASSERT_TRUE((*s)->SyncBlocking({"obj"}).ok());
   EXPECT_EQ(*(*dir)->Get("obj"), "abc");
 }
 
@@ -366,7 +366,7 @@ TEST(NonDurableStoreTest, HoldsWritesUntilSyncAndDropsThemOnCrash) {
   NonDurableStore s(mem);
   EXPECT_FALSE(s.capabilities().durable_writes);  // so the volume layer syncs
   ASSERT_TRUE(Write(s, "synced", 0, "durable").ok());
-  ASSERT_TRUE(s.SyncSync({"synced"}).ok());
+  ASSERT_TRUE(s.SyncBlocking({"synced"}).ok());
   EXPECT_EQ(*mem->Get("synced"), "durable");
   ASSERT_TRUE(Write(s, "synced", 0, "DUR").ok());
   ASSERT_TRUE(Write(s, "fresh", 0, "never synced").ok());
@@ -384,7 +384,7 @@ TEST(NonDurableStoreTest, HoldsWritesUntilSyncAndDropsThemOnCrash) {
   EXPECT_TRUE(mem->Stat("t").status().IsNotFound());
   // A crashed store answers nothing, so a destructor's flush reaches nothing.
   EXPECT_EQ(Write(s, "x", 0, "y").code(), Code::kIOError);
-  EXPECT_EQ(s.SyncSync({"synced"}).code(), Code::kIOError);
+  EXPECT_EQ(s.SyncBlocking({"synced"}).code(), Code::kIOError);
   EXPECT_EQ(s.Get("synced").status().code(), Code::kIOError);
   EXPECT_EQ(ReadAll(s, "synced", 1).status().code(), Code::kIOError);
   EXPECT_EQ(s.Put("p", "q").code(), Code::kIOError);
@@ -400,16 +400,16 @@ TEST(NonDurableStoreTest, SyncReplaysZeroCopyAndTruncate) {
   auto mem = std::make_shared<MemStore>();
   NonDurableStore s(mem);
   ASSERT_TRUE(Write(s, "a", 0, "0123456789").ok());
-  ASSERT_TRUE(s.ZeroSync("a", 2, 3).ok());
+  ASSERT_TRUE(s.ZeroBlocking("a", 2, 3).ok());
   ASSERT_TRUE(s.Truncate("a", 8).ok());
-  ASSERT_TRUE(s.CopySync("a", "b").ok());  // copies the held content, not INNER's
+  ASSERT_TRUE(s.CopyBlocking("a", "b").ok());  // copies the held content, not INNER's
   ASSERT_TRUE(Write(s, "a", 0, "X").ok());
-  ASSERT_TRUE(s.SyncSync({"b"}).ok());
+  ASSERT_TRUE(s.SyncBlocking({"b"}).ok());
   const std::string zeros(3, '\0');
   EXPECT_EQ(*mem->Get("b"), "01" + zeros + "567");
   EXPECT_TRUE(mem->Stat("a").status().IsNotFound());  // not synced
   EXPECT_EQ(s.unsynced_objects(), 1u);
-  ASSERT_TRUE(s.SyncSync({"a", "a", "missing"}).ok());
+  ASSERT_TRUE(s.SyncBlocking({"a", "a", "missing"}).ok());
   EXPECT_EQ(*mem->Get("a"), "X1" + zeros + "567");
   EXPECT_EQ(s.unsynced_objects(), 0u);
 }
@@ -486,10 +486,10 @@ TEST(NonDurableStoreTest, TearIsReproducibleFromItsSeed) {
       std::string name = "o" + std::to_string(i % 5);
       EXPECT_TRUE(Write(s, name, i * 700, Pattern(2000, i), i % 7 == 0).ok());
       if (i % 6 == 0) {
-        EXPECT_TRUE(s.ZeroSync(name, 100, 1500).ok());
+        EXPECT_TRUE(s.ZeroBlocking(name, 100, 1500).ok());
       }
       if (i % 9 == 0) {
-        EXPECT_TRUE(s.CopySync(name, "copy" + std::to_string(i)).ok());
+        EXPECT_TRUE(s.CopyBlocking(name, "copy" + std::to_string(i)).ok());
       }
     }
     s.Crash(CrashMode::kTear, seed);
@@ -511,7 +511,7 @@ TEST(NonDurableStoreTest, CopyAndTruncateTearAllOrNothing) {
     ASSERT_TRUE(mem->Put("dst", std::string(4096, 'd')).ok());
     ASSERT_TRUE(mem->Put("src", std::string(8192, 's')).ok());
     NonDurableStore s(mem);
-    ASSERT_TRUE(s.CopySync("src", "dst").ok());
+    ASSERT_TRUE(s.CopyBlocking("src", "dst").ok());
     ASSERT_TRUE(s.Truncate("src", 100).ok());
     s.Crash(CrashMode::kTear, seed);
     std::string dst = *mem->Get("dst"), src = *mem->Get("src");
@@ -569,10 +569,10 @@ TEST(NonDurableStoreTest, FaultsAboveANonDurableStoreKeepWritesHeld) {
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   ASSERT_TRUE(Write(**s, "a", 0, "x").ok());
   Touch(trigger);
-  EXPECT_EQ((*s)->SyncSync({"a"}).code(), Code::kIOError);
+  EXPECT_EQ((*s)->SyncBlocking({"a"}).code(), Code::kIOError);
   std::remove(trigger.c_str());
   EXPECT_EQ(*ReadAll(**s, "a", 1), "x");
-  EXPECT_TRUE((*s)->SyncSync({"a"}).ok());
+  EXPECT_TRUE((*s)->SyncBlocking({"a"}).ok());
 }
 
 }  // namespace

@@ -31,7 +31,7 @@ Status CheckEnd(uint64_t offset, uint64_t length) {
 // Replaces `name` in `store` by `content`, writing only its non-zero 4 KiB pieces so a
 // sparse store keeps the holes.
 Status WriteContent(ObjectStore& store, const std::string& name, const std::string& content) {
-  SKERRY_RETURN_IF_ERROR(store.WriteSync(name, 0, {}, /*fresh=*/true));
+  SKERRY_RETURN_IF_ERROR(store.WriteBlocking(name, 0, {}, /*fresh=*/true));
   constexpr size_t kPiece = 4096;
   size_t start = 0;
   while (start < content.size()) {
@@ -44,7 +44,7 @@ Status WriteContent(ObjectStore& store, const std::string& name, const std::stri
         if (std::all_of(content.begin() + run_end, content.begin() + next, [](char c) { return c == 0; })) break;
         run_end = next;
       }
-      SKERRY_RETURN_IF_ERROR(store.WriteSync(name, start, std::span<const char>(content.data() + start, run_end - start)));
+      SKERRY_RETURN_IF_ERROR(store.WriteBlocking(name, start, std::span<const char>(content.data() + start, run_end - start)));
       end = run_end;
     }
     start = end;
@@ -135,7 +135,7 @@ void NonDurableStore::CrashLocked(CrashMode mode, uint64_t seed) {
       }
       touched.push_back(*name);
     }
-    if (!touched.empty()) (void)inner_->SyncSync(touched);
+    if (!touched.empty()) (void)inner_->SyncBlocking(touched);
   }
   overlays_.clear();
 }
@@ -172,12 +172,12 @@ Status NonDurableStore::Apply(const std::string& name, const Change& c, uint64_t
     case Change::Kind::kWrite: {
       uint64_t n = std::min<uint64_t>(limit, c.data->size());
       if (n == 0 && !c.fresh && !c.data->empty()) return Status::OK();  // nothing of it arrived
-      return inner_->WriteSync(name, c.offset, std::span<const char>(c.data->data(), n), c.fresh);
+      return inner_->WriteBlocking(name, c.offset, std::span<const char>(c.data->data(), n), c.fresh);
     }
     case Change::Kind::kZero: {
       uint64_t n = std::min(limit, c.length);
       if (n == 0 && c.length > 0) return Status::OK();
-      Status st = inner_->ZeroSync(name, c.offset, n);
+      Status st = inner_->ZeroBlocking(name, c.offset, n);
       return st.IsNotFound() ? Status::OK() : st;  // its creation did not arrive either
     }
     case Change::Kind::kCopy:
@@ -205,7 +205,7 @@ void NonDurableStore::Read(const std::string& name, uint64_t offset, std::span<c
       std::memset(out.data() + have, 0, out.size() - have);
       result = out.size();
     } else {
-      result = inner_->ReadSync(name, offset, out);
+      result = inner_->ReadBlocking(name, offset, out);
     }
   }
   done(std::move(result));
@@ -300,7 +300,7 @@ void NonDurableStore::Sync(std::vector<std::string> names, Done done) {
       }
       replayed.push_back(names[i]);
     }
-    if (st.ok()) st = inner_->SyncSync(names);
+    if (st.ok()) st = inner_->SyncBlocking(names);
     // On failure everything stays held: replaying again later gives the same content.
     if (st.ok())
       for (const std::string& n : replayed) overlays_.erase(n);

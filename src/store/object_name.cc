@@ -1,3 +1,4 @@
+// IsValidObjectName (skerry/object_store.h): the object names every store accepts.
 #include <string_view>
 
 #include "skerry/object_store.h"

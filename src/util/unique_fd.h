@@ -1,4 +1,5 @@
-// UniqueFd: owns one file descriptor and closes it once.
+// UniqueFd: owns one file descriptor and closes it once. The one owning fd of skerry:
+// the directory store's files, the NBD server's sockets and pipes.
 //
 // Thread-safety: like a unique_ptr; the owner must not race with itself.
 #pragma once
@@ -7,7 +8,7 @@
 
 #include <utility>
 
-namespace skerry::nbd {
+namespace skerry {
 
 class UniqueFd {
  public:
@@ -24,7 +25,9 @@ class UniqueFd {
 
   int get() const { return fd_; }
   bool valid() const { return fd_ >= 0; }
+  // Gives up ownership: the caller closes the fd.
   int Release() { return std::exchange(fd_, -1); }
+  // Closes the fd held, if any, and owns `fd` instead.
   void Reset(int fd = -1) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
@@ -34,4 +37,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace skerry::nbd
+}  // namespace skerry
