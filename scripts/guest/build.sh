@@ -16,7 +16,7 @@ OUT=${SKERRY_GUEST_DIR:-$ROOT/var/guest}
 BUSYBOX=/bin/busybox
 
 die() { echo "guest/build.sh: error: $*" >&2; exit 1; }
-for tool in apt-get apt-cache dpkg-deb cpio gzip python3; do
+for tool in apt-get apt-cache dpkg-deb cpio gzip python3 flock; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps.sh)"
 done
 [ -x "$BUSYBOX" ] || die "$BUSYBOX is missing: install busybox-static (scripts/install-deps.sh)"
@@ -24,6 +24,9 @@ done
 if ldd "$BUSYBOX" >/dev/null 2>&1; then die "$BUSYBOX is dynamically linked: install busybox-static"; fi
 
 mkdir -p "$OUT/cache"
+# Tests run in parallel (ctest -j) may all call this at once: one builds, the others wait.
+exec 9>"$OUT/.lock"
+flock 9
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/skerry-guest.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
