@@ -4,16 +4,24 @@
 # The guest (scripts/guest/init, built by scripts/guest/build.sh) writes record N at offset
 # N*4096 and prints "WROTE N" once the write and a flush returned; check_records.py then holds
 # every printed record to be on the volume. The pieces:
+#   guest_volume NAME SIZE         a thin clone NAME of a small image with data
 #   guest_daemon NAME              skerryd on the test store: $WORK/NAME.sock, $WORK/NAME.admin
+#                                  (several daemons on one store: the layout of several hosts)
 #   guest_start NAME DAEMON VOLUME JOB [COUNT] [--incoming]
 #                                  QEMU (TCG) with the volume as a virtio disk over NBD from
 #                                  DAEMON's socket; console $WORK/NAME.console, QMP $WORK/NAME.qmp
 #   qmp NAME COMMAND [JSON]        one QMP command, its answer printed on one line
+#   guest_status NAME, guest_wait_status NAME STATE    QEMU's run state (query-status)
+#   guest_wrote NAME...            the last WROTE on those consoles
 #   guest_wait_wrote COUNT SECONDS NAME...   until the consoles (in order) reach WROTE COUNT
+#   guest_crashed NAME             the guest kernel's crash line, if it crashed
 #   guest_migrate SRC DST          live migration over a unix socket, prints its figures
 #   guest_stop NAME                QMP quit, wait for the process
+#   guest_wait_exit NAME SECONDS   wait for a guest that powers off by itself
 #   guest_verify VOLUME NAME...    every WROTE record of those consoles is in the store
-# The tag of this run's records is $GUEST_TAG. $GUEST_MEM sets the guest's memory.
+# The tag of this run's records is $GUEST_TAG. $GUEST_MEM and $GUEST_ACCEL (default tcg: KVM
+# does not boot a stock kernel on the development machines) set the guest's memory and
+# accelerator; $QEMU the binary.
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 GUEST_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_SRC_ROOT=$(cd "$GUEST_LIB_DIR/../.." && pwd)
@@ -54,12 +62,13 @@ guest_start() {
   local pid=$!
   eval "${name}_qemu_pid=$pid"
   cleanup_hooks+=("kill -9 $pid 2>/dev/null")
-  for _ in $(seq 200); do
-    [ -S "$WORK/$name.qmp" ] && return 0
+  # QEMU listens on QMP before it opens the disk: started means QMP answers.
+  for _ in $(seq 300); do
     kill -0 "$pid" 2>/dev/null || fail "QEMU $name exited at start: $(tr '\n' ' ' <"$WORK/$name.qemu.log")"
-    sleep 0.05
+    [ -S "$WORK/$name.qmp" ] && qmp "$name" query-status >/dev/null 2>&1 && return 0
+    sleep 0.1
   done
-  fail "QEMU $name did not open its QMP socket"
+  fail "QEMU $name did not answer on QMP within 30 s"
 }
 
 qmp() {
@@ -128,13 +137,15 @@ guest_wait_exit() {
 
 # guest_migrate SRC DST: live migration from QEMU SRC to QEMU DST (started with --incoming)
 # over a unix socket; waits until query-migrate says completed and prints its figures.
-# Fails if the migration fails or the destination does not run afterwards.
+# Fails if the migration fails or the destination does not run afterwards (returns 3 if
+# its guest kernel crashed, with GUEST_ALLOW_CRASH=1).
 guest_migrate() {
   local src=$1 dst=$2 uri="unix:$WORK/migrate.sock" status info
   rm -f "$WORK/migrate.sock"
   qmp "$dst" migrate-incoming "{\"uri\": \"$uri\"}" >/dev/null || fail "migrate-incoming on $dst failed"
   qmp "$src" migrate "{\"uri\": \"$uri\"}" >/dev/null || fail "migrate on $src failed"
-  for _ in $(seq 1200); do
+  local deadline=$(( $(date +%s) + 120 ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
     info=$(qmp "$src" query-migrate) || fail "query-migrate on $src failed"
     status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("status", "none"))' "$info")
     case "$status" in
@@ -159,16 +170,19 @@ guest_status() {
   local out
   out=$(qmp "$1" query-status 2>&1) || {
     local pid_var="${1}_qemu_pid"
-    kill -0 "${!pid_var}" 2>/dev/null || fail "QEMU $1 has exited: $(tr '\n' ' ' <"$WORK/$1.qemu.log")"
+    kill -0 "${!pid_var}" 2>/dev/null ||
+      fail "QEMU $1 has exited: $(tr '\n' ' ' <"$WORK/$1.qemu.log")$(guest_crashed "$1" | sed 's/^/the guest kernel crashed: /')"
     fail "query-status on $1: $out"
   }
   python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$out"
 }
 
-# guest_wait_status NAME STATUS: waits up to 10 s for QEMU NAME to reach STATUS.
+# guest_wait_status NAME STATUS: waits up to 10 s for QEMU NAME to reach STATUS. With
+# GUEST_ALLOW_CRASH=1, returns 3 if the guest kernel crashed meanwhile.
 guest_wait_status() {
   local status
   for _ in $(seq 100); do
+    [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && guest_crashed "$1" >/dev/null && return 3
     status=$(guest_status "$1") || exit 1
     [ "$status" = "$2" ] && return 0
     sleep 0.1

@@ -16,12 +16,12 @@
 # serving a raw file instead of skerryd, and the guest reads nothing from its disk after
 # boot, so it says nothing about the storage. When it happens the records printed so far
 # are still checked against the store, and the test starts over with a new guest and
-# volume, up to GUEST_ATTEMPTS times (default 3), saying so. Any other failure ends the test.
+# volume, up to GUEST_ATTEMPTS times (default 4), saying so. Any other failure ends the test.
 source "$(dirname "$0")/lib.sh"
 layout=${1:?usage: migrate.sh one-daemon|two-daemons}
 before=${GUEST_BEFORE:-50}
 after=${GUEST_AFTER:-50}
-attempts=${GUEST_ATTEMPTS:-3}
+attempts=${GUEST_ATTEMPTS:-4}
 
 guest_daemon a
 case "$layout" in
@@ -45,12 +45,15 @@ attempt() {
   step "attempt $n: destination QEMU on skerryd $dst_daemon, waiting for the migration"
   guest_start "$dst" "$dst_daemon" "$vol" write 0 --incoming
   step "attempt $n: migrate $src -> $dst at WROTE $(guest_wrote "$src")"
-  guest_migrate "$src" "$dst"
-  at=$(guest_wrote "$src" "$dst")
-  guest_wait_status "$src" postmigrate
-  echo "source stopped at WROTE $(guest_wrote "$src"); the destination goes on"
-  GUEST_ALLOW_CRASH=1 guest_wait_wrote $((at + after)) 120 "$src" "$dst" || rc=$?
+  GUEST_ALLOW_CRASH=1 guest_migrate "$src" "$dst" || rc=$?
   [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || exit "$rc"
+  guest_wait_status "$src" postmigrate
+  if [ "$rc" -eq 0 ]; then
+    at=$(guest_wrote "$src" "$dst")
+    echo "source stopped at WROTE $(guest_wrote "$src"); the destination goes on"
+    GUEST_ALLOW_CRASH=1 guest_wait_wrote $((at + after)) 120 "$src" "$dst" || rc=$?
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || exit "$rc"
+  fi
 
   step "attempt $n: stop both QEMUs, verify"
   guest_stop "$dst"
