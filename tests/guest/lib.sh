@@ -90,10 +90,11 @@ guest_crashed() {
   grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null | head -n 1 | tr -d '\r' | grep .
 }
 GUEST_CRASH_RE='BUG: |Oops|Kernel panic|general protection fault|stack guard page'
+GUEST_CRASHED=0
 
 # guest_wait_wrote COUNT SECONDS NAME...: waits until the consoles reach WROTE COUNT. Fails
 # at once when the guest reports an I/O error, its kernel crashes, or the last QEMU named
-# exits; with GUEST_ALLOW_CRASH=1 a kernel crash returns 3 instead.
+# exits; with GUEST_ALLOW_CRASH=1 a kernel crash sets GUEST_CRASHED=1 and returns instead.
 guest_wait_wrote() {
   local want=$1 secs=$2; shift 2
   local last_name=${*: -1} pid_var deadline
@@ -102,13 +103,14 @@ guest_wait_wrote() {
   while :; do
     [ "$(guest_wrote "$@")" -ge "$want" ] && return 0
     if guest_crashed "$last_name" >/dev/null; then
-      [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && return 3
+      [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && { GUEST_CRASHED=1; return 0; }
       fail "guest $last_name: its kernel crashed: $(guest_crashed "$last_name")"
     fi
     if grep -aqE 'EIO|KILLED|GUEST-ERROR' "$WORK/$last_name.console" 2>/dev/null; then
       fail "guest $last_name: $(grep -aE 'EIO|KILLED|GUEST-ERROR' "$WORK/$last_name.console" | head -n 1 | tr -d '\r')"
     fi
-    kill -0 "${!pid_var}" 2>/dev/null ||
+    # (A kernel crash also ends QEMU, panic=-1 with -no-reboot: look again after an exit.)
+    kill -0 "${!pid_var}" 2>/dev/null || guest_crashed "$last_name" >/dev/null ||
       fail "QEMU $last_name exited at WROTE $(guest_wrote "$@") before WROTE $want: $(tr '\n' ' ' <"$WORK/$last_name.qemu.log")"
     [ "$(date +%s)" -lt "$deadline" ] ||
       fail "guest $last_name: WROTE $(guest_wrote "$@") after ${secs}s, waited for WROTE $want" \
@@ -137,8 +139,8 @@ guest_wait_exit() {
 
 # guest_migrate SRC DST: live migration from QEMU SRC to QEMU DST (started with --incoming)
 # over a unix socket; waits until query-migrate says completed and prints its figures.
-# Fails if the migration fails or the destination does not run afterwards (returns 3 if
-# its guest kernel crashed, with GUEST_ALLOW_CRASH=1).
+# Fails if the migration fails or the destination does not run afterwards (with
+# GUEST_ALLOW_CRASH=1, a guest kernel crash on the destination sets GUEST_CRASHED=1 instead).
 guest_migrate() {
   local src=$1 dst=$2 uri="unix:$WORK/migrate.sock" status info
   rm -f "$WORK/migrate.sock"
@@ -165,11 +167,13 @@ print("migration: total-time %s ms, downtime %s ms, setup-time %s ms, %d MiB sen
   guest_wait_status "$dst" running
 }
 
-# guest_status NAME: QEMU's run state (running, paused, postmigrate, inmigrate, ...).
+# guest_status NAME: QEMU's run state (running, paused, postmigrate, inmigrate, ...), or
+# guest-crashed if QEMU has exited after the guest kernel crashed.
 guest_status() {
   local out
   out=$(qmp "$1" query-status 2>&1) || {
     local pid_var="${1}_qemu_pid"
+    kill -0 "${!pid_var}" 2>/dev/null || ! guest_crashed "$1" >/dev/null || { echo guest-crashed; return 0; }
     kill -0 "${!pid_var}" 2>/dev/null ||
       fail "QEMU $1 has exited: $(tr '\n' ' ' <"$WORK/$1.qemu.log")$(guest_crashed "$1" | sed 's/^/the guest kernel crashed: /')"
     fail "query-status on $1: $out"
@@ -178,12 +182,15 @@ guest_status() {
 }
 
 # guest_wait_status NAME STATUS: waits up to 10 s for QEMU NAME to reach STATUS. With
-# GUEST_ALLOW_CRASH=1, returns 3 if the guest kernel crashed meanwhile.
+# GUEST_ALLOW_CRASH=1, sets GUEST_CRASHED=1 and returns if the guest kernel crashed meanwhile.
 guest_wait_status() {
   local status
   for _ in $(seq 100); do
-    [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && guest_crashed "$1" >/dev/null && return 3
     status=$(guest_status "$1") || exit 1
+    if [ "$status" = guest-crashed ] || guest_crashed "$1" >/dev/null; then
+      [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && { GUEST_CRASHED=1; return 0; }
+      fail "QEMU $1: the guest kernel crashed: $(guest_crashed "$1")"
+    fi
     [ "$status" = "$2" ] && return 0
     sleep 0.1
   done
