@@ -13,8 +13,8 @@
 #
 # QEMU 7.2 on TCG sometimes corrupts the guest's memory in a migration: the guest kernel
 # oopses on the destination right after it resumes. That happens the same with qemu-nbd
-# serving a raw file instead of skerryd, and the guest reads nothing from its disk after
-# boot, so it says nothing about the storage. When it happens the records printed so far
+# serving a raw file instead of skerryd, and with a raw file as the disk (no NBD at all),
+# and the guest reads nothing from its disk after boot: it says nothing about the storage. When it happens the records printed so far
 # are still checked against the store, and the test starts over with a new guest and
 # volume, up to GUEST_ATTEMPTS times (default 4), saying so. Any other failure ends the test.
 source "$(dirname "$0")/lib.sh"
