@@ -13,6 +13,8 @@ packages=(
   qemu-utils libnbd-bin python3-libnbd nbdkit fio gnutls-bin python3 bc
   # RADOS store: librados C++ API, and a throwaway test cluster (scripts/ceph-cluster.sh)
   librados-dev libradospp-dev ceph-mon ceph-osd ceph-common
+  # the real-QEMU test guest (scripts/guest/build.sh: busybox initramfs, kernel from the archive)
+  qemu-system-x86 busybox-static cpio
 )
 
 missing=()
