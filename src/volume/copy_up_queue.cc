@@ -153,7 +153,7 @@ bool CopyUpQueue::Claim(uint64_t block) {
     auto it = copyups_.find(block);
     if (it == copyups_.end()) return false;
     if (it->second.state == CopyUp::State::kRunning) {
-      done_cv_.Wait();
+      done_cv_.Wait(&mu_);
       continue;
     }
     it->second.state = CopyUp::State::kRunning;  // no copier, reader or flush touches it now
@@ -203,7 +203,7 @@ Status CopyUpQueue::FinishStartedUpTo(uint64_t seq) {
       if (claim == UINT64_MAX) {
         // A copier's failure turns its copy-up back to kFailed, which the loop then retries.
         if (!running) return Status::OK();
-        done_cv_.Wait();
+        done_cv_.Wait(&mu_);
         continue;
       }
     }
@@ -251,7 +251,7 @@ int CopyUpQueue::RunQueued(int n) {
 void CopyUpQueue::CopierLoop() {
   mu_.Lock();
   for (;;) {
-    while (!stop_ && queue_.empty() && tasks_.empty()) copier_cv_.Wait();
+    while (!stop_ && queue_.empty() && tasks_.empty()) copier_cv_.Wait(&mu_);
     if (stop_) break;
     if (!tasks_.empty()) {  // first: a reader waits for each
       std::function<void()> task = std::move(tasks_.front());

@@ -169,8 +169,8 @@ class CopyUpQueue {
   const uint64_t max_held_per_volume_;
 
   Mutex mu_;
-  CondVar done_cv_{&mu_};    // a copy-up finished or failed
-  CondVar copier_cv_{&mu_};  // the queue grew, or the copiers must stop
+  CondVar done_cv_;    // a copy-up finished or failed
+  CondVar copier_cv_;  // the queue grew, or the copiers must stop
   Map copyups_ GUARDED_BY(mu_);  // by block
   std::deque<uint64_t> queue_ GUARDED_BY(mu_);
   std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);  // reads waiting for a copy-up

@@ -21,7 +21,7 @@ Status SnapshotRefs::LoadLocked() {
 }
 
 Result<bool> SnapshotRefs::NamesBlock(uint64_t block, const Entry& e) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   SKERRY_RETURN_IF_ERROR(LoadLocked());
   for (Snap& s : snaps_) {
     // A snapshot taken before the object's epoch cannot name it.
@@ -33,7 +33,7 @@ Result<bool> SnapshotRefs::NamesBlock(uint64_t block, const Entry& e) {
 }
 
 Result<bool> SnapshotRefs::NamesChunk(uint64_t c, const ChunkRef& ref) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   SKERRY_RETURN_IF_ERROR(LoadLocked());
   for (const Snap& s : snaps_)
     if (c < s.chunks.size() && s.chunks[c] == ref) return true;
@@ -41,7 +41,7 @@ Result<bool> SnapshotRefs::NamesChunk(uint64_t c, const ChunkRef& ref) {
 }
 
 void SnapshotRefs::Forget() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   loaded_ = false;
   snaps_.clear();
 }

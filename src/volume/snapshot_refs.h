@@ -12,10 +12,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "skerry/object_store.h"
+#include "util/mutex.h"
 #include "volume/format.h"
 #include "volume/volume_map.h"
 
@@ -38,13 +38,13 @@ class SnapshotRefs {
     std::vector<ChunkRef> chunks;
     std::unique_ptr<VolumeMap> map;  // frozen: loads chunks on first use, never writes
   };
-  Status LoadLocked();  // REQUIRES: mu_ held
+  Status LoadLocked() REQUIRES(mu_);
 
   ObjectStore& store_;
   const VolumeId self_;
-  std::mutex mu_;
-  bool loaded_ = false;     // GUARDED_BY(mu_)
-  std::vector<Snap> snaps_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  bool loaded_ GUARDED_BY(mu_) = false;
+  std::vector<Snap> snaps_ GUARDED_BY(mu_);
 };
 
 }  // namespace skerry::volume

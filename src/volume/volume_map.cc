@@ -44,21 +44,21 @@ Result<VolumeMap::LoadedChunk*> VolumeMap::Load(uint64_t c) {
 }
 
 Result<Entry> VolumeMap::Get(uint64_t block) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (block >= blocks_) return Status::InvalidArgument(fmt::format("block {} beyond the map", block));
   SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(block / per_chunk_));
   return chunk->entries[block % per_chunk_];
 }
 
 std::optional<Entry> VolumeMap::GetIfLoaded(uint64_t block) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   uint64_t c = block / per_chunk_;
   if (block >= blocks_ || c >= loaded_.size() || !loaded_[c]) return std::nullopt;
   return loaded_[c]->entries[block % per_chunk_];
 }
 
 Status VolumeMap::Set(uint64_t block, const Entry& entry) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (block >= blocks_) return Status::InvalidArgument(fmt::format("block {} beyond the map", block));
   SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(block / per_chunk_));
   chunk->entries[block % per_chunk_] = entry;
@@ -77,7 +77,7 @@ Status VolumeMap::Persist(bool* table_changed, std::vector<std::pair<uint64_t, C
   std::vector<Pending> pending;
   ChunkRef mine{self_, 0};
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     mine.epoch = epoch_;
     for (uint64_t c = 0; c < loaded_.size(); c++) {
       if (!loaded_[c] || !loaded_[c]->dirty) continue;
@@ -88,7 +88,7 @@ Status VolumeMap::Persist(bool* table_changed, std::vector<std::pair<uint64_t, C
   }
   // Chunks from `from` on were not written: dirty again, so the next flush writes them.
   auto still_dirty = [&](size_t from) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     for (size_t j = from; j < pending.size(); j++)
       if (pending[j].index < loaded_.size() && loaded_[pending[j].index]) loaded_[pending[j].index]->dirty = true;
   };
@@ -105,7 +105,7 @@ Status VolumeMap::Persist(bool* table_changed, std::vector<std::pair<uint64_t, C
       result = st;
       break;
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (p.index < table_.size() && !(table_[p.index] == mine)) {
       if (table_[p.index].owner == self_) replaced->push_back({p.index, table_[p.index]});
       table_[p.index] = mine;
@@ -116,25 +116,25 @@ Status VolumeMap::Persist(bool* table_changed, std::vector<std::pair<uint64_t, C
 }
 
 std::vector<ChunkRef> VolumeMap::chunk_table() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return table_;
 }
 uint64_t VolumeMap::blocks() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return blocks_;
 }
 uint64_t VolumeMap::epoch() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return epoch_;
 }
 void VolumeMap::SetEpoch(uint64_t epoch) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   epoch_ = epoch;
 }
 
 Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>>* dropped,
                          std::vector<std::pair<uint64_t, ChunkRef>>* dropped_chunks) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   uint64_t old_blocks = blocks_;
   uint64_t new_chunks = ChunkCount(blocks, per_chunk_);
   // Everything that can fail first: the chunks read below, the new last one included, are
@@ -177,7 +177,7 @@ Status VolumeMap::Resize(uint64_t blocks, std::vector<std::pair<uint64_t, Entry>
 }
 
 Status VolumeMap::ForEach(const std::function<void(uint64_t, const Entry&)>& fn) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (uint64_t c = 0; c < table_.size(); c++) {
     SKERRY_ASSIGN_OR_RETURN(LoadedChunk * chunk, Load(c));
     for (uint64_t i = 0; i < chunk->entries.size(); i++)

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "skerry/object_store.h"
+#include "util/mutex.h"
 #include "volume/format.h"
 
 namespace skerry::volume {
@@ -61,18 +62,18 @@ class VolumeMap {
     std::vector<Entry> entries;
     bool dirty = false;
   };
-  uint32_t EntriesIn(uint64_t chunk) const;
-  // REQUIRES: mu_ held. Loads chunk `c` if needed.
-  Result<LoadedChunk*> Load(uint64_t c);
+  uint32_t EntriesIn(uint64_t chunk) const REQUIRES(mu_);
+  // Loads chunk `c` if needed.
+  Result<LoadedChunk*> Load(uint64_t c) REQUIRES(mu_);
 
   ObjectStore& store_;
   const VolumeId self_;
   const uint32_t per_chunk_;
-  mutable std::mutex mu_;
-  uint64_t epoch_;
-  uint64_t blocks_;
-  std::vector<ChunkRef> table_;
-  std::vector<std::unique_ptr<LoadedChunk>> loaded_;
+  mutable Mutex mu_;
+  uint64_t epoch_ GUARDED_BY(mu_);
+  uint64_t blocks_ GUARDED_BY(mu_);
+  std::vector<ChunkRef> table_ GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<LoadedChunk>> loaded_ GUARDED_BY(mu_);
 };
 
 }  // namespace skerry::volume
