@@ -16,6 +16,8 @@
 #        JOBS="randwrite32 ..." SYSTEMS="skerryd clone-before ..." (subsets, in this order;
 #          the ratio tables then show only the rows whose systems ran)
 #        KEEP_LOGS=1 keeps WORKDIR/logs and WORKDIR/results (they are kept anyway on failure)
+#        BIN_B=DIR: an A/B run: systems "skerryd-b" (a fresh volume) and "clone-b" (a new
+#          clone) through a skerryd from DIR (another build), beside the same through BIN's
 # shellcheck disable=SC2154  # PID_<server> variables are set by start() through eval
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +89,14 @@ start skerryd-copy "$WORK/c.sock" "$BIN/skerryd" --partial-blocks off --store "$
 # filled like vol: what the spinning reader gains and costs.
 start nopoll "$WORK/n.sock" "$BIN/skerryd" --store "$STORE" --listen "unix:$WORK/n.sock" \
   --admin-socket "$WORK/n.admin" --busy-poll-us 0
+# An A/B run: the same through a skerryd of another build, on a volume of its own filled
+# like vol, and new clones of the same parent.
+if [ -n "${BIN_B:-}" ]; then
+  BIN_B=$(realpath "$BIN_B")
+  "$BIN/skerry" --store "$STORE" create vol-b --size "${SIZE_MIB}M"
+  start skerryd-b "$WORK/ab.sock" "$BIN_B/skerryd" --store "$STORE" --listen "unix:$WORK/ab.sock" \
+    --admin-socket "$WORK/ab.admin"
+fi
 start qemu-raw "$WORK/q.sock" qemu-nbd -f raw --cache=none --aio=native -t -e 4 -k "$WORK/q.sock" "$WORK/qemu.raw"
 start qemu-base "$WORK/b.sock" qemu-nbd -f raw --cache=none --aio=native -t -k "$WORK/b.sock" "$WORK/base.raw"
 start nbdkit "$WORK/k.sock" nbdkit -f -U "$WORK/k.sock" --threads 16 file file="$WORK/nbdkit.raw"
@@ -102,10 +112,12 @@ declare -A URI=(
   [nbdkit]="nbd+unix:///?socket=$WORK/k.sock"
   [qemu-raw-wb]="nbd+unix:///?socket=$WORK/w.sock"
 )
+[ -z "${BIN_B:-}" ] || URI[skerryd-b]="nbd+unix:///vol-b?socket=$WORK/ab.sock"
 say "filling"
 fill "$(SK vol)" skerryd-vol
 fill "$(SK parent)" skerryd-parent
 fill "${URI[nopoll]}" skerryd-nopoll
+[ -z "${BIN_B:-}" ] || fill "${URI[skerryd-b]}" skerryd-b
 fill "${URI[qemu-raw]}" qemu-raw
 fill "nbd+unix:///?socket=$WORK/b.sock" qemu-base
 fill "${URI[nbdkit]}" nbdkit
@@ -136,7 +148,9 @@ say "nbdkit file plugin: $(nbdkit file --dump-plugin | grep '^thread_model='), 1
 
 system skerryd "skerryd, fresh volume (dir store)"
 system nopoll "skerryd, fresh volume, busy polling off (--busy-poll-us 0)"
+[ -z "${BIN_B:-}" ] || system skerryd-b "skerryd of the B build ($BIN_B), fresh volume"
 system clone-before "skerryd, new clone (blocks shared with the parent)"
+[ -z "${BIN_B:-}" ] || system clone-b "skerryd of the B build, new clone"
 system clone-copy "skerryd, new clone, whole-block copy-up (--partial-blocks off)"
 system clone-after "skerryd, clone after a full overwrite"
 system empty "skerryd, new empty volume (write jobs only)"
@@ -159,6 +173,9 @@ for round in $(seq 1 "$ROUNDS"); do
         clone-before)
           "$BIN/skerry" --store "$STORE" clone parent@base "cb-$j-$round"
           uri=$(SK "cb-$j-$round") ;;
+        clone-b)
+          "$BIN/skerry" --store "$STORE" clone parent@base "cbb-$j-$round"
+          uri="nbd+unix:///cbb-$j-$round?socket=$WORK/ab.sock" pid=$PID_skerryd_b ;;
         clone-copy)
           "$BIN/skerry" --store "$STORE" clone parent@base "cc-$j-$round"
           uri=$(SKC "cc-$j-$round") pid=$PID_skerryd_copy ;;
@@ -202,8 +219,8 @@ for target in clone:cu clone-copy:cu-copy fresh:vol; do
     --iodepth=1 --lat_percentiles=1 --output-format=json --output="$RES/copyup__${target%%:*}.json" \
     >"$LOG/fio-copyup-${target%%:*}.log" 2>&1 || odd "copy-up job on ${target#*:} failed: $(tail -3 "$LOG/fio-copyup-${target%%:*}.log" | tr '\n' ' ')"
 done
-for s in skerryd skerryd-copy nopoll qemu-raw qemu-qcow2 nbdkit qemu-raw-wb; do alive "$s" && stop "$s"; done
-for d in skerryd skerryd-copy nopoll; do
+for s in skerryd skerryd-copy nopoll ${BIN_B:+skerryd-b} qemu-raw qemu-qcow2 nbdkit qemu-raw-wb; do alive "$s" && stop "$s"; done
+for d in skerryd skerryd-copy nopoll ${BIN_B:+skerryd-b}; do
   while read -r line; do odd "$d log: $line"; done < <(grep -E ' (warning|error|critical) ' "$LOG/$d.log" | head -5)
 done
 du -sh "$WORK/store" >"$LOG/store-du.txt" 2>&1 || true

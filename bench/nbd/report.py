@@ -34,6 +34,8 @@ RATIOS = [
     ("clone-before", "empty", "new clone / new empty volume (both write into new storage), no target", None),
     ("skerryd", "qemu-raw-wb", "skerryd / qemu-nbd raw (cache=writeback), no target", None),
     ("skerryd", "nopoll", "skerryd / skerryd with busy polling off, no target", None),
+    ("skerryd", "skerryd-b", "skerryd / the B build's (A/B), fresh volume, no target", None),
+    ("clone-before", "clone-b", "skerryd / the B build's (A/B), new clone, no target", None),
 ]
 
 
