@@ -195,7 +195,7 @@ Status OpenVolume::Read(uint64_t offset, std::span<char> out) {
 }
 
 Status OpenVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {
-  if (!pipe_reads_) return Volume::ReadToPipe(offset, length, pipe_fd);
+  if (!pipe_reads_) return Status::NotSupported(name_ + ": no zero-copy reads");
   SharedGate gate(gate_);
   SKERRY_RETURN_IF_ERROR(CheckRange(offset, length));
   // The store reports NotFound before it puts anything in the pipe, so looking at the
