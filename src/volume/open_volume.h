@@ -6,6 +6,7 @@
 //   partial_block.h   where a partial block's bytes are, and how a write changes it
 //   object_reaper.h   objects to sync at the next flush, and deletes owed after it
 //   volume_admin.cc   snapshot, resize, rollback and snapshot removal of an open head
+//   volume_read.cc    the read path (blocking, into a pipe, asynchronous) and extents
 //
 // Writes go in place to this volume's objects of the current epoch; the first write to a
 // block that is a hole creates its object, and the first write to a block shared with a
@@ -20,6 +21,7 @@
 // once. Lock order: gate, block lock, flush_mu_, the copy-up queue's, the map's own.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <functional>
@@ -243,5 +245,19 @@ class OpenVolume final : public Volume, public VolumeFastPaths, private CopyUpHo
   std::string uncertain_cause_;  // the store's error; written once, before uncertain_ is set
   bool closed_ = false;          // under the gate, exclusively
 };
+
+template <class Fn>
+Status OpenVolume::ForEachBlock(uint64_t offset, uint64_t length, Fn&& fn) {
+  uint64_t done = 0;
+  while (done < length) {
+    uint64_t pos = offset + done;
+    uint64_t block = pos / block_size_;
+    uint64_t in_block = pos % block_size_;
+    uint64_t n = std::min<uint64_t>(length - done, block_size_ - in_block);
+    SKERRY_RETURN_IF_ERROR(fn(block, in_block, n, done));
+    done += n;
+  }
+  return Status::OK();
+}
 
 }  // namespace skerry::volume
