@@ -116,33 +116,12 @@ class Volume {
   virtual bool read_only() const = 0;
 
   // I/O at any byte offset and length. REQUIRES: offset + length <= size(); the NBD
-  // layer and CLI check ranges before calling (InvalidArgument here otherwise).
+  // layer and CLI check ranges before calling (InvalidArgument here otherwise). Faster,
+  // non-blocking variants for servers are not part of this interface (a volume may offer
+  // them through src/util/volume_fast_paths.h).
   virtual Status Read(uint64_t offset, std::span<char> out) = 0;
-  // Read that does not block the caller while the store works, where the store is
-  // natively asynchronous (async_reads()): `done` runs exactly once, inline or on a store
-  // thread, and `out` must stay valid until then. `done` must not block on this volume's
-  // store. Elsewhere it is Read, run inline.
-  virtual void ReadAsync(uint64_t offset, std::span<char> out, Done done) { done(Read(offset, out)); }
-  // Whether ReadAsync can return before its data is read.
-  virtual bool async_reads() const { return false; }
-  // Zero-copy read, where the store can (pipe_reads()): puts the range into the pipe
-  // `pipe_fd` (holes as zeros) without copying it through this process, for a server
-  // that splices the pipe into a socket. Busy when the pipe fills up (it counts page
-  // pieces, not bytes: see ObjectStore::ReadToPipe). After an error part of the bytes may
-  // be in the pipe. Else NotSupported.
-  virtual bool pipe_reads() const { return false; }
-  virtual Status ReadToPipe(uint64_t /*offset*/, uint64_t /*length*/, int /*pipe_fd*/) {
-    return Status::NotSupported(name() + ": no zero-copy reads");
-  }
   // With `fua`, the data is durable when Write returns.
   virtual Status Write(uint64_t offset, std::span<const char> data, bool fua = false) = 0;
-  // Write that does not block the caller, where the volume can: on a natively asynchronous
-  // store, into blocks that are already this volume's own (no copy-up, no new object, no
-  // map change). Returns false, having done nothing, when the write must take the blocking
-  // path (Write) instead; errors too are left to Write to report. Otherwise `done` runs
-  // exactly once, inline or on a store thread, must not block on this volume's store, and
-  // `data` must stay valid until then. Like Write without FUA: durable after a Flush.
-  virtual bool TryWriteAsync(uint64_t /*offset*/, std::span<const char> /*data*/, Done /*done*/) { return false; }
   // Discards the range: whole blocks become holes; partial blocks are zeroed.
   virtual Status Trim(uint64_t offset, uint64_t length) = 0;
   // Zeroes the range. Without `may_trim` (NBD_CMD_FLAG_NO_HOLE), blocks stay

@@ -122,7 +122,7 @@ void RequestExecutor::PlanRead(const RequestHeader& h, RequestBuffers& b, bool s
 }
 
 Status RequestExecutor::Read(const RequestHeader& h, RequestBuffers& b, ReplySink& sink) {
-  if (h.length >= kSpliceReadMinimum && volume_.pipe_reads() && sink.can_splice()) {
+  if (h.length >= kSpliceReadMinimum && caps_.pipe_reads && sink.can_splice()) {
     ThreadPipe* pipe = ThreadPipe::Get();
     if (pipe && h.length <= pipe->capacity()) return SplicedRead(h, b, sink, *pipe);
   }
@@ -145,7 +145,7 @@ Status RequestExecutor::SplicedRead(const RequestHeader& h, RequestBuffers& b, R
   Status st;
   for (const StatusRun& run : b.runs) {
     if (run.state & kStateZero) continue;
-    st = volume_.ReadToPipe(run.offset, run.length, pipe.write_fd());
+    st = fast_->ReadToPipe(run.offset, run.length, pipe.write_fd());
     if (!st.ok()) break;
     in_pipe += run.length;
   }
@@ -174,14 +174,14 @@ void RequestExecutor::StartRead(const RequestHeader& h, RequestBuffers& b, bool 
   for (const StatusRun& run : b.runs) {
     if (run.state & kStateZero) continue;
     reads->Add();
-    volume_.ReadAsync(run.offset, RunData(h, b, run), [reads](Status st) { reads->Finish(std::move(st)); });
+    fast_->ReadAsync(run.offset, RunData(h, b, run), [reads](Status st) { reads->Finish(std::move(st)); });
   }
   reads->Finish(Status::OK());
 }
 
 bool RequestExecutor::TryStartWrite(const RequestHeader& h, RequestBuffers& b, Done done) {
-  if (h.flags & kCmdFlagFua) return false;  // FUA flushes: the blocking path
-  return volume_.TryWriteAsync(h.offset, std::span<const char>(b.data.data(), h.length), std::move(done));
+  if (!caps_.async_writes || (h.flags & kCmdFlagFua)) return false;  // FUA flushes: the blocking path
+  return fast_->TryWriteAsync(h.offset, std::span<const char>(b.data.data(), h.length), std::move(done));
 }
 
 Status RequestExecutor::FinishRead(const RequestHeader& h, RequestBuffers& b, const Status& result,

@@ -22,6 +22,7 @@
 #include "nbd/request.h"
 #include "skerry/status.h"
 #include "skerry/volume.h"
+#include "util/volume_fast_paths.h"
 
 namespace skerry {
 class ThreadPipe;
@@ -33,7 +34,7 @@ namespace skerry::nbd {
 // smallest volume block size a map lookup costs more than the zeros it would save.
 inline constexpr uint32_t kSparseReadMinimum = 64 * 1024;
 // Reads at least this long go from the store's page cache to the socket by splice, where
-// the volume and connection allow it (Volume::pipe_reads, a plain socket): saving two
+// the volume and connection allow it (VolumeFastPaths::Caps::pipe_reads, a plain socket): saving two
 // copies outweighs the extra system calls from about here.
 inline constexpr uint32_t kSpliceReadMinimum = 64 * 1024;
 // The spec's bound on descriptors in one BLOCK_STATUS chunk.
@@ -72,8 +73,13 @@ void ExtentsToRuns(const std::vector<Extent>& extents, uint64_t start, uint64_t 
 class RequestExecutor {
  public:
   // `peer` names the connection in logs.
+  // The volume's fast paths are asked for once, here, not on every request.
   RequestExecutor(Volume& volume, const ExportLimits& limits, std::string peer)
-      : volume_(volume), limits_(limits), peer_(std::move(peer)) {}
+      : volume_(volume),
+        fast_(FastPathsOf(volume)),
+        caps_(fast_ ? fast_->fast_paths() : VolumeFastPaths::Caps{}),
+        limits_(limits),
+        peer_(std::move(peer)) {}
 
   // Runs the request and gives its reply to `sink`; the reply's long entries point
   // into `buffers` (see kReplyCopyLimit). REQUIRES: ValidateRequest(header, limits)
@@ -81,17 +87,19 @@ class RequestExecutor {
   // reply could not be sent.
   Status Execute(const RequestHeader& header, RequestBuffers& buffers, ReplySink& sink);
 
-  // READ in two halves, for volumes that read asynchronously (Volume::async_reads):
+  // READ in two halves, for volumes that read asynchronously (VolumeFastPaths::ReadAsync):
   // StartRead plans the reply and starts the volume's reads without waiting for them;
   // `done` runs once they have all completed, on whatever thread completed the last (it
   // must not block); FinishRead then sends the reply from any thread. `buffers` must stay
   // untouched in between. REQUIRES: header is a valid READ.
-  bool async_reads() const { return volume_.async_reads(); }
+  bool async_reads() const { return caps_.async_reads; }
   void StartRead(const RequestHeader& h, RequestBuffers& b, bool structured, Done done);
   Status FinishRead(const RequestHeader& h, RequestBuffers& b, const Status& result, ReplySink& sink);
-  // WRITE likewise, where the volume takes it without blocking (Volume::TryWriteAsync:
-  // blocks it already owns, no FUA): false, with nothing done, when it must go through
-  // Execute instead. REQUIRES: header is a valid WRITE whose payload is in buffers.data.
+  // WRITE likewise, where the volume takes it without blocking (VolumeFastPaths::
+  // TryWriteAsync: blocks it already owns, no FUA): false, with nothing done, when it must
+  // go through Execute instead. REQUIRES: header is a valid WRITE whose payload is in
+  // buffers.data.
+  bool async_writes() const { return caps_.async_writes; }
   bool TryStartWrite(const RequestHeader& h, RequestBuffers& b, Done done);
   Status FinishWrite(const RequestHeader& h, const Status& result, ReplySink& sink) { return Finish(h, result, sink); }
 
@@ -115,6 +123,8 @@ class RequestExecutor {
   Status Finish(const RequestHeader& h, const Status& result, ReplySink& sink);
 
   Volume& volume_;
+  VolumeFastPaths* const fast_;  // null: the volume has none
+  const VolumeFastPaths::Caps caps_;
   const ExportLimits limits_;
   const std::string peer_;
 };

@@ -206,7 +206,7 @@ Status Transmission::Accept(BufferedReader& reader, const RequestHeader& h, Outc
   }
   if (h.type == kCmdRead && executor_.async_reads()) {
     StartAsyncRead(req);
-  } else if (h.type == kCmdWrite && executor_.async_reads() && TryStartAsyncWrite(req)) {
+  } else if (h.type == kCmdWrite && executor_.async_writes() && TryStartAsyncWrite(req)) {
     // started; its completion answers it
   } else if (ShouldRunInline(h, reader)) {
     ++out->run_on_reader;

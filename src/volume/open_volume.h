@@ -6,6 +6,7 @@
 //   partial_block.h   where a partial block's bytes are, and how a write changes it
 //   object_reaper.h   objects to sync at the next flush, and deletes owed after it
 //   volume_admin.cc   snapshot, resize, rollback and snapshot removal of an open head
+//   volume_read.cc    the read path (blocking, into a pipe, asynchronous) and extents
 //
 // Writes go in place to this volume's objects of the current epoch; the first write to a
 // block that is a hole creates its object, and the first write to a block shared with a
@@ -20,6 +21,7 @@
 // once. Lock order: gate, block lock, flush_mu_, the copy-up queue's, the map's own.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <functional>
@@ -30,6 +32,7 @@
 
 #include "skerry/volume.h"
 #include "util/mutex.h"
+#include "util/volume_fast_paths.h"
 #include "volume/copy_up_queue.h"
 #include "volume/format.h"
 #include "volume/io_gate.h"
@@ -45,7 +48,7 @@ class FanIn;
 
 namespace skerry::volume {
 
-class OpenVolume final : public Volume, private CopyUpHost {
+class OpenVolume final : public Volume, public VolumeFastPaths, private CopyUpHost {
  public:
   // A volume's head, read-write unless `read_only`. The caller holds the write lock already
   // (for read-write); OpenVolume renews the lease and releases it on Close.
@@ -64,12 +67,7 @@ class OpenVolume final : public Volume, private CopyUpHost {
   bool read_only() const override { return read_only_; }
 
   Status Read(uint64_t offset, std::span<char> out) override;
-  void ReadAsync(uint64_t offset, std::span<char> out, Done done) override;
-  bool async_reads() const override { return async_reads_; }
-  bool pipe_reads() const override { return pipe_reads_; }
-  Status ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) override;
   Status Write(uint64_t offset, std::span<const char> data, bool fua) override;
-  bool TryWriteAsync(uint64_t offset, std::span<const char> data, Done done) override;
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
   Status Flush() override;
@@ -77,6 +75,13 @@ class OpenVolume final : public Volume, private CopyUpHost {
   Status CreateSnapshot(const std::string& snap) override;  // volume_admin.cc
   Status Resize(uint64_t new_size, bool allow_shrink) override;  // volume_admin.cc
   Status Close() override;
+
+  // The fast paths (util/volume_fast_paths.h): asynchronous reads and writes where the
+  // store's data path is natively asynchronous, zero-copy reads where it splices.
+  Caps fast_paths() const override { return Caps{async_reads_, pipe_reads_, async_reads_ && !read_only_}; }
+  void ReadAsync(uint64_t offset, std::span<char> out, Done done) override;
+  Status ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) override;
+  bool TryWriteAsync(uint64_t offset, std::span<const char> data, Done done) override;
 
   // Catalog operations that need the volume held open and drained (volume_admin.cc).
   // `live_children` names the clones of a snapshot that still exist (empty: none).
@@ -240,5 +245,19 @@ class OpenVolume final : public Volume, private CopyUpHost {
   std::string uncertain_cause_;  // the store's error; written once, before uncertain_ is set
   bool closed_ = false;          // under the gate, exclusively
 };
+
+template <class Fn>
+Status OpenVolume::ForEachBlock(uint64_t offset, uint64_t length, Fn&& fn) {
+  uint64_t done = 0;
+  while (done < length) {
+    uint64_t pos = offset + done;
+    uint64_t block = pos / block_size_;
+    uint64_t in_block = pos % block_size_;
+    uint64_t n = std::min<uint64_t>(length - done, block_size_ - in_block);
+    SKERRY_RETURN_IF_ERROR(fn(block, in_block, n, done));
+    done += n;
+  }
+  return Status::OK();
+}
 
 }  // namespace skerry::volume

@@ -13,10 +13,14 @@
 #include "skerry/check.h"
 #include "skerry/object_store.h"
 #include "skerry/volume.h"
+#include "util/volume_fast_paths.h"
 #include "store/fault/forwarding_store.h"
 #include "store/test_temp_dir.h"
 
 namespace skerry::testing {
+
+// The fast paths every open volume of the volume layer has (util/volume_fast_paths.h).
+inline VolumeFastPaths& Fast(Volume& v) { return *FastPathsOf(v); }
 
 // A fresh temporary directory, removed at destruction (the store tests' helper).
 using TempDir = ::skerry::TestTempDir;

@@ -515,7 +515,7 @@ TEST_P(VolumeTest, ConcurrentWritersToOneVolume) {
 TEST_P(VolumeTest, ReadAsyncReadsWhatReadReads) {
   ASSERT_TRUE(cat_->Create("r", 8 * kBs, kBs).ok());
   auto v = Open("r");
-  EXPECT_EQ(v->async_reads(), GetParam() == "async");
+  EXPECT_EQ(testing::Fast(*v).fast_paths().async_reads, GetParam() == "async");
   WriteAt(*v, kBs - 100, Pattern(3 * kBs, 1));  // blocks 0-3; 4-7 stay holes
   ASSERT_TRUE(v->Flush().ok());
   ASSERT_TRUE(v->CreateSnapshot("s").ok());
@@ -527,7 +527,7 @@ TEST_P(VolumeTest, ReadAsyncReadsWhatReadReads) {
   int finished = 0;
   for (size_t i = 0; i < got.size(); i++) {
     uint64_t off = i * 4099;  // unaligned, each across 5-6 blocks including holes
-    v->ReadAsync(off, std::span<char>(got[i].data(), got[i].size()), [&, i, off](Status st) {
+    testing::Fast(*v).ReadAsync(off, std::span<char>(got[i].data(), got[i].size()), [&, i, off](Status st) {
       EXPECT_TRUE(st.ok()) << st.ToString();
       EXPECT_EQ(got[i], expect.substr(off, got[i].size())) << "read " << i;
       std::lock_guard lock(mu);
@@ -541,7 +541,7 @@ TEST_P(VolumeTest, ReadAsyncReadsWhatReadReads) {
   }
   // Out of range: the error comes through `done`, never a crash or a hang.
   Status bad;
-  v->ReadAsync(8 * kBs - 10, std::span<char>(got[0].data(), 20), [&](Status st) {
+  testing::Fast(*v).ReadAsync(8 * kBs - 10, std::span<char>(got[0].data(), 20), [&](Status st) {
     std::lock_guard l(mu);
     bad = st;
     finished++;
@@ -580,7 +580,7 @@ TEST(VolumeAsyncTest, SnapshotAndCloseWaitForAsyncReadsInFlight) {
   ASSERT_TRUE(v->Write(0, std::span<const char>(data.data(), data.size())).ok());
   std::string got(4 * kBs, 'x');
   std::atomic<bool> read_done{false};
-  v->ReadAsync(0, std::span<char>(got.data(), got.size()), [&](Status st) {
+  testing::Fast(*v).ReadAsync(0, std::span<char>(got.data(), got.size()), [&](Status st) {
     EXPECT_TRUE(st.ok()) << st.ToString();
     read_done = true;
   });
@@ -593,7 +593,7 @@ TEST(VolumeAsyncTest, SnapshotAndCloseWaitForAsyncReadsInFlight) {
   EXPECT_EQ(got, data);
   std::string again(4 * kBs, 'x');
   std::atomic<bool> again_done{false};
-  v->ReadAsync(0, std::span<char>(again.data(), again.size()), [&](Status st) {
+  testing::Fast(*v).ReadAsync(0, std::span<char>(again.data(), again.size()), [&](Status st) {
     EXPECT_TRUE(st.ok()) << st.ToString();
     again_done = true;
   });
@@ -628,7 +628,7 @@ TEST(VolumeAsyncTest, AsyncReadsRacingTrimsNeverFail) {
     for (auto& buf : bufs) {
       inflight++;
       uint64_t b = reads++ % 16;
-      v->ReadAsync(b * kBs, std::span<char>(buf.data(), buf.size()), [&, b](Status st) {
+      testing::Fast(*v).ReadAsync(b * kBs, std::span<char>(buf.data(), buf.size()), [&, b](Status st) {
         if (!st.ok()) {
           failures++;
           ADD_FAILURE() << "block " << b << ": " << st.ToString();
@@ -705,7 +705,7 @@ struct AsyncResult {
 
 // `data` must outlive the write (not a temporary) when this returns true.
 bool TryWriteAsync(Volume& v, uint64_t offset, const std::string& data, AsyncResult* r) {
-  return v.TryWriteAsync(offset, std::span<const char>(data.data(), data.size()), r->Callback());
+  return testing::Fast(v).TryWriteAsync(offset, std::span<const char>(data.data(), data.size()), r->Callback());
 }
 
 // Asynchronous writes go only into blocks the volume already owns: holes and blocks shared
@@ -815,7 +815,7 @@ TEST(VolumeAsyncTest, AsyncWritesRacingTrimsAndFlushes) {
   while (!stop) {
     for (uint64_t b = 0; b < 16; b++) {
       inflight++;
-      bool ok = v->TryWriteAsync(b * kBs + 4096, std::span<const char>(small.data(), small.size()), [&](Status st) {
+      bool ok = testing::Fast(*v).TryWriteAsync(b * kBs + 4096, std::span<const char>(small.data(), small.size()), [&](Status st) {
         if (!st.ok()) {
           failures++;
           ADD_FAILURE() << st.ToString();
@@ -850,7 +850,7 @@ TEST_P(DirVolumeTest, PipeReadsCarryWhatReadReturns) {
   {
     auto v = (*cat)->Open("p");
     ASSERT_TRUE(v.ok());
-    EXPECT_TRUE((*v)->pipe_reads());
+    EXPECT_TRUE(testing::Fast(**v).fast_paths().pipe_reads);
     WriteAt(**v, 0, Pattern(2 * kBs, 21));
     WriteAt(**v, 4 * kBs + 100, Pattern(1000, 22));  // an object of 1100 bytes for a 64 KiB block
     ASSERT_TRUE((*v)->CreateSnapshot("s").ok());
@@ -866,7 +866,7 @@ TEST_P(DirVolumeTest, PipeReadsCarryWhatReadReturns) {
     if (length > pipe->capacity()) continue;
     std::string want(length, 'y');
     ASSERT_TRUE((*c)->Read(offset, std::span<char>(want.data(), want.size())).ok());
-    Status st = (*c)->ReadToPipe(offset, length, pipe->write_fd());
+    Status st = testing::Fast(**c).ReadToPipe(offset, length, pipe->write_fd());
     ASSERT_TRUE(st.ok()) << st.ToString();
     std::string got(length, 'x');
     for (size_t done = 0; done < length;) {
@@ -876,7 +876,7 @@ TEST_P(DirVolumeTest, PipeReadsCarryWhatReadReturns) {
     }
     EXPECT_EQ(got, want) << offset << "+" << length;
   }
-  EXPECT_EQ((*c)->ReadToPipe(8 * kBs - 1, 2, pipe->write_fd()).code(), Code::kInvalidArgument);
+  EXPECT_EQ(testing::Fast(**c).ReadToPipe(8 * kBs - 1, 2, pipe->write_fd()).code(), Code::kInvalidArgument);
 }
 
 // Elsewhere (a decorated store, memory, asynchronous) there are no zero-copy reads.
@@ -884,8 +884,8 @@ TEST_P(VolumeTest, PipeReadsOnlyWhereTheStoreSplices) {
   ASSERT_TRUE(cat_->Create("n", 2 * kBs, kBs).ok());
   auto v = Open("n");
   ASSERT_TRUE(v != nullptr);
-  EXPECT_FALSE(v->pipe_reads());  // every store here is behind CountingStore
-  EXPECT_EQ(v->ReadToPipe(0, 4096, -1).code(), Code::kNotSupported);
+  EXPECT_FALSE(testing::Fast(*v).fast_paths().pipe_reads);  // every store here is behind CountingStore
+  EXPECT_EQ(testing::Fast(*v).ReadToPipe(0, 4096, -1).code(), Code::kNotSupported);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, VolumeTest, ::testing::Values("mem", "dir", "async"),
@@ -999,7 +999,7 @@ TEST(DeferredCopyUpTest, AWriteIntoASharedBlockDoesNotWaitForTheCopy) {
 std::future<Status> StartReadAsync(Volume& v, uint64_t off, std::string* out) {
   auto p = std::make_shared<std::promise<Status>>();
   auto f = p->get_future();
-  v.ReadAsync(off, std::span<char>(out->data(), out->size()), [p](Status st) { p->set_value(std::move(st)); });
+  testing::Fast(v).ReadAsync(off, std::span<char>(out->data(), out->size()), [p](Status st) { p->set_value(std::move(st)); });
   return f;
 }
 
@@ -1011,7 +1011,7 @@ TEST(DeferredCopyUpTest, AsyncReadsOfABlockWithAPendingCopyUpWaitOffTheCallersTh
   GatedVolume g(4, "delay:ms=0&async=2+mem:");
   ASSERT_TRUE(g.vol);
   Volume& v = *g.vol;
-  ASSERT_TRUE(v.async_reads());
+  ASSERT_TRUE(testing::Fast(v).fast_paths().async_reads);
   const std::string base = Pattern(4 * kBs, 42);
   ASSERT_TRUE(v.Write(0, std::span<const char>(base.data(), base.size())).ok());
   ASSERT_TRUE(v.CreateSnapshot("s").ok());
@@ -1180,7 +1180,7 @@ void ReadWhoseObjectWasDeletedAndWrittenAgain(const std::string& uri, bool async
   Status st;
   if (async) {  // ReadBlockAsync: the second look happens in the store's completion
     std::promise<Status> done;
-    v.ReadAsync(0, std::span<char>(got.data(), kBs), [&](Status s) { done.set_value(std::move(s)); });
+    testing::Fast(v).ReadAsync(0, std::span<char>(got.data(), kBs), [&](Status s) { done.set_value(std::move(s)); });
     st = done.get_future().get();
   } else {
     st = v.Read(0, std::span<char>(got.data(), kBs));

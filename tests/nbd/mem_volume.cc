@@ -118,7 +118,7 @@ bool MemVolume::TryWriteAsync(uint64_t offset, std::span<const char> data, Done 
 }
 
 Status MemVolume::ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) {
-  if (!pipe_reads_) return Volume::ReadToPipe(offset, length, pipe_fd);
+  if (!pipe_reads_) return Status::NotSupported(name_ + ": no zero-copy reads");
   Status st = Check(offset, length, false);
   uint64_t good = length;
   if (!st.ok()) {

@@ -22,10 +22,11 @@
 #include <vector>
 
 #include "skerry/volume.h"
+#include "util/volume_fast_paths.h"
 
 namespace skerry::nbd::testing {
 
-class MemVolume final : public Volume {
+class MemVolume final : public Volume, public VolumeFastPaths {
  public:
   MemVolume(std::string name, uint64_t size, uint32_t block_size = 64 * 1024,
             bool read_only = false);
@@ -41,11 +42,12 @@ class MemVolume final : public Volume {
   // With EnableAsyncReads, reads complete on a thread of the volume, newest first (so
   // replies go out of order), as on a natively asynchronous store.
   void ReadAsync(uint64_t offset, std::span<char> out, Done done) override;
-  bool async_reads() const override { return async_thread_.joinable(); }
+  bool async_reads() const { return async_thread_.joinable(); }
+  Caps fast_paths() const override { return Caps{async_reads(), pipe_reads_, async_reads()}; }
   // With EnablePipeReads, zero-copy reads as on the directory store: write() into the
   // pipe stands in for splice. A read over the fault range first puts the bytes before
   // it into the pipe, then fails, like a store that failed half-way.
-  bool pipe_reads() const override { return pipe_reads_; }
+  bool pipe_reads() const { return pipe_reads_; }
   Status ReadToPipe(uint64_t offset, uint64_t length, int pipe_fd) override;
   Status Write(uint64_t offset, std::span<const char> data, bool fua = false) override;
   // With EnableAsyncReads, writes into blocks written before complete on that thread too
