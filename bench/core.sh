@@ -26,14 +26,7 @@ for i in $(seq 0 15); do
 done > "$img"
 sync
 
-time_cmd() {  # prints seconds for "$@" (source in page cache, target dirty data synced first)
-  sync; local a b
-  a=$(date +%s.%N)
-  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
-  b=$(date +%s.%N)
-  echo "$b - $a" | bc -l
-}
-median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+source bench/lib.sh  # time_cmd, median3
 
 declare -A t
 for run in 1 2 3; do

@@ -28,14 +28,7 @@ qemu-img create -q -f qcow2 "$sparse" 16G
 for gib in 0 5 10 15; do qemu-io -f qcow2 -c "write -P 0x5a $((gib << 30)) 8M" "$sparse" >/dev/null; done
 sync
 
-time_cmd() {  # prints seconds for "$@" (source in page cache, earlier dirty data synced first)
-  sync; local a b
-  a=$(date +%s.%N)
-  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
-  b=$(date +%s.%N)
-  echo "$b - $a" | bc -l
-}
-median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+source bench/lib.sh  # time_cmd, median3
 sk() { "$BIN/skerry" --store "dir:$WORK/store" "$@"; }
 
 declare -A t

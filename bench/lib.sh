@@ -1,8 +1,19 @@
-# Shared by the benchmarks (bench/nbd.sh, bench/rados.sh, bench/copyup_cpu.sh); sourced from
+# Shared by the benchmarks (bench/nbd.sh, bench/rados.sh, bench/copyup_cpu.sh, bench/core.sh,
+# bench/import_formats.sh); sourced from
 # the repository root once the script has set BENCH (its name, for messages), BIN, WORK and
 # PY (a python3 with the nbd module). Before the functions below that use them are called it
 # also sets LOG and RES (directories), RUNTIME and RAMP (seconds), PIDS=() and ODD=().
 # shellcheck shell=bash
+
+# Whole commands timed (bench/core.sh, bench/import_formats.sh).
+time_cmd() {  # prints seconds for "$@" (anything dirty synced first, so it is not charged)
+  sync; local a b
+  a=$(date +%s.%N)
+  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+  b=$(date +%s.%N)
+  echo "$b - $a" | bc -l
+}
+median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 
 # Checks before a benchmark starts; each exits naming what is missing.
 require_tools() {  # require_tools TOOL...
