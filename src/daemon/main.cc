@@ -155,6 +155,12 @@ int Run(int argc, char** argv) {
                config.server.max_inflight_memory ? "up to " + FormatSize(config.server.max_inflight_memory) + " over all clients"
                                                  : std::string("64 MiB per client, no server-wide bound"),
                busy_poll);
+  const VolumeOptions& v = config.volumes;
+  spdlog::info("volumes: copy-up {}, partial blocks {}, write-lock lease {} s",
+               v.copy_up == CopyUpMode::kOff        ? std::string("before the write returns (off)")
+               : v.copy_up == CopyUpMode::kOnDemand ? std::string("deferred, on demand")
+                                                    : fmt::format("deferred, {} copier threads per volume", v.copier_threads),
+               v.partial_blocks ? "on" : "off", v.lease_ms / 1000);
   for (const std::string& a : (*server)->addresses()) spdlog::info("listening on {}", a);
   spdlog::info("admin socket {}", config.admin_socket);
 

@@ -53,6 +53,13 @@ max_inflight_memory = 1024"
 expect_daemon_fail "max_inflight_memory" "$store
 max_inflight_memory = \"lots\""
 expect_daemon_fail "max_inflight_memory must be 0 (off) or at least 64M" "$store" --max-inflight-memory 10M
+expect_daemon_fail "copy-up mode 'sideways': expected background, on-demand or off" "$store
+copy_up = \"sideways\""
+expect_daemon_fail "copier_threads must be 1..64" "$store
+copier_threads = 0"
+expect_daemon_fail "partial_blocks must be true or false" "$store
+partial_blocks = \"no\""
+expect_daemon_fail "copy-up mode 'later'" "$store" --copy-up later
 expect_daemon_fail "busy_poll_us must be 0..1000" "$store
 busy_poll_us = 1001"
 expect_daemon_fail "busy_poll_us must be 0..1000" "$store
@@ -78,11 +85,13 @@ out=$(timeout 20 "$SKERRYD" --store "$SKERRY_STORE" --listen "unix:$WORK/x.sock"
 grep -qF "admin_socket must not contain control characters" <<<"$out" || fail "tab in --admin-socket: $out"
 
 # A good file starts.
-printf '%s\nworkers = 4\nlock_lease_seconds = 10\nmax_inflight_memory = "256M"\nbusy_poll_us = 0\n' "$store" >"$WORK/good.toml"
+printf '%s\nworkers = 4\nlock_lease_seconds = 10\nmax_inflight_memory = "256M"\nbusy_poll_us = 0\ncopy_up = "on-demand"\npartial_blocks = false\n' "$store" >"$WORK/good.toml"
 start_daemon good --config "$WORK/good.toml"
 # The line comes once the daemon serves, which may be just after its sockets appear.
 for _ in $(seq 100); do grep -q "busy polling:" "$WORK/good.log" && break; sleep 0.05; done
 grep -q "busy polling: off)" "$WORK/good.log" || fail "busy_poll_us = 0 did not turn it off: $(cat "$WORK/good.log")"
+grep -q "volumes: copy-up deferred, on demand, partial blocks off, write-lock lease 10 s" "$WORK/good.log" ||
+  fail "copy_up, partial_blocks or the lease from the file were not applied: $(cat "$WORK/good.log")"
 step "SIGHUP warns of a setting that changes only on restart"
 echo "max_connections = 7" >>"$WORK/good.toml"
 kill -HUP "$good_pid"
