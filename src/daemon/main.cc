@@ -48,7 +48,7 @@ int Run(int argc, char** argv) {
   CLI::App app{"skerryd: serves skerry volumes over NBD"};
   app.set_version_flag("--version", SKERRY_VERSION_STRING);
   std::string config_path, store, admin_socket, log_level, tls_mode, tls_cert, tls_key, tls_ca, tls_psk,
-      inflight_memory, copy_up, partial_blocks;
+      inflight_memory, copy_up, partial_blocks, handoff;
   std::vector<std::string> listen;
   int workers = 0, busy_poll_us = -1;
   app.add_option("--config,-c", config_path, "TOML config file");
@@ -66,6 +66,10 @@ int Run(int argc, char** argv) {
                  "How the first write into a block shared with a snapshot copies it: background (default), on-demand or off");
   app.add_option("--partial-blocks", partial_blocks,
                  "on (default): a clone's first write into its parent's block copies nothing; off: the block is copied")
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--handoff", handoff,
+                 "on (default): a volume another daemon writes opens as a standby and its first write takes it over "
+                 "(live migration); off: exclusive opens")
       ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--tls", tls_mode, "off, optional or required");
   app.add_option("--tls-cert", tls_cert, "Server certificate (PEM)");
@@ -111,6 +115,7 @@ int Run(int argc, char** argv) {
       SKERRY_ASSIGN_OR_RETURN(c->volumes.copy_up, ParseCopyUpMode(copy_up));
     }
     if (!partial_blocks.empty()) c->volumes.partial_blocks = partial_blocks == "on";
+    if (!handoff.empty()) c->handoff = handoff == "on";
     c->volumes.lease_ms = c->lock_lease_ms;
     if (!tls_mode.empty()) {
       SKERRY_ASSIGN_OR_RETURN(c->server.tls.mode, nbd::ParseTlsMode(tls_mode));
