@@ -85,7 +85,7 @@ class RadosStore final : public ObjectStore {
   Status Unlock(const std::string& name, const std::string& owner) override;
   Result<LockInfo> GetLock(const std::string& name) override;
 
-  struct Impl;  // librados state; defined in rados_store.cc so includers need no Ceph headers
+  struct Impl;  // librados state; defined in rados_impl.h so includers need no Ceph headers
 
  private:
   explicit RadosStore(std::unique_ptr<Impl> impl);
