@@ -1,6 +1,7 @@
 // RadosStore's locks (docs/rados.md, "Locks"): a RADOS exclusive lock (cls_lock "skerry",
 // cookie = owner, duration = lease) on the lock object decides who holds it; a lease record
-// in an xattr beside it says until when, and who held a lapsed lease.
+// in an xattr beside it says until when, and who held a lapsed lease. BreakLock releases a
+// lock on behalf of an owner known to be dead.
 #include <sys/time.h>
 
 #include <charconv>
@@ -21,7 +22,8 @@ namespace {
 // Name of the RADOS (cls_lock) lock taken on a lock object, and of the lease record xattr.
 constexpr char kLockName[] = "skerry";
 constexpr char kLeaseAttr[] = "skerry.lease";
-// How often Lock retries when a lease lapses or is broken while it looks at it.
+// How often Lock and BreakLock look again when a lease lapses, is broken or is taken while
+// they look at it.
 constexpr int kLockAttempts = 8;
 
 int64_t NowUnixMs() {
@@ -178,6 +180,53 @@ Result<LockInfo> RadosStore::GetLock(const std::string& name) {
   }
   if (lease) return *lease;  // lapsed: reads as its last holder
   return Status::NotFound("lock '" + name + "' is not held");
+}
+
+// Two cases: RADOS still has `owner`'s lock (clear the record, break_lock), or the lease
+// lapsed and RADOS dropped the lock, but the record still names `owner` (clear the record:
+// OK, as with the default lock, for which an expired lease is still its owner's). After
+// either, look again: the owner may have locked again meanwhile (through another client).
+// No fencing yet: `fence` is ignored (fences_lock_holders is false).
+Status RadosStore::BreakLock(const std::string& name, const std::string& owner, bool /*fence*/) {
+  if (!IsValidObjectName(name)) return InvalidName(name);
+  librados::IoCtx& io = impl_->meta;
+  bool broke = false;  // something of owner's was released: its lock being gone is then success
+  for (int attempt = 0; attempt < kLockAttempts; attempt++) {
+    Result<std::optional<Holder>> holder = LiveHolder(*impl_, name);
+    if (holder.status().IsNotFound()) {
+      return broke ? Status::OK() : Status::NotFound("lock '" + name + "' is not held");
+    }
+    if (!holder.ok()) return holder.status();
+    SKERRY_ASSIGN_OR_RETURN(std::string record, Xattr(*impl_, name, kLeaseAttr));
+    std::optional<LockInfo> lease = DecodeLease(record);
+    const bool live = *holder && (*holder)->cookie == owner;
+    const bool lapsed = !*holder && lease && lease->owner == owner;
+    if (!live && !lapsed) {
+      if (broke) return Status::OK();  // what is there now is not owner's
+      if (*holder) return HeldByStatus(name, (*holder)->cookie, lease);
+      if (lease) {
+        return Status::NotFound("lock '" + name + "' is not held (the lease of '" + lease->owner + "' has expired)");
+      }
+      return Status::NotFound("lock '" + name + "' is not held");
+    }
+    if (live) {
+      const Holder& h = **holder;
+      // The record first, then the lock, as Unlock does.
+      if (lease && lease->owner == owner) {
+        int r = ClearRecord(*impl_, name, record);
+        if (r < 0 && r != -ECANCELED) return RadosError(r, "rados setxattr " + Quote(name));
+      }
+      int r = io.break_lock(name, kLockName, h.client, h.cookie);
+      if (r < 0 && r != -ENOENT) return RadosError(r, "rados break_lock " + Quote(name));
+      broke = true;  // ENOENT: it lapsed or was released meanwhile; released either way
+      continue;
+    }
+    int r = ClearRecord(*impl_, name, record);
+    if (r < 0 && r != -ECANCELED) return RadosError(r, "rados setxattr " + Quote(name));
+    if (r == 0) broke = true;  // ECANCELED: renewed or taken meanwhile; look again
+  }
+  return Status::Busy("lock '" + name + "' is contended; gave up after " + std::to_string(kLockAttempts) +
+                      " attempts");
 }
 
 }  // namespace skerry

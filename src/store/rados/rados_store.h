@@ -84,6 +84,7 @@ class RadosStore final : public ObjectStore {
   Status Lock(const std::string& name, const std::string& owner, int64_t lease_ms) override;
   Status Unlock(const std::string& name, const std::string& owner) override;
   Result<LockInfo> GetLock(const std::string& name) override;
+  Status BreakLock(const std::string& name, const std::string& owner, bool fence) override;
 
   struct Impl;  // librados state; defined in rados_impl.h so includers need no Ceph headers
 
