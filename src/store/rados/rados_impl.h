@@ -5,6 +5,8 @@
 
 #include <rados/librados.hpp>
 
+#include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -22,6 +24,7 @@ namespace rados_detail {
 librados::bufferlist ToBl(std::string_view data);
 std::string FromBl(librados::bufferlist& bl);
 // A negative librados return value as a Status. `what` names the call and object.
+// EBLOCKLISTED (ESHUTDOWN) says this client was fenced.
 Status RadosError(int r, const std::string& what);
 std::string Quote(const std::string& name);
 Status InvalidName(const std::string& name);
@@ -49,6 +52,11 @@ struct RadosStore::Impl {
   librados::IoCtx data;  // block data, when a data pool is given
   bool split = false;
 
+  // Set by the first EBLOCKLISTED an OSD answers: another skerry fenced this client
+  // (BreakLock). From then on every call fails here without being sent, also after the
+  // blocklist expires: this client's view of the volumes it wrote is stale for good.
+  std::atomic<bool> fenced{false};
+
   std::mutex mu;
   std::condition_variable idle;
   int64_t in_flight = 0;  // GUARDED_BY(mu): aio operations whose callback has not finished
@@ -56,6 +64,18 @@ struct RadosStore::Impl {
   ~Impl();
 
   librados::IoCtx& For(std::string_view name) { return split && IsDataObject(name) ? data : meta; }
+
+  // Runs a synchronous librados call `f` (returning 0 or -errno) unless this client was
+  // fenced, and notes a fencing it reports.
+  template <class F>
+  int Call(F&& f) {
+    if (fenced.load()) return -ESHUTDOWN;
+    return Note(f());
+  }
+  int Note(int r) {
+    if (r == -ESHUTDOWN) fenced.store(true);
+    return r;
+  }
 
   // Submits one aio operation: `submit(completion)` hands it to librados. The op's `finish`
   // runs from the completion callback, or inline if submission itself fails.
@@ -66,6 +86,7 @@ struct RadosStore::Impl {
   // Runs a compound operation and waits; returns librados's result and the object version.
   template <class Op>
   int Operate(librados::IoCtx& io, const std::string& oid, Op* op, uint64_t* version = nullptr) {
+    if (fenced.load()) return -ESHUTDOWN;
     librados::AioCompletion* c = librados::Rados::aio_create_completion();
     int r;
     if constexpr (std::is_same_v<Op, librados::ObjectReadOperation>) {
@@ -79,7 +100,7 @@ struct RadosStore::Impl {
       if (version) *version = c->get_version64();
     }
     c->release();
-    return r;
+    return Note(r);
   }
 };
 

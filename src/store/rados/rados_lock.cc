@@ -71,7 +71,7 @@ Result<std::optional<Holder>> LiveHolder(RadosStore::Impl& impl, const std::stri
   int exclusive = 0;
   std::string tag;
   std::list<librados::locker_t> lockers;
-  int r = impl.meta.list_lockers(name, kLockName, &exclusive, &tag, &lockers);
+  int r = impl.Call([&] { return impl.meta.list_lockers(name, kLockName, &exclusive, &tag, &lockers); });
   if (r < 0) return RadosError(r, "rados list_lockers " + Quote(name));
   if (lockers.empty()) return std::optional<Holder>();
   const librados::locker_t& l = lockers.front();
@@ -81,7 +81,7 @@ Result<std::optional<Holder>> LiveHolder(RadosStore::Impl& impl, const std::stri
 // An xattr of the lock object ("" when it has none).
 Result<std::string> Xattr(RadosStore::Impl& impl, const std::string& name, const char* attr) {
   librados::bufferlist bl;
-  int r = impl.meta.getxattr(name, attr, bl);
+  int r = impl.Call([&] { return impl.meta.getxattr(name, attr, bl); });
   if (r == -ENODATA) return std::string();
   if (r < 0) return RadosError(r, "rados getxattr " + Quote(name));
   return FromBl(bl);
@@ -109,14 +109,16 @@ Status RadosStore::Lock(const std::string& name, const std::string& owner, int64
     timeval duration{static_cast<time_t>(lease_ms / 1000), static_cast<suseconds_t>((lease_ms % 1000) * 1000)};
     // Takes the lock, or renews it when this client already holds it with this cookie.
     // The lease runs on the OSD's clock from when it handles the call.
-    int r = io.lock_exclusive(name, kLockName, owner, "skerry lease", &duration, LIBRADOS_LOCK_FLAG_MAY_RENEW);
+    int r = impl_->Call([&] {
+      return io.lock_exclusive(name, kLockName, owner, "skerry lease", &duration, LIBRADOS_LOCK_FLAG_MAY_RENEW);
+    });
     if (r == 0) {
       // Ours: record owner and end of lease for GetLock (never later than the OSD's).
       librados::ObjectWriteOperation op;
       op.setxattr(kLeaseAttr, ToBl(EncodeLease(owner, now + lease_ms)));
       r = impl_->Operate(io, name, &op);
       if (r < 0) {  // not reported as ours: do not keep holding it either (best effort)
-        io.unlock(name, kLockName, owner);
+        impl_->Call([&] { return io.unlock(name, kLockName, owner); });
         return RadosError(r, "rados setxattr " + Quote(name));
       }
       return Status::OK();
@@ -127,7 +129,7 @@ Status RadosStore::Lock(const std::string& name, const std::string& owner, int64
     if (holder->cookie == owner) {
       // The same owner through another connection (another process or store instance):
       // RADOS locks belong to a client instance, skerry's to an owner name. Take it over.
-      r = io.break_lock(name, kLockName, holder->client, holder->cookie);
+      r = impl_->Call([&] { return io.break_lock(name, kLockName, holder->client, holder->cookie); });
       if (r < 0 && r != -ENOENT) return RadosError(r, "rados break_lock " + Quote(name));
       continue;
     }
@@ -161,7 +163,7 @@ Status RadosStore::Unlock(const std::string& name, const std::string& owner) {
     if (r < 0 && r != -ECANCELED) return RadosError(r, "rados setxattr " + Quote(name));
   }
   // break_lock works for our own client too.
-  int r = io.break_lock(name, kLockName, h.client, h.cookie);
+  int r = impl_->Call([&] { return io.break_lock(name, kLockName, h.client, h.cookie); });
   if (r == -ENOENT) return Status::NotFound("lock '" + name + "' is not held (the lease has expired)");
   return r < 0 ? RadosError(r, "rados unlock " + Quote(name)) : Status::OK();
 }
@@ -216,7 +218,7 @@ Status RadosStore::BreakLock(const std::string& name, const std::string& owner, 
         int r = ClearRecord(*impl_, name, record);
         if (r < 0 && r != -ECANCELED) return RadosError(r, "rados setxattr " + Quote(name));
       }
-      int r = io.break_lock(name, kLockName, h.client, h.cookie);
+      int r = impl_->Call([&] { return io.break_lock(name, kLockName, h.client, h.cookie); });
       if (r < 0 && r != -ENOENT) return RadosError(r, "rados break_lock " + Quote(name));
       broke = true;  // ENOENT: it lapsed or was released meanwhile; released either way
       continue;

@@ -58,6 +58,9 @@ Status RadosError(int r, const std::string& what) {
     case EEXIST: return Status::AlreadyExists(what + ": object exists");
     case ECANCELED: return Status::Conflict(what + ": compare failed");
     case EBUSY: return Status::Busy(what + ": busy");
+    case ESHUTDOWN:  // EBLOCKLISTED: another client blocklisted this one (took its lock over)
+      return Status::IOError(what + ": this client was fenced (blocklisted) by another skerry that took over its lock",
+                             ESHUTDOWN);
     default: return Status::FromErrno(err, what);
   }
 }
@@ -154,7 +157,8 @@ void RadosStore::Impl::Start(std::unique_ptr<AioOp> op,
   op->impl = this;
   AioOp* raw = op.release();
   raw->completion = librados::Rados::aio_create_completion(raw, OnAioComplete);
-  int r = submit(raw->completion, *raw);
+  // A fenced client sends nothing: it fails as the OSD would.
+  int r = fenced.load() ? -ESHUTDOWN : submit(raw->completion, *raw);
   if (r < 0) {  // never queued: no callback will come
     raw->completion->release();
     raw->completion = nullptr;
@@ -172,7 +176,7 @@ void RadosStore::Impl::EndOp() {
 void rados_detail::OnAioComplete(librados::completion_t, void* arg) {
   std::unique_ptr<AioOp> op(static_cast<AioOp*>(arg));
   RadosStore::Impl* impl = op->impl;
-  int r = op->completion->get_return_value();
+  int r = impl->Note(op->completion->get_return_value());
   op->completion->release();
   op->completion = nullptr;
   t_in_completion = true;
@@ -509,14 +513,14 @@ Result<ObjectInfo> RadosStore::Stat(const std::string& name) {
   if (!IsValidObjectName(name)) return InvalidName(name);
   uint64_t size = 0;
   time_t mtime = 0;
-  int r = impl_->For(name).stat(name, &size, &mtime);
+  int r = impl_->Call([&] { return impl_->For(name).stat(name, &size, &mtime); });
   if (r < 0) return RadosError(r, "rados stat " + Quote(name));
   return ObjectInfo{size};
 }
 
 Status RadosStore::Delete(const std::string& name) {
   if (!IsValidObjectName(name)) return InvalidName(name);
-  int r = impl_->For(name).remove(name);
+  int r = impl_->Call([&] { return impl_->For(name).remove(name); });
   return r < 0 ? RadosError(r, "rados remove " + Quote(name)) : Status::OK();
 }
 
@@ -532,14 +536,14 @@ Status RadosStore::DeleteMany(const std::vector<std::string>& names) {
       auto [c, name] = inflight.front();
       inflight.pop_front();
       c->wait_for_complete();
-      int r = c->get_return_value();
+      int r = impl_->Note(c->get_return_value());
       c->release();
       if (r < 0 && r != -ENOENT && first.ok()) first = RadosError(r, "rados remove " + Quote(*name));
     }
   };
   for (const std::string& name : names) {
     librados::AioCompletion* c = librados::Rados::aio_create_completion();
-    int r = impl_->For(name).aio_remove(name, c);
+    int r = impl_->Call([&] { return impl_->For(name).aio_remove(name, c); });
     if (r < 0) {
       c->release();
       if (first.ok()) first = RadosError(r, "rados remove " + Quote(name));
@@ -560,8 +564,8 @@ Result<std::vector<std::string>> RadosStore::List(std::string_view prefix) {
     while (!io.object_list_is_end(cursor)) {
       std::vector<librados::ObjectItem> items;
       librados::ObjectCursor next;
-      int r = io.object_list(cursor, end, 1024, {}, &items, &next);
-      if (r < 0) return Status::FromErrno(-r, "rados list pool '" + pool + "'");
+      int r = impl_->Call([&] { return io.object_list(cursor, end, 1024, {}, &items, &next); });
+      if (r < 0) return RadosError(r, "rados list pool '" + pool + "'");
       for (librados::ObjectItem& item : items) {
         if (item.oid.starts_with(prefix) && IsValidObjectName(item.oid)) names.push_back(std::move(item.oid));
       }
