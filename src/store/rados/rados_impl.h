@@ -1,6 +1,6 @@
 // RadosStore's internals, shared by rados_store.cc (open, data path, control path) and
-// rados_lock.cc (locks). It includes librados.hpp, so only those two files may include it:
-// they alone are compiled against the Ceph headers (src/store/CMakeLists.txt).
+// rados_lock.cc (locks and fencing). It includes librados.hpp, so only those two files may
+// include it: they alone are compiled against the Ceph headers (src/store/CMakeLists.txt).
 #pragma once
 
 #include <rados/librados.hpp>

@@ -1,7 +1,7 @@
 // RadosStore's locks (docs/rados.md, "Locks"): a RADOS exclusive lock (cls_lock "skerry",
 // cookie = owner, duration = lease) on the lock object decides who holds it; a lease record
-// in an xattr beside it says until when, and who held a lapsed lease. BreakLock releases a
-// lock on behalf of an owner known to be dead.
+// in xattrs beside it says until when, and who held a lapsed lease. BreakLock fences the
+// old holder by blocklisting its client, as `rbd lock break` does.
 #include <sys/time.h>
 
 #include <charconv>
@@ -22,9 +22,17 @@ namespace {
 // Name of the RADOS (cls_lock) lock taken on a lock object, and of the lease record xattr.
 constexpr char kLockName[] = "skerry";
 constexpr char kLeaseAttr[] = "skerry.lease";
+// The holder's client as RADOS knows it, "CLIENT ADDRESS" ("client.4123 127.0.0.1:0/1234"):
+// what BreakLock fences once RADOS has dropped a lapsed lock and list_lockers no longer
+// names anyone. Written and emptied together with the lease record.
+constexpr char kClientAttr[] = "skerry.lease.client";
 // How often Lock and BreakLock look again when a lease lapses, is broken or is taken while
 // they look at it.
 constexpr int kLockAttempts = 8;
+// How long a fenced client stays blocklisted: long enough for a holder that was alive after
+// all to see its renewals fail and stop. Its RadosStore refuses every call from its first
+// EBLOCKLISTED on (Impl::fenced), so the hour ending does not let it write again.
+constexpr uint32_t kFenceSeconds = 3600;
 
 int64_t NowUnixMs() {
   using namespace std::chrono;
@@ -63,8 +71,9 @@ Status HeldByStatus(const std::string& name, const std::string& holder, const st
 // The live holder of the RADOS lock on `name`: nullopt when nobody holds it (or the lease
 // has lapsed); NotFound when the object does not exist.
 struct Holder {
-  std::string client;  // "client.4123"
-  std::string cookie;  // the skerry owner
+  std::string client;   // "client.4123"
+  std::string cookie;   // the skerry owner
+  std::string address;  // the client instance's address, what a blocklist names
 };
 
 Result<std::optional<Holder>> LiveHolder(RadosStore::Impl& impl, const std::string& name) {
@@ -75,7 +84,7 @@ Result<std::optional<Holder>> LiveHolder(RadosStore::Impl& impl, const std::stri
   if (r < 0) return RadosError(r, "rados list_lockers " + Quote(name));
   if (lockers.empty()) return std::optional<Holder>();
   const librados::locker_t& l = lockers.front();
-  return std::optional<Holder>(Holder{l.client, l.cookie});
+  return std::optional<Holder>(Holder{l.client, l.cookie, l.address});
 }
 
 // An xattr of the lock object ("" when it has none).
@@ -87,12 +96,34 @@ Result<std::string> Xattr(RadosStore::Impl& impl, const std::string& name, const
   return FromBl(bl);
 }
 
+// This client as list_lockers names it.
+std::string SelfName(RadosStore::Impl& impl) { return "client." + std::to_string(impl.rados.get_instance_id()); }
+
 // Empties the lease record if it still reads `record`; -ECANCELED when it changed.
 int ClearRecord(RadosStore::Impl& impl, const std::string& name, const std::string& record) {
   librados::ObjectWriteOperation op;
   op.cmpxattr(kLeaseAttr, LIBRADOS_CMPXATTR_OP_EQ, ToBl(record));
   op.setxattr(kLeaseAttr, librados::bufferlist());
+  op.setxattr(kClientAttr, librados::bufferlist());
   return impl.Operate(impl.meta, name, &op);
+}
+
+// Blocklists `client` at `address` for kFenceSeconds: no OSD serves it any more. Never this
+// client itself: a caller breaking a lock held through its own store must not cut itself off.
+Status Fence(RadosStore::Impl& impl, const std::string& name, const std::string& client,
+             const std::string& address) {
+  if (client == SelfName(impl)) return Status::OK();
+  // Returns once this client has the OSD map with the entry. Every later operation from here
+  // carries that map's epoch and an OSD applies the map before serving it: once this store
+  // has touched an object, the old holder can no longer touch it.
+  int r = impl.Call([&] { return impl.rados.blocklist_add(address, kFenceSeconds); });
+  std::string what = "rados blocklist_add " + address + " (fencing " + client + ", holder of lock " + Quote(name) + ")";
+  if (r == -EACCES || r == -EPERM) {
+    return Status::IOError(what + ": not permitted; fencing needs the monitor capability to blocklist "
+                                  "(mon 'profile rbd', or allow command \"osd blocklist\")",
+                           -r);
+  }
+  return r < 0 ? RadosError(r, what) : Status::OK();
 }
 
 }  // namespace
@@ -113,9 +144,11 @@ Status RadosStore::Lock(const std::string& name, const std::string& owner, int64
       return io.lock_exclusive(name, kLockName, owner, "skerry lease", &duration, LIBRADOS_LOCK_FLAG_MAY_RENEW);
     });
     if (r == 0) {
-      // Ours: record owner and end of lease for GetLock (never later than the OSD's).
+      // Ours: record owner and end of lease for GetLock (never later than the OSD's), and
+      // this client, for BreakLock to fence once the lease has lapsed.
       librados::ObjectWriteOperation op;
       op.setxattr(kLeaseAttr, ToBl(EncodeLease(owner, now + lease_ms)));
+      op.setxattr(kClientAttr, ToBl(SelfName(*impl_) + " " + impl_->rados.get_addrs()));
       r = impl_->Operate(io, name, &op);
       if (r < 0) {  // not reported as ours: do not keep holding it either (best effort)
         impl_->Call([&] { return io.unlock(name, kLockName, owner); });
@@ -184,12 +217,12 @@ Result<LockInfo> RadosStore::GetLock(const std::string& name) {
   return Status::NotFound("lock '" + name + "' is not held");
 }
 
-// Two cases: RADOS still has `owner`'s lock (clear the record, break_lock), or the lease
-// lapsed and RADOS dropped the lock, but the record still names `owner` (clear the record:
-// OK, as with the default lock, for which an expired lease is still its owner's). After
-// either, look again: the owner may have locked again meanwhile (through another client).
-// No fencing yet: `fence` is ignored (fences_lock_holders is false).
-Status RadosStore::BreakLock(const std::string& name, const std::string& owner, bool /*fence*/) {
+// Two cases: RADOS still has `owner`'s lock (fence its client from list_lockers, clear the
+// record, break_lock), or the lease lapsed and RADOS dropped the lock, but the record still
+// names `owner` (fence the client recorded beside it, clear the record: OK, like the default
+// lock, for which an expired lease is still its owner's). After either, look again: the
+// owner may have locked again meanwhile (through another client, or before it was fenced).
+Status RadosStore::BreakLock(const std::string& name, const std::string& owner, bool fence) {
   if (!IsValidObjectName(name)) return InvalidName(name);
   librados::IoCtx& io = impl_->meta;
   bool broke = false;  // something of owner's was released: its lock being gone is then success
@@ -213,6 +246,7 @@ Status RadosStore::BreakLock(const std::string& name, const std::string& owner, 
     }
     if (live) {
       const Holder& h = **holder;
+      if (fence) SKERRY_RETURN_IF_ERROR(Fence(*impl_, name, h.client, h.address));
       // The record first, then the lock, as Unlock does.
       if (lease && lease->owner == owner) {
         int r = ClearRecord(*impl_, name, record);
@@ -222,6 +256,16 @@ Status RadosStore::BreakLock(const std::string& name, const std::string& owner, 
       if (r < 0 && r != -ENOENT) return RadosError(r, "rados break_lock " + Quote(name));
       broke = true;  // ENOENT: it lapsed or was released meanwhile; released either way
       continue;
+    }
+    if (fence) {
+      SKERRY_ASSIGN_OR_RETURN(std::string client, Xattr(*impl_, name, kClientAttr));
+      size_t sp = client.find(' ');
+      if (sp == std::string::npos) {
+        return Status::NotSupported("cannot fence '" + owner + "', whose lease of lock '" + name +
+                                    "' has lapsed: its record names no client (written by an older skerry); "
+                                    "break the lock without fencing");
+      }
+      SKERRY_RETURN_IF_ERROR(Fence(*impl_, name, client.substr(0, sp), client.substr(sp + 1)));
     }
     int r = ClearRecord(*impl_, name, record);
     if (r < 0 && r != -ECANCELED) return RadosError(r, "rados setxattr " + Quote(name));

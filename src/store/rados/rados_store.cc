@@ -1,5 +1,5 @@
 // RadosStore (see rados_store.h and docs/rados.md): skerry objects as RADOS objects.
-// Locks are in rados_lock.cc.
+// Locks and fencing are in rados_lock.cc.
 #include "store/rados/rados_store.h"
 
 #include <rados/librados.hpp>
@@ -319,6 +319,7 @@ StoreCapabilities RadosStore::capabilities() const {
   c.native_async = true;      // aio completions
   c.persistent = true;
   c.durable_writes = true;    // acknowledged = on stable storage on every replica
+  c.fences_lock_holders = true;  // BreakLock blocklists the old holder (rados_lock.cc)
   return c;
 }
 

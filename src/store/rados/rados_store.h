@@ -19,7 +19,10 @@
 //
 // Locks are RADOS exclusive locks (cls_lock, lock name "skerry", cookie = owner) with the
 // lease as duration, plus a lease record (xattr "skerry.lease": "OWNER\nEXPIRES_UNIX_MS\n")
-// that tells GetLock when the lease ends and who held an expired one. docs/rados.md has
+// that tells GetLock when the lease ends and who held an expired one, and the holder's
+// client (xattr "skerry.lease.client"). BreakLock with fence blocklists the holder's client
+// for an hour, as `rbd lock break` does: no OSD serves it any more, for any object. A store
+// whose client was blocklisted fails every call from then on ("fenced"). docs/rados.md has
 // the mapping of every call to RADOS operations.
 //
 // Thread-safety: every method may be called concurrently from any thread.
