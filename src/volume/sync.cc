@@ -17,9 +17,10 @@ namespace {
 
 using volume::Directory;
 
-// Locks and handoff requests belong to the store they were made in, never to a copy.
+// Locks, handoff requests and garbage collection's guards (gc.*) belong to the store they
+// were made in, never to a copy.
 bool IsLock(const std::string& n) {
-  return (n.size() > 5 && n.ends_with(".lock")) || (n.size() > 8 && n.ends_with(".handoff"));
+  return (n.size() > 5 && n.ends_with(".lock")) || (n.size() > 8 && n.ends_with(".handoff")) || n.starts_with("gc.");
 }
 bool IsHeader(const std::string& n) { return n.ends_with(".header"); }
 
