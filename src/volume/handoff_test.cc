@@ -192,34 +192,38 @@ TEST_F(HandoffTest, ConcurrentWritesOnAStandbyTakeItOverOnceAndAllLand) {
 TEST_F(HandoffTest, EveryWriteTheOldWriterAcknowledgedDuringTheHandoverIsThereAfterIt) {
   auto a = Open(*a_, "daemon-a");
   auto b = Open(*b_, "daemon-b");
-  // Writers on a keep going (each its own 4 KiB slots) until the handover refuses them.
-  constexpr int kThreads = 4, kSlots = 48;
-  std::vector<std::vector<int>> acked(kThreads);
+  // Writers on a keep rewriting their own 4 KiB slots, each time with new content, until the
+  // handover refuses them; what each slot last acknowledged must be there afterwards.
+  constexpr int kThreads = 4, kSlots = 32, kMaxWrites = 20'000;
+  std::vector<std::vector<int>> last(kThreads, std::vector<int>(kSlots, -1));
+  std::vector<int> writes(kThreads, 0);
+  std::atomic<int> started{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; t++) {
     threads.emplace_back([&, t] {
-      for (int i = 0; i < kSlots; i++) {
-        uint64_t off = static_cast<uint64_t>(t * kSlots + i) * 4096;
-        if (!a->Write(off, testing::Pattern(4096, 1000 + t * kSlots + i), false).ok()) return;
-        acked[t].push_back(i);
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      for (int n = 0; n < kMaxWrites; n++) {
+        int slot = n % kSlots;
+        uint64_t off = static_cast<uint64_t>(t * kSlots + slot) * 4096;
+        if (!a->Write(off, testing::Pattern(4096, 1'000'000 * (t + 1) + n), false).ok()) return;
+        last[t][slot] = n;
+        writes[t]++;
+        if (n == 0) started++;
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  while (started.load() < kThreads) std::this_thread::sleep_for(std::chrono::microseconds(100));
   ASSERT_TRUE(b->Write(15 * kBlock, testing::Pattern(4096, 11), false).ok()) << Log();
   for (auto& t : threads) t.join();
   EXPECT_EQ(a->role(), VolumeRole::kHandedOver);
-  size_t total = 0;
   for (int t = 0; t < kThreads; t++) {
-    total += acked[t].size();
-    for (int i : acked[t]) {
-      uint64_t n = t * kSlots + i;
-      EXPECT_EQ(ReadAt(*b, n * 4096, 4096), testing::Pattern(4096, 1000 + n)) << "thread " << t << " slot " << i;
+    EXPECT_LT(writes[t], kMaxWrites) << "thread " << t << " was never refused";
+    for (int slot = 0; slot < kSlots; slot++) {
+      if (last[t][slot] < 0) continue;  // refused before it got there
+      uint64_t off = static_cast<uint64_t>(t * kSlots + slot) * 4096;
+      EXPECT_EQ(ReadAt(*b, off, 4096), testing::Pattern(4096, 1'000'000 * (t + 1) + last[t][slot]))
+          << "thread " << t << " slot " << slot;
     }
   }
-  EXPECT_GT(total, 0u);
-  EXPECT_LT(total, static_cast<size_t>(kThreads * kSlots)) << "the handover came after every write";
 }
 
 TEST_F(HandoffTest, OpensTakingTheVolumeFromEachOtherInTurnSeeEveryWriteOfTheOthers) {
