@@ -9,19 +9,25 @@
 #                                  (several daemons on one store: the layout of several hosts)
 #   guest_start NAME DAEMON VOLUME JOB [COUNT] [--incoming]
 #                                  QEMU (TCG) with the volume as a virtio disk over NBD from
-#                                  DAEMON's socket; console $WORK/NAME.console, QMP $WORK/NAME.qmp
+#                                  DAEMON's socket ($WORK/DAEMON.sock; DAEMON file:PATH: the raw
+#                                  file PATH, no NBD); console $WORK/NAME.console, QMP
+#                                  $WORK/NAME.qmp, and a second QMP monitor
+#                                  $WORK/NAME.qmp-events for a listener (qmp.py --events)
 #   qmp NAME COMMAND [JSON]        one QMP command, its answer printed on one line
 #   guest_status NAME, guest_wait_status NAME STATE    QEMU's run state (query-status)
 #   guest_wrote NAME...            the last WROTE on those consoles
 #   guest_wait_wrote COUNT SECONDS NAME...   until the consoles (in order) reach WROTE COUNT
 #   guest_crashed NAME             the guest kernel's crash line, if it crashed
+#   guest_error NAME               the first I/O error the guest reported (init or kernel)
 #   guest_migrate SRC DST          live migration over a unix socket, prints its figures
 #   guest_stop NAME                QMP quit, wait for the process
 #   guest_wait_exit NAME SECONDS   wait for a guest that powers off by itself
 #   guest_verify VOLUME NAME...    every WROTE record of those consoles is in the store
 # The tag of this run's records is $GUEST_TAG. $GUEST_MEM and $GUEST_ACCEL (default tcg: KVM
 # does not boot a stock kernel on the development machines) set the guest's memory and
-# accelerator; $QEMU the binary.
+# accelerator; $QEMU the binary; $GUEST_RECONNECT_DELAY (seconds, unset: none) the NBD
+# client's reconnect-delay: requests cut off by a lost connection wait that long for QEMU
+# to reconnect, and are then resent, instead of failing at once.
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 GUEST_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_SRC_ROOT=$(cd "$GUEST_LIB_DIR/../.." && pwd)
@@ -50,14 +56,19 @@ guest_daemon() {
 # guest_start NAME DAEMON VOLUME JOB [COUNT] [--incoming]: starts QEMU; with --incoming it
 # waits for a migration (-incoming defer; guest_migrate gives it the address).
 guest_start() {
-  local name=$1 daemon=$2 volume=$3 job=$4 count=${5:-0} incoming=()
+  local name=$1 daemon=$2 volume=$3 job=$4 count=${5:-0} incoming=() disk
   [ "${6:-}" = "--incoming" ] && incoming=(-incoming defer)
-  rm -f "$WORK/$name.console" "$WORK/$name.qmp"
+  case "$daemon" in
+    file:*) disk="driver=file,node-name=disk0,filename=${daemon#file:}" ;;
+    *) disk="driver=nbd,node-name=disk0,server.type=unix,server.path=$WORK/$daemon.sock,export=$volume"
+       [ -z "${GUEST_RECONNECT_DELAY:-}" ] || disk+=",reconnect-delay=$GUEST_RECONNECT_DELAY" ;;
+  esac
+  rm -f "$WORK/$name.console" "$WORK/$name.qmp" "$WORK/$name.qmp-events"
   "$QEMU" -accel "$GUEST_ACCEL" -machine pc -m "$GUEST_MEM" -smp 1 -nodefaults -display none -no-reboot \
     -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
     -append "console=ttyS0 panic=-1 quiet guest.job=$job guest.count=$count guest.tag=$GUEST_TAG" \
     -serial "file:$WORK/$name.console" -qmp "unix:$WORK/$name.qmp,server=on,wait=off" \
-    -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=$WORK/$daemon.sock,export=$volume" \
+    -qmp "unix:$WORK/$name.qmp-events,server=on,wait=off" -blockdev "$disk" \
     -device virtio-blk-pci,drive=disk0 "${incoming[@]}" >"$WORK/$name.qemu.log" 2>&1 &
   local pid=$!
   eval "${name}_qemu_pid=$pid"
@@ -92,6 +103,13 @@ guest_crashed() {
 GUEST_CRASH_RE='BUG: |Oops|Kernel panic|general protection fault|stack guard page'
 GUEST_CRASHED=0
 
+# guest_error NAME: prints the first I/O error on NAME's console, if any: the init script's
+# (EIO, KILLED, GUEST-ERROR) or the guest kernel's (a failed request on vda, a buffer error).
+guest_error() {
+  grep -aE "$GUEST_ERROR_RE" "$WORK/$1.console" 2>/dev/null | head -n 1 | tr -d '\r' | grep .
+}
+GUEST_ERROR_RE='EIO|KILLED|GUEST-ERROR|I/O error|error, dev vd|blk_update_request'
+
 # guest_wait_wrote COUNT SECONDS NAME...: waits until the consoles reach WROTE COUNT. Fails
 # at once when the guest reports an I/O error, its kernel crashes, or the last QEMU named
 # exits; with GUEST_ALLOW_CRASH=1 a kernel crash sets GUEST_CRASHED=1 and returns instead.
@@ -106,9 +124,7 @@ guest_wait_wrote() {
       [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && { GUEST_CRASHED=1; return 0; }
       fail "guest $last_name: its kernel crashed: $(guest_crashed "$last_name")"
     fi
-    if grep -aqE 'EIO|KILLED|GUEST-ERROR' "$WORK/$last_name.console" 2>/dev/null; then
-      fail "guest $last_name: $(grep -aE 'EIO|KILLED|GUEST-ERROR' "$WORK/$last_name.console" | head -n 1 | tr -d '\r')"
-    fi
+    guest_error "$last_name" >/dev/null && fail "guest $last_name: $(guest_error "$last_name")"
     # (A kernel crash also ends QEMU, panic=-1 with -no-reboot: look again after an exit.)
     kill -0 "${!pid_var}" 2>/dev/null || guest_crashed "$last_name" >/dev/null ||
       fail "QEMU $last_name exited at WROTE $(guest_wrote "$@") before WROTE $want: $(tr '\n' ' ' <"$WORK/$last_name.qemu.log")"
