@@ -130,9 +130,25 @@ guest_wait_wrote() {
       fail "QEMU $last_name exited at WROTE $(guest_wrote "$@") before WROTE $want: $(tr '\n' ' ' <"$WORK/$last_name.qemu.log")"
     [ "$(date +%s)" -lt "$deadline" ] ||
       fail "guest $last_name: WROTE $(guest_wrote "$@") after ${secs}s, waited for WROTE $want" \
-        "(QEMU $(guest_status "$last_name"), console ends: $(tail -c 120 "$WORK/$last_name.console" | tr -d '\r' | tr '\n' ' '))"
+        "(QEMU $(guest_status "$last_name"), $(guest_disk_stats "$last_name"), console ends: $(tail -c 120 "$WORK/$last_name.console" | tr -d '\r' | tr '\n' ' '))"
     sleep 0.1
   done
+}
+
+# guest_disk_stats NAME: what QEMU's block layer says of the guest's disk (query-blockstats):
+# requests done and failed, and how long since the last one ended. For a stalled guest: a
+# request QEMU still waits for, or a guest that asks for nothing.
+guest_disk_stats() {
+  qmp "$1" query-blockstats 2>/dev/null | python3 -c '
+import json, sys
+for d in json.load(sys.stdin):
+    if d.get("qdev"):
+        s = d["stats"]
+        print("disk: %d reads, %d writes, %d flushes done, %d failed, the last ended %.1f s ago" % (
+            s["rd_operations"], s["wr_operations"], s["flush_operations"],
+            s["failed_rd_operations"] + s["failed_wr_operations"] + s["failed_flush_operations"],
+            s.get("idle_time_ns", -1e9) / 1e9))
+        break' 2>/dev/null || echo "disk: no blockstats"
 }
 
 # guest_stop NAME: asks QEMU to quit (the guest stops wherever it is) and waits for it.
