@@ -27,7 +27,7 @@ if [ -z "${SKERRY_QUICK:-}" ]; then
   BUILD_DIR=build-tsan scripts/build.sh -DSKERRY_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug \
     --target volume_test nbd_test util_test >/dev/null
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-  build-tsan/bin/volume_test --gtest_brief=1 --gtest_filter='*Concurrent*:*OneWriter*:*Fenced*:*Async*:IoGate*'
+  build-tsan/bin/volume_test --gtest_brief=1 --gtest_filter='*Concurrent*:*OneWriter*:*Fenced*:*Async*:IoGate*:Handoff*'
   build-tsan/bin/nbd_test --gtest_brief=1
   # The NBD server's memory budget (util's MemoryBudget, shared by threads) and FanIn.
   build-tsan/bin/util_test --gtest_brief=1 --gtest_filter='MemoryBudget*:FanIn*'

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -94,13 +95,48 @@ struct VolumeOptions {
   std::shared_ptr<MemoryBudget> held_bytes;
   // Time for leases (null: the real clock); a simulated one in tests.
   std::shared_ptr<Clock> clock;
+  // Cooperative opens (OpenOptions::handoff): how often a writer looks for a standby's
+  // request to hand over, and how long a standby's write waits for the holder to do so.
+  int64_t handoff_poll_ms = 10;
+  int64_t handoff_wait_ms = 10'000;
 };
+
+// What a read-write open of a volume's head does about other opens of it (docs/operations.md,
+// "Live migration").
+enum class Handoff {
+  // Busy when another owner holds the write lock; never gives it up while open. The CLI's
+  // opens, and an exclusive open (Ganeti's VOL_OPEN_EXCLUSIVE).
+  kNever,
+  // Opens as a standby when another owner holds the write lock: reads are served (from the
+  // volume as the holder last flushed it), and the first write, trim or zeroing asks the
+  // holder to hand over, then goes on as the writer. A writer hands over when asked: it
+  // holds new I/O, drains what is in flight, flushes, releases the lock, and never writes
+  // again (its clients' VM has moved; a new open may ask for the volume back).
+  kCooperative,
+};
+
+// What an open of a volume is doing now.
+enum class VolumeRole {
+  kReadOnly,    // a snapshot, or opened read-only
+  kWriter,      // holds the write lock
+  kStandby,     // cooperative, waiting: the first write asks the holder for the lock
+  kHandedOver,  // cooperative, gave the lock to another open: refuses writes for good
+};
+const char* VolumeRoleName(VolumeRole role);
 
 struct OpenOptions {
   bool read_only = false;  // snapshots are always read-only
   // Who holds the volume's write lock while it is open, e.g. "skerry-cli@host:pid".
   std::string owner;
   int64_t lease_ms = 0;  // 0: the catalog's VolumeOptions::lease_ms
+  Handoff handoff = Handoff::kNever;
+  // Told, in one line, of each handoff of a cooperative open (taken, handed over, refused):
+  // for the daemon's log. May run on any thread; must not call into the volume.
+  std::function<void(const std::string&)> on_handoff;
+  // Returns true only with proof that lock owner `owner` is no longer running (a restarted
+  // daemon's dead predecessor, by a lock on its state file): its lock is then broken at once
+  // instead of waiting out its lease. Null: no owner is ever presumed gone.
+  std::function<bool(const std::string& owner)> owner_is_gone;
 };
 
 class Volume {
@@ -114,6 +150,7 @@ class Volume {
   virtual uint64_t size() const = 0;
   virtual uint32_t block_size() const = 0;
   virtual bool read_only() const = 0;
+  virtual VolumeRole role() const { return read_only() ? VolumeRole::kReadOnly : VolumeRole::kWriter; }
 
   // I/O at any byte offset and length. REQUIRES: offset + length <= size(); the NBD
   // layer and CLI check ranges before calling (InvalidArgument here otherwise). Faster,

@@ -152,7 +152,8 @@ void AdminServer::Serve(int fd) {
       } else if (op == "status") {
         nlohmann::json exports = nlohmann::json::array();
         for (const ExportStatus& e : registry_.Exports())
-          exports.push_back({{"name", e.name}, {"clients", e.clients}, {"read_only", e.read_only}, {"size", e.size}});
+          exports.push_back({{"name", e.name}, {"clients", e.clients}, {"read_only", e.read_only}, {"size", e.size},
+                             {"role", VolumeRoleName(e.role)}});
         answer = {{"ok", true}, {"exports", exports}};
       } else {
         answer = admin::ErrorJson(Status::InvalidArgument("unknown admin op '" + op + "'"));

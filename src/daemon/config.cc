@@ -102,7 +102,7 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
   SKERRY_RETURN_IF_ERROR(Unknown(path, root,
                                  {"store", "listen", "admin_socket", "log_level", "lock_lease_seconds", "workers",
                                   "max_connections", "max_inflight_memory", "stall_timeout_seconds", "busy_poll_us",
-                                  "copy_up", "copier_threads", "partial_blocks", "tls"},
+                                  "copy_up", "copier_threads", "partial_blocks", "handoff", "state_file", "tls"},
                                  ""));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "store", &config->store));
   SKERRY_RETURN_IF_ERROR(Get(path, root, "admin_socket", &config->admin_socket));
@@ -153,6 +153,14 @@ Status LoadConfigText(std::string_view text, const std::string& path, DaemonConf
     if (!on) return Status::InvalidArgument(fmt::format("{}: partial_blocks must be true or false", path));
     config->volumes.partial_blocks = *on;
   }
+  if (const toml::node* n = root.get("handoff")) {
+    auto on = n->value<bool>();
+    if (!on) return Status::InvalidArgument(fmt::format("{}: handoff must be true or false", path));
+    config->handoff = *on;
+  }
+  SKERRY_RETURN_IF_ERROR(Get(path, root, "state_file", &config->state_file));
+  if (config->state_file.find_first_of("\n\r") != std::string::npos)
+    return Status::InvalidArgument(fmt::format("{}: state_file must be one line", path));
   config->server.worker_threads = static_cast<size_t>(workers);
   config->server.max_connections = static_cast<size_t>(max_conn);
   config->server.limits.stall_timeout = std::chrono::seconds(stall_s);

@@ -18,6 +18,11 @@ struct DaemonConfig {
   std::string admin_socket;           // Unix socket for `skerry` operations on open volumes
   std::string log_level = "info";     // trace, debug, info, warn, error
   int64_t lock_lease_ms = 60'000;     // write-lock lease of open volumes
+  // Cooperative opens (standby and handoff, for live migration) or exclusive ones.
+  bool handoff = true;
+  // The file this daemon holds locked while it runs (daemon/identity.h); empty: the admin
+  // socket's path with ".state" appended.
+  std::string state_file;
   // How open volumes copy shared blocks (copy_up, copier_threads, partial_blocks); the lease
   // is lock_lease_ms above.
   VolumeOptions volumes;

@@ -5,28 +5,38 @@
 
 namespace skerry::daemon {
 
-ExportRegistry::ExportRegistry(std::unique_ptr<Catalog> catalog, std::string owner, int64_t lease_ms)
-    : catalog_(std::move(catalog)), owner_(std::move(owner)), lease_ms_(lease_ms) {}
+ExportRegistry::ExportRegistry(std::unique_ptr<Catalog> catalog, ExportOptions options)
+    : catalog_(std::move(catalog)), options_(std::move(options)) {}
 
 ExportRegistry::~ExportRegistry() { CloseAll(); }
 
 Result<std::shared_ptr<Volume>> ExportRegistry::OpenExport(const std::string& name) {
   std::lock_guard lock(mu_);
   auto it = open_.find(name);
+  if (it != open_.end() && it->second.volume->role() == VolumeRole::kHandedOver) {
+    spdlog::info("export {}: a new client after this daemon handed the volume over: a new open for it", name);
+    handed_over_.emplace(name, it->second);
+    open_.erase(it);
+    it = open_.end();
+  }
   if (it != open_.end()) {
     it->second.refs++;
     return it->second.volume;
   }
   OpenOptions options;
-  options.owner = owner_;
-  options.lease_ms = lease_ms_;
+  options.owner = options_.owner;
+  options.lease_ms = options_.lease_ms;
+  options.handoff = options_.handoff ? Handoff::kCooperative : Handoff::kNever;
+  options.owner_is_gone = options_.owner_is_gone;
+  options.on_handoff = [](const std::string& line) { spdlog::info("export {}", line); };
   auto v = catalog_->Open(name, options);
   if (!v.ok()) {
     spdlog::warn("export {}: {}", name, v.status().ToString());
     return v.status();
   }
   std::shared_ptr<Volume> volume(std::move(*v));
-  spdlog::info("export {}: opened {} ({} bytes)", name, volume->read_only() ? "read-only" : "read-write",
+  spdlog::info("export {}: opened {} ({} bytes)", name,
+               volume->read_only() ? "read-only" : volume->role() == VolumeRole::kStandby ? "as a standby" : "read-write",
                volume->size());
   open_[name] = Open{volume, 1};
   return volume;
@@ -34,13 +44,26 @@ Result<std::shared_ptr<Volume>> ExportRegistry::OpenExport(const std::string& na
 
 void ExportRegistry::ReleaseExport(const std::string& name, const std::shared_ptr<Volume>& volume) {
   std::lock_guard lock(mu_);
+  auto close = [&](Open& o) {
+    Status st = o.volume->Close();
+    if (st.ok()) spdlog::info("export {}: last client left; flushed and closed", name);
+    else spdlog::error("export {}: close failed: {}", name, st.ToString());
+  };
   auto it = open_.find(name);
-  if (it == open_.end() || it->second.volume != volume) return;
-  if (--it->second.refs > 0) return;
-  Status st = it->second.volume->Close();
-  if (st.ok()) spdlog::info("export {}: last client left; flushed and closed", name);
-  else spdlog::error("export {}: close failed: {}", name, st.ToString());
-  open_.erase(it);
+  if (it != open_.end() && it->second.volume == volume) {
+    if (--it->second.refs > 0) return;
+    close(it->second);
+    open_.erase(it);
+    return;
+  }
+  auto [first, last] = handed_over_.equal_range(name);
+  for (auto h = first; h != last; ++h) {
+    if (h->second.volume != volume) continue;
+    if (--h->second.refs > 0) return;
+    close(h->second);
+    handed_over_.erase(h);
+    return;
+  }
 }
 
 Result<nbd::ExportProvider::ExportInfo> ExportRegistry::DescribeExport(const std::string& name) {
@@ -71,7 +94,7 @@ Result<std::vector<std::string>> ExportRegistry::ListExports() {
 Result<std::shared_ptr<Volume>> ExportRegistry::FindOpen(const Target& target) {
   const std::string& name = target.volume;
   auto it = open_.find(name);
-  if (it == open_.end() || it->second.volume->read_only())
+  if (it == open_.end() || it->second.volume->role() != VolumeRole::kWriter)
     return Status::NotFound(fmt::format("volume '{}' is not open for writing in this daemon", name));
   // The caller found this daemon through a lock's owner string, which names an admin socket
   // by path: a daemon serving another store (another host's path on a shared pool, a restart
@@ -85,12 +108,12 @@ Result<std::shared_ptr<Volume>> ExportRegistry::FindOpen(const Target& target) {
         name, have, target.volume_id));
   }
   // A synced copy of the store has the same ids: only the lock tells the stores apart.
-  if (!target.lock_owner.empty() && target.lock_owner != owner_) {
+  if (!target.lock_owner.empty() && target.lock_owner != options_.owner) {
     spdlog::warn("admin: a request for volume '{}' refused: its lock is held by '{}', not by this daemon ('{}')",
-                 name, target.lock_owner, owner_);
+                 name, target.lock_owner, options_.owner);
     return Status::Conflict(fmt::format(
         "the lock on volume '{}' is held by '{}', not by this daemon ('{}'): this daemon serves another store",
-        name, target.lock_owner, owner_));
+        name, target.lock_owner, options_.owner));
   }
   return it->second.volume;
 }
@@ -117,7 +140,9 @@ Status ExportRegistry::Resize(const Target& target, uint64_t size, bool allow_sh
 std::vector<ExportStatus> ExportRegistry::Exports() const {
   std::lock_guard lock(mu_);
   std::vector<ExportStatus> out;
-  for (auto& [name, o] : open_) out.push_back({name, o.refs, o.volume->read_only(), o.volume->size()});
+  for (auto& [name, o] : open_) out.push_back({name, o.refs, o.volume->read_only(), o.volume->size(), o.volume->role()});
+  for (auto& [name, o] : handed_over_)
+    out.push_back({name, o.refs, o.volume->read_only(), o.volume->size(), o.volume->role()});
   return out;
 }
 
@@ -132,6 +157,8 @@ Status ExportRegistry::CloseAll() {
     }
   }
   open_.clear();
+  for (auto& [name, o] : handed_over_) (void)o.volume->Close();  // nothing to flush: they write no more
+  handed_over_.clear();
   return first;
 }
 

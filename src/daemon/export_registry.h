@@ -10,6 +10,7 @@
 // Thread-safety: all methods may be called concurrently.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,13 +27,24 @@ struct ExportStatus {
   int clients = 0;
   bool read_only = false;
   uint64_t size = 0;
+  VolumeRole role = VolumeRole::kWriter;
+};
+
+// How the daemon opens volumes for its clients (docs/operations.md, "Live migration").
+struct ExportOptions {
+  // Names this daemon in volume write locks; it carries the admin socket path so a CLI that
+  // finds a volume locked knows whom to ask.
+  std::string owner;
+  int64_t lease_ms = 60'000;
+  // Cooperative opens (standby, handoff) when true; exclusive ones otherwise.
+  bool handoff = true;
+  // OpenOptions::owner_is_gone: proof that a lock owner (a dead predecessor) is gone.
+  std::function<bool(const std::string&)> owner_is_gone;
 };
 
 class ExportRegistry final : public nbd::ExportProvider {
  public:
-  // `owner` names this daemon in volume write locks; it carries the admin socket path so a
-  // CLI that finds a volume locked knows whom to ask.
-  ExportRegistry(std::unique_ptr<Catalog> catalog, std::string owner, int64_t lease_ms);
+  ExportRegistry(std::unique_ptr<Catalog> catalog, ExportOptions options);
   ~ExportRegistry() override;
 
   Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
@@ -66,10 +78,14 @@ class ExportRegistry final : public nbd::ExportProvider {
   Result<std::shared_ptr<Volume>> FindOpen(const Target& target);
 
   std::unique_ptr<Catalog> catalog_;
-  const std::string owner_;
-  const int64_t lease_ms_;
-  mutable std::mutex mu_;  // guards open_; held across opens and closes so they never race
+  const ExportOptions options_;
+  mutable std::mutex mu_;  // guards open_ and handed_over_; held across opens and closes so they never race
+  // The open each new client of a name gets.
   std::map<std::string, Open> open_;
+  // Opens that handed their volume over to another daemon, kept until their last client
+  // leaves: those clients' VM moved (or is a second VM by mistake) and must not write again,
+  // while a new client (the VM migrating back) gets a new open, a standby.
+  std::multimap<std::string, Open> handed_over_;
 };
 
 }  // namespace skerry::daemon

@@ -16,6 +16,7 @@
 #include "daemon/admin_server.h"
 #include "daemon/config.h"
 #include "daemon/export_registry.h"
+#include "daemon/identity.h"
 #include "nbd/server.h"
 #include "skerry/object_store.h"
 #include "skerry/version.h"
@@ -47,7 +48,7 @@ int Run(int argc, char** argv) {
   CLI::App app{"skerryd: serves skerry volumes over NBD"};
   app.set_version_flag("--version", SKERRY_VERSION_STRING);
   std::string config_path, store, admin_socket, log_level, tls_mode, tls_cert, tls_key, tls_ca, tls_psk,
-      inflight_memory, copy_up, partial_blocks;
+      inflight_memory, copy_up, partial_blocks, handoff;
   std::vector<std::string> listen;
   int workers = 0, busy_poll_us = -1;
   app.add_option("--config,-c", config_path, "TOML config file");
@@ -65,6 +66,10 @@ int Run(int argc, char** argv) {
                  "How the first write into a block shared with a snapshot copies it: background (default), on-demand or off");
   app.add_option("--partial-blocks", partial_blocks,
                  "on (default): a clone's first write into its parent's block copies nothing; off: the block is copied")
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--handoff", handoff,
+                 "on (default): a volume another daemon writes opens as a standby and its first write takes it over "
+                 "(live migration); off: exclusive opens")
       ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--tls", tls_mode, "off, optional or required");
   app.add_option("--tls-cert", tls_cert, "Server certificate (PEM)");
@@ -110,6 +115,7 @@ int Run(int argc, char** argv) {
       SKERRY_ASSIGN_OR_RETURN(c->volumes.copy_up, ParseCopyUpMode(copy_up));
     }
     if (!partial_blocks.empty()) c->volumes.partial_blocks = partial_blocks == "on";
+    if (!handoff.empty()) c->handoff = handoff == "on";
     c->volumes.lease_ms = c->lock_lease_ms;
     if (!tls_mode.empty()) {
       SKERRY_ASSIGN_OR_RETURN(c->server.tls.mode, nbd::ParseTlsMode(tls_mode));
@@ -130,10 +136,16 @@ int Run(int argc, char** argv) {
   auto catalog = Catalog::Open(*opened, config.volumes);
   if (!catalog.ok()) return Die(fmt::format("cannot open store {}: {}", config.store, catalog.status().message()));
 
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  std::string owner = fmt::format("skerryd@{}:{} admin={}", host, getpid(), config.admin_socket);
-  auto registry = std::make_shared<ExportRegistry>(std::move(*catalog), owner, config.lock_lease_ms);
+  if (config.state_file.empty()) config.state_file = config.admin_socket + ".state";
+  auto identity = DaemonIdentity::Acquire(config.state_file, config.admin_socket);
+  if (!identity.ok()) return Die(identity.status().message());
+  std::shared_ptr<const DaemonIdentity> me = std::move(*identity);
+  ExportOptions exports;
+  exports.owner = me->owner();
+  exports.lease_ms = config.lock_lease_ms;
+  exports.handoff = config.handoff;
+  exports.owner_is_gone = [me](const std::string& owner) { return me->IsPredecessor(owner); };
+  auto registry = std::make_shared<ExportRegistry>(std::move(*catalog), std::move(exports));
 
   auto server = nbd::Server::Create(registry, config.server);
   if (!server.ok()) return Die(server.status().message());
@@ -156,6 +168,9 @@ int Run(int argc, char** argv) {
                                                  : std::string("64 MiB per client, no server-wide bound"),
                busy_poll);
   const VolumeOptions& v = config.volumes;
+  spdlog::info("volumes: {}; lock owner '{}' ({} earlier instances of state file {} known dead)",
+               config.handoff ? "cooperative opens (standby, handoff for live migration)" : "exclusive opens",
+               me->owner(), me->predecessors(), config.state_file);
   spdlog::info("volumes: copy-up {}, partial blocks {}, write-lock lease {} s",
                v.copy_up == CopyUpMode::kOff        ? std::string("before the write returns (off)")
                : v.copy_up == CopyUpMode::kOnDemand ? std::string("deferred, on demand")
@@ -188,11 +203,12 @@ int Run(int argc, char** argv) {
           fresh.server.limits.busy_poll_ns != config.server.limits.busy_poll_ns ||
           fresh.volumes.copy_up != config.volumes.copy_up ||
           fresh.volumes.copier_threads != config.volumes.copier_threads ||
-          fresh.volumes.partial_blocks != config.volumes.partial_blocks)
+          fresh.volumes.partial_blocks != config.volumes.partial_blocks || fresh.handoff != config.handoff ||
+          (!fresh.state_file.empty() && fresh.state_file != config.state_file))
         spdlog::warn(
             "SIGHUP: store, listen addresses, admin socket, workers, lease, max_connections, "
             "max_inflight_memory, stall_timeout_seconds, busy_poll_us, copy_up, copier_threads and "
-            "partial_blocks change only on restart");
+            "partial_blocks, handoff and state_file change only on restart");
       spdlog::info("SIGHUP: reloaded {}: log level {}, TLS {}",
                    config_path.empty() ? "the command line's files" : config_path,
                    spdlog::level::to_string_view(spdlog::get_level()), nbd::TlsModeName(fresh.server.tls.mode));

@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 
 #include "skerry/volume.h"
 #include "util/memory_budget.h"
+#include "volume/handoff_volume.h"
 #include "volume/metadata.h"
 #include "volume/open_volume.h"
 
@@ -39,6 +41,31 @@ std::string DefaultOwner() {
 std::shared_ptr<MemoryBudget> ProcessHeldBytes() {
   static const auto budget = std::make_shared<MemoryBudget>(256ull << 20);
   return budget;
+}
+
+using OwnerIsGone = std::function<bool(const std::string&)>;
+
+// Takes volume `id`'s write lock for `owner`. Busy, naming the holder, when another owner holds
+// it, unless `gone` proves that owner dead.
+Status LockVolume(ObjectStore& store, const std::string& name, const VolumeId& id, const std::string& owner,
+                  int64_t lease_ms, const OwnerIsGone& gone) {
+  Status st = store.Lock(volume::LockObject(id), owner, lease_ms);
+  if (st.code() == Code::kBusy)
+    return Status::Busy(fmt::format("volume '{}' is open for writing elsewhere ({})", name, st.message()));
+  return st;
+}
+
+// Locks volume `id` and opens its head read-write from the header as it is now.
+Result<std::unique_ptr<OpenVolume>> OpenWriter(const std::shared_ptr<ObjectStore>& store, const VolumeOptions& vo,
+                                               const std::string& name, const VolumeId& id, const std::string& owner,
+                                               int64_t lease_ms, const OwnerIsGone& gone) {
+  SKERRY_RETURN_IF_ERROR(LockVolume(*store, name, id, owner, lease_ms, gone));
+  Result<Header> h = volume::ReadHeader(*store, id);
+  if (!h.ok()) {
+    store->Unlock(volume::LockObject(id), owner);
+    return h.status();
+  }
+  return OpenVolume::Head(store, name, *h, false, owner, lease_ms, vo);
 }
 
 class StoreCatalog final : public Catalog {
@@ -286,7 +313,9 @@ class StoreCatalog final : public Catalog {
     std::string name, snap;
     SKERRY_RETURN_IF_ERROR(SplitSpec(spec, &name, &snap));
     if (snap.empty() && !options.read_only) {
-      SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name, options.owner, options.lease_ms > 0 ? options.lease_ms : options_.lease_ms));
+      const int64_t lease_ms = options.lease_ms > 0 ? options.lease_ms : options_.lease_ms;
+      if (options.handoff == Handoff::kCooperative) return OpenCooperative(name, options, lease_ms);
+      SKERRY_ASSIGN_OR_RETURN(auto v, OpenHead(name, options.owner, lease_ms, options.owner_is_gone));
       return std::unique_ptr<Volume>(std::move(v));
     }
     SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
@@ -308,26 +337,38 @@ class StoreCatalog final : public Catalog {
 
  private:
   Result<std::unique_ptr<OpenVolume>> OpenHead(const std::string& name, std::string owner = "",
-                                               int64_t lease_ms = 0) {
+                                               int64_t lease_ms = 0, const OwnerIsGone& gone = nullptr) {
     if (lease_ms <= 0) lease_ms = options_.lease_ms;
     SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
     if (owner.empty()) owner = DefaultOwner();
     SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
     SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
-    SKERRY_RETURN_IF_ERROR(LockOrExplain(name, id, owner, lease_ms));
-    Result<Header> h = volume::ReadHeader(*store_, id);
-    if (!h.ok()) {
-      store_->Unlock(volume::LockObject(id), owner);
-      return h.status();
-    }
-    return OpenVolume::Head(store_, name, *h, false, owner, lease_ms, options_);
+    return OpenWriter(store_, options_, name, id, owner, lease_ms, gone);
+  }
+
+  // A cooperative open (HandoffVolume): a writer, or a standby when another owner writes.
+  Result<std::unique_ptr<Volume>> OpenCooperative(const std::string& name, const OpenOptions& options,
+                                                  int64_t lease_ms) {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    const std::string owner = options.owner.empty() ? DefaultOwner() : options.owner;
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    // By id from now on, and with what outlives this catalog: the open volume may.
+    volume::HandoffVolume::Opener opener;
+    opener.writer = [store = store_, vo = options_, name, id, owner, lease_ms, gone = options.owner_is_gone] {
+      return OpenWriter(store, vo, name, id, owner, lease_ms, gone);
+    };
+    opener.reader = [store = store_, vo = options_, name, id]() -> Result<std::unique_ptr<OpenVolume>> {
+      SKERRY_ASSIGN_OR_RETURN(Header h, volume::ReadHeader(*store, id));
+      return OpenVolume::Head(store, name, h, true, "", 0, vo);
+    };
+    SKERRY_ASSIGN_OR_RETURN(auto v, volume::HandoffVolume::Open(store_, name, id, owner, std::move(opener), options_,
+                                                               options.on_handoff));
+    return std::unique_ptr<Volume>(std::move(v));
   }
 
   Status LockOrExplain(const std::string& name, const VolumeId& id, const std::string& owner, int64_t lease_ms) {
-    Status st = store_->Lock(volume::LockObject(id), owner, lease_ms);
-    if (st.code() == Code::kBusy)
-      return Status::Busy(fmt::format("volume '{}' is open for writing elsewhere ({})", name, st.message()));
-    return st;
+    return LockVolume(*store_, name, id, owner, lease_ms, nullptr);
   }
 
   // Names volume `id` in the directory; a clone only while its parent is still there (a

@@ -73,7 +73,8 @@ class Checker {
     report_->volumes++;
     std::string header_name = volume::HeaderObject(id);
     referenced_.insert(header_name);
-    referenced_.insert(volume::LockObject(id));  // may or may not exist
+    referenced_.insert(volume::LockObject(id));     // may or may not exist
+    referenced_.insert(volume::HandoffObject(id));  // the same
     auto h = volume::ReadHeader(store_, id);
     if (!h.ok()) {
       if (h.status().IsNotFound() && VolumeRemovedMeanwhile(name, id)) {

@@ -344,6 +344,7 @@ Result<Directory> DecodeDirectory(std::string_view data, std::string_view object
 
 std::string HeaderObject(const VolumeId& id) { return fmt::format("v.{}.header", id.Hex()); }
 std::string LockObject(const VolumeId& id) { return fmt::format("v.{}.lock", id.Hex()); }
+std::string HandoffObject(const VolumeId& id) { return fmt::format("v.{}.handoff", id.Hex()); }
 std::string SnapshotObject(const VolumeId& id, uint64_t snap) { return fmt::format("v.{}.snap.{}", id.Hex(), snap); }
 std::string ChunkObject(const VolumeId& owner, uint64_t epoch, uint64_t chunk) {
   return fmt::format("v.{}.map.{}.{}", owner.Hex(), epoch, chunk);

@@ -165,6 +165,8 @@ Result<Directory> DecodeDirectory(std::string_view data, std::string_view object
 inline constexpr std::string_view kDirectoryObject = "skerry.directory";
 std::string HeaderObject(const VolumeId& id);
 std::string LockObject(const VolumeId& id);
+// A writer-to-be's request that the lock holder hand the volume over (handoff_channel.h).
+std::string HandoffObject(const VolumeId& id);
 std::string SnapshotObject(const VolumeId& id, uint64_t snap_id);
 std::string ChunkObject(const VolumeId& owner, uint64_t epoch, uint64_t chunk);
 std::string ChunkObject(const ChunkRef& ref, uint64_t chunk);

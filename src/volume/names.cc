@@ -58,4 +58,14 @@ Result<CopyUpMode> ParseCopyUpMode(std::string_view text) {
   return Status::InvalidArgument(fmt::format("copy-up mode '{}': expected background, on-demand or off", text));
 }
 
+const char* VolumeRoleName(VolumeRole role) {
+  switch (role) {
+    case VolumeRole::kReadOnly: return "read-only";
+    case VolumeRole::kWriter: return "writer";
+    case VolumeRole::kStandby: return "standby";
+    case VolumeRole::kHandedOver: return "handed-over";
+  }
+  return "?";
+}
+
 }  // namespace skerry

@@ -17,7 +17,10 @@ namespace {
 
 using volume::Directory;
 
-bool IsLock(const std::string& n) { return n.size() > 5 && n.ends_with(".lock"); }
+// Locks and handoff requests belong to the store they were made in, never to a copy.
+bool IsLock(const std::string& n) {
+  return (n.size() > 5 && n.ends_with(".lock")) || (n.size() > 8 && n.ends_with(".handoff"));
+}
 bool IsHeader(const std::string& n) { return n.ends_with(".header"); }
 
 // Writes `data` as `name` unless the target has it with the same content; verifies the copy.

@@ -46,14 +46,14 @@ qemu-io -r -f raw -c 'read -P 0x41 0 64k' "$(nbd_uri d1 disk@live)" | grep "read
 out=$(qemu-io -f raw -c 'write 0 4k' "$(nbd_uri d1 disk@live)" 2>&1) || true
 grep -qi "read-only\|permission\|not permitted" <<<"$out" || fail "write to a snapshot export: $out"
 
-step "a second daemon cannot write a volume the first holds"
+step "a second daemon with exclusive opens (--handoff off) cannot open a volume the first holds"
 "$PY_NBD" - "$WORK/d1.sock" "$WORK/d2.sock" "$SKERRYD" "$SKERRY_STORE" "$WORK" <<'PY'
 import nbd, subprocess, sys, time, os
 s1, s2, skerryd, store, work = sys.argv[1:]
 h = nbd.NBD()
 h.connect_uri(f"nbd+unix:///disk?socket={s1}")  # holds disk open in d1
-d2 = subprocess.Popen([skerryd, "--store", store, "--listen", f"unix:{s2}", "--admin-socket", f"{work}/d2.admin"],
-                      stderr=open(f"{work}/d2.log", "w"))
+d2 = subprocess.Popen([skerryd, "--store", store, "--listen", f"unix:{s2}", "--admin-socket", f"{work}/d2.admin",
+                       "--handoff", "off"], stderr=open(f"{work}/d2.log", "w"))
 for _ in range(100):
     if os.path.exists(s2): break
     time.sleep(0.05)
@@ -83,6 +83,54 @@ finally:
     d2.terminate()
     assert d2.wait(timeout=30) == 0, "second daemon did not stop cleanly"
 h.shutdown()
+PY
+
+step "a second daemon (cooperative, the default) opens a standby; its first write takes the volume over"
+"$PY_NBD" - "$WORK/d1.sock" "$WORK/d3.sock" "$SKERRYD" "$SKERRY_STORE" "$WORK" <<'PY'
+import nbd, subprocess, sys, time, os
+s1, s3, skerryd, store, work = sys.argv[1:]
+h = nbd.NBD()
+h.connect_uri(f"nbd+unix:///disk?socket={s1}")
+h.pwrite(b"D" * 4096, 2 << 20)   # acknowledged, not flushed: the handover must flush it
+d3 = subprocess.Popen([skerryd, "--store", store, "--listen", f"unix:{s3}", "--admin-socket", f"{work}/d3.admin"],
+                      stderr=open(f"{work}/d3.log", "w"))
+for _ in range(100):
+    if os.path.exists(s3): break
+    time.sleep(0.05)
+try:
+    g = nbd.NBD()
+    g.connect_uri(f"nbd+unix:///disk?socket={s3}")
+    assert not g.is_read_only(), "a standby is advertised read-write"
+    assert "opened as a standby" in open(f"{work}/d3.log").read()
+    g.flush()                      # nothing to flush on a standby: must not take the volume
+    h.pwrite(b"E" * 4096, 3 << 20)  # d1 still writes
+    h.flush()
+    assert g.pread(4096, 3 << 20) == b"E" * 4096, "a standby read misses what the writer flushed"
+    g.pwrite(b"F" * 4096, 4 << 20)  # takes the volume over
+    assert g.pread(4096, 2 << 20) == b"D" * 4096, "the old writer's unflushed write was lost in the handover"
+    try:
+        h.pwrite(b"G" * 4096, 0)
+        raise SystemExit("the old writer's client wrote after the handover")
+    except nbd.Error:
+        pass
+    log1 = open(f"{work}/d1.log").read()
+    assert "handed over to" in log1 and "this open writes no more" in log1, log1
+    h.flush()                      # the old client's flush: fine, and does not take it back
+    g.pwrite(b"H" * 4096, 5 << 20)
+    g.flush()
+    assert g.pread(4096, 0) != b"G" * 4096
+    g.shutdown()
+finally:
+    d3.terminate()
+    assert d3.wait(timeout=30) == 0, "third daemon did not stop cleanly"
+assert "took the write lock" in open(f"{work}/d3.log").read()
+h.shutdown()
+# A new client of d1 gets a new open, which may take the volume back (the lock is free now).
+h2 = nbd.NBD()
+h2.connect_uri(f"nbd+unix:///disk?socket={s1}")
+h2.pwrite(b"I" * 4096, 6 << 20)
+assert h2.pread(4096, 5 << 20) == b"H" * 4096
+h2.shutdown()
 PY
 
 step "SIGTERM with a client connected: flushed, closed, exit 0"
