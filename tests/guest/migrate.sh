@@ -61,7 +61,7 @@ migrate_to() {
 # kill -9 while the migration from FROM is copying memory; FROM must see the migration fail,
 # keep running and write $after more records (on its own daemon). TO's guest never ran.
 failed_migration() {
-  local from=$1 to=$2 daemon=$3 info status sent bw at pid_var="${2}_qemu_pid"
+  local from=$1 to=$2 daemon=$3 info status sent bw at t_kill pid_var="${2}_qemu_pid"
   step "attempt $n: destination QEMU $to on skerryd $daemon; migrate $from -> $to at 1 MiB/s, kill -9 $to mid-way"
   guest_start "$to" "$daemon" "$vol" write 0 --incoming
   bw=$(qmp "$from" query-migrate-parameters | python3 -c 'import json,sys; print(json.load(sys.stdin)["max-bandwidth"])')
@@ -77,6 +77,7 @@ failed_migration() {
   done
   [ "$status" = active ] || fail "migration $from -> $to is $status, not active, before the kill: $info"
   echo "kill -9 $to with the migration active, $((sent >> 10)) KiB sent, at WROTE $(guest_wrote "${chain[@]}")"
+  t_kill=$(now)
   kill -9 "${!pid_var}"
   wait "${!pid_var}" 2>/dev/null || true
   for _ in $(seq 300); do
@@ -89,7 +90,7 @@ failed_migration() {
   guest_wait_status "$from" running
   qmp "$from" migrate-set-parameters "{\"max-bandwidth\": $bw}" >/dev/null
   at=$(guest_wrote "${chain[@]}")
-  echo "the migration failed; $from runs on at WROTE $at"
+  echo "the migration failed ($(elapsed "$t_kill") s after the kill); $from runs on at WROTE $at"
   guest_wait_wrote $((at + after)) 120 "${chain[@]}"
   ! grep -aq WROTE "$WORK/$to.console" 2>/dev/null || fail "the killed destination $to printed WROTE lines"
 }
@@ -148,6 +149,9 @@ attempt() {
     if [ -n "${!pid_var:-}" ] && kill -0 "${!pid_var}" 2>/dev/null; then stop_daemon "$d"; fi
   done
   echo "records: $(guest_wrote "${chain[@]}") printed by ${chain[*]}"
+  for d in a b; do
+    [ ! -e "$WORK/$d.log" ] || grep -h 'handoff:' "$WORK/$d.log" | sed "s/^/  skerryd $d: /" || true
+  done
   if [ "$GUEST_CRASHED" = 1 ]; then
     echo "attempt $n: the guest kernel crashed on ${chain[*]: -1}: $(guest_crashed "${chain[@]: -1}")"
     GUEST_ALLOW_CRASH=1 guest_verify "$vol" "${chain[@]}"

@@ -42,6 +42,8 @@ launch() {
   fail "skerryd did not start within 10 s: $(cat "$WORK/$1")"
 }
 
+# On a failure, the daemons' last words (lib's exit trap has the exit status in rc).
+cleanup_hooks+=('[ "$rc" -eq 0 ] || for f in "$WORK"/d*.log; do echo "--- $f" >&2; tail -n 25 "$f" >&2; done')
 guest_volume vm 64M
 launch d.log
 step "guest on skerryd (NBD reconnect-delay ${GUEST_RECONNECT_DELAY} s)"
