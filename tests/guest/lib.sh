@@ -100,7 +100,9 @@ guest_wrote() {
 guest_crashed() {
   grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null | head -n 1 | tr -d '\r' | grep .
 }
-GUEST_CRASH_RE='BUG: |Oops|Kernel panic|general protection fault|stack guard page'
+# ("kernel BUG at" and "invalid opcode: 0000 [#1]" come without "BUG: " or "Oops": a bench run
+# saw a list_add corruption end so, and the guest hang with "Fixing recursive fault".)
+GUEST_CRASH_RE='BUG: |kernel BUG at|Oops|Kernel panic|general protection fault|stack guard page|invalid opcode|\[#[0-9]+\] |Fixing recursive fault'
 GUEST_CRASHED=0
 
 # guest_error NAME: prints the first I/O error on NAME's console, if any: the init script's
@@ -144,10 +146,11 @@ import json, sys
 for d in json.load(sys.stdin):
     if d.get("qdev"):
         s = d["stats"]
-        print("disk: %d reads, %d writes, %d flushes done, %d failed, the last ended %.1f s ago" % (
+        idle = s.get("idle_time_ns")
+        print("disk: %d reads, %d writes, %d flushes done, %d failed, %s" % (
             s["rd_operations"], s["wr_operations"], s["flush_operations"],
             s["failed_rd_operations"] + s["failed_wr_operations"] + s["failed_flush_operations"],
-            s.get("idle_time_ns", -1e9) / 1e9))
+            "none ended yet" if idle is None else "the last ended %.1f s ago" % (idle / 1e9)))
         break' 2>/dev/null || echo "disk: no blockstats"
 }
 
