@@ -48,6 +48,7 @@ struct StoreCapabilities {
   bool persistent = true;         // survives the process (false for mem:)
   bool durable_writes = false;    // every completed write is already durable (Sync is free)
   bool pipe_reads = false;        // ReadToPipe works: objects are files the kernel can splice
+  bool fences_lock_holders = false;  // BreakLock(fence) cuts the old holder off the store
 };
 
 struct ObjectInfo {
@@ -134,6 +135,14 @@ class ObjectStore {
   virtual Status Unlock(const std::string& name, const std::string& owner);
   // The current holder, NotFound if unlocked (an expired lease reads as its last holder).
   virtual Result<LockInfo> GetLock(const std::string& name);
+  // Releases the lock if and only if `owner` holds it, its lease expired or not: for a
+  // caller who knows `owner` is dead (a restarted daemon), or an operator. NotFound if
+  // nobody holds it (or another owner's lease has lapsed); Busy, naming the holder, if
+  // another owner does. With `fence`, a store that can (capabilities().fences_lock_holders)
+  // first makes sure the old holder can no longer change anything in this store, in case
+  // it is alive after all; other stores only break the lock. The default builds on Get and
+  // CompareAndSwap of the lock object, like Lock.
+  virtual Status BreakLock(const std::string& name, const std::string& owner, bool fence);
 
   // ---- blocking wrappers over the data path ----
   // Each XBlocking is X with the caller waiting for `done`. (Sync, in these names, only

@@ -67,6 +67,13 @@ struct Extent {
   bool zero = false;  // known to read as zeros
 };
 
+// The write lock of a volume as `skerry lock ls` shows it.
+struct VolumeLockState {
+  std::optional<LockInfo> holder;  // absent: nobody holds it (an expired lease still shows)
+  std::string handoff_requester;   // a standby asking the holder to hand over; empty: none
+  int64_t handoff_asked_unix_ms = 0;
+};
+
 // How a catalog's volumes behave once open. Set once, at Catalog::Open, from skerryd's config
 // or the CLI's flags; tests set them directly. Nothing in the library reads the environment.
 enum class CopyUpMode {
@@ -211,6 +218,13 @@ class Catalog {
   // Who holds the write lock of `name` (NotFound when nobody does). A daemon's owner
   // string names its admin socket, so the CLI can ask it to act on a volume it has open.
   virtual Result<LockInfo> LockHolder(const std::string& name) = 0;
+  // The write lock of `name` and any standby's request that its holder hand over.
+  virtual Result<VolumeLockState> LockState(const std::string& name) = 0;
+  // Breaks the write lock of `name` if `owner` holds it (lease lapsed or not), with `fence`
+  // first making sure that owner can write no more where the store can (ObjectStore::BreakLock):
+  // an operator's decision about a holder that is gone. Without `fence` only for a holder known
+  // dead (a daemon's dead predecessor). Busy when another owner holds it; NotFound when nobody does.
+  virtual Status BreakLock(const std::string& name, const std::string& owner, bool fence) = 0;
 
   // Opens "volume" (read-write unless options say otherwise) or "volume@snap" (read-only).
   virtual Result<std::unique_ptr<Volume>> Open(const std::string& spec,

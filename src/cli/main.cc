@@ -15,6 +15,7 @@
 #include "daemon/admin_client.h"
 #include "cli/store_config.h"
 #include "cli/image_transfer.h"
+#include "cli/lock_commands.h"
 #include "cli/qemu_img.h"
 #include "cli/transfer.h"
 #include "skerry/check.h"
@@ -384,6 +385,23 @@ int Run(int argc, char** argv) {
     if (g.json) report("wrote", s, "");
     return Status::OK();
   }));
+
+  // lock ls|break, status
+  auto* lock = app.add_subcommand("lock", "The write lock of a volume: who holds it, breaking a dead holder's");
+  lock->require_subcommand(1);
+  lock->fallthrough();
+  auto* lock_ls = lock->add_subcommand("ls", "Show who holds the write lock and who asks for it");
+  lock_ls->add_option("NAME", name, "Volume")->required();
+  lock_ls->callback(with_catalog([&](Catalog& c) { return LockList(c, name, g.json); }));
+  std::string owner;
+  auto* lock_break = lock->add_subcommand(
+      "break", "Break the write lock of a holder that is gone, fencing it first where the store can (RADOS)");
+  lock_break->add_option("NAME", name, "Volume")->required();
+  lock_break->add_option("OWNER", owner, "Only if this owner holds it (as `lock ls` shows); default: whoever does");
+  lock_break->callback(with_catalog([&](Catalog& c) { return LockBreak(c, name, owner, g.json); }));
+  auto* status = app.add_subcommand("status", "Who writes a volume: the lock, and the holder's daemon's view of it");
+  status->add_option("NAME", name, "Volume")->required();
+  status->callback(with_catalog([&](Catalog& c) { return VolumeStatus(c, name, g.json); }));
 
   try {
     app.parse(argc, argv);

@@ -146,6 +146,26 @@ std::vector<ExportStatus> ExportRegistry::Exports() const {
   return out;
 }
 
+void ExportRegistry::ReleasePredecessorLocks() {
+  if (!options_.owner_is_gone) return;
+  auto volumes = catalog_->List(false);
+  if (!volumes.ok()) {
+    spdlog::warn("locks of earlier instances: cannot list volumes: {}", volumes.status().ToString());
+    return;
+  }
+  int released = 0;
+  for (const VolumeInfo& v : *volumes) {
+    std::lock_guard lock(mu_);  // not while a client opens it here (that open breaks it itself)
+    if (open_.count(v.name)) continue;
+    auto state = catalog_->LockState(v.name);
+    if (!state.ok() || !state->holder || !options_.owner_is_gone(state->holder->owner)) continue;
+    Status st = catalog_->BreakLock(v.name, state->holder->owner, /*fence=*/false);
+    if (st.ok()) released++;
+    else if (!st.IsNotFound()) spdlog::warn("volume {}: releasing the lock of a dead earlier instance: {}", v.name, st.ToString());
+  }
+  if (released > 0) spdlog::info("released the write locks of {} volumes that dead earlier instances held", released);
+}
+
 Status ExportRegistry::CloseAll() {
   std::lock_guard lock(mu_);
   Status first;

@@ -67,6 +67,11 @@ class ExportRegistry final : public nbd::ExportProvider {
   Status Resize(const Target& target, uint64_t size, bool allow_shrink);
   std::vector<ExportStatus> Exports() const;
 
+  // Releases the write locks that dead earlier instances of this daemon still hold
+  // (ExportOptions::owner_is_gone) on volumes no client has opened here yet, so other daemons
+  // need not wait out those leases. Best effort, logged.
+  void ReleasePredecessorLocks();
+
   // Flushes and closes every open volume (shutdown). Returns the first error.
   Status CloseAll();
 

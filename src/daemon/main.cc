@@ -178,6 +178,7 @@ int Run(int argc, char** argv) {
                v.partial_blocks ? "on" : "off", v.lease_ms / 1000);
   for (const std::string& a : (*server)->addresses()) spdlog::info("listening on {}", a);
   spdlog::info("admin socket {}", config.admin_socket);
+  if (me->predecessors() > 0) registry->ReleasePredecessorLocks();
 
   for (;;) {
     int sig = 0;

@@ -6,6 +6,8 @@
 // delete after checking the owner could remove a lease another owner took over in
 // between, and the interface has no compare-and-delete. So a lock object, once made,
 // stays in the store (as an empty object) until the lock's user deletes it.
+// BreakLock is Unlock on behalf of an owner known to be dead: the lock object cannot tell
+// who calls, and a store of this kind has no way to fence anyone.
 //
 // Expiry uses the wall clock (milliseconds since the Unix epoch) because leases are
 // compared across hosts; clocks are assumed to agree to well within a lease.
@@ -50,6 +52,31 @@ std::string HeldBy(const std::string& name, const LockInfo& info, int64_t now) {
          std::to_string(info.expires_unix_ms - now) + " ms";
 }
 
+// Unlock and BreakLock: empties the lock object if `owner`'s lease is in it, expired or not.
+// The compare-and-swap is against exactly the lease text read, so a lease renewed or taken
+// over in between is never released.
+Status Release(ObjectStore& store, const std::string& name, const std::string& owner) {
+  for (int attempt = 0; attempt < kMaxRaceRetries; attempt++) {
+    Result<std::string> current = store.Get(name);
+    if (current.status().IsNotFound()) return Status::NotFound("lock '" + name + "' is not held");
+    if (!current.ok()) return current.status();
+    SKERRY_ASSIGN_OR_RETURN(std::optional<LockInfo> held, DecodeLease(name, *current));
+    if (!held) return Status::NotFound("lock '" + name + "' is not held");
+    int64_t now = NowUnixMs();
+    if (held->owner != owner) {
+      if (now >= held->expires_unix_ms) {
+        return Status::NotFound("lock '" + name + "' is not held (the lease of '" + held->owner +
+                                "' has expired)");
+      }
+      return Status::Busy(HeldBy(name, *held, now));
+    }
+    Status st = store.CompareAndSwap(name, *current, "");
+    if (st.ok() || !(st.IsConflict() || st.IsNotFound())) return st;
+  }
+  return Status::Busy("lock '" + name + "' is contended; gave up after " +
+                      std::to_string(kMaxRaceRetries) + " attempts");
+}
+
 }  // namespace
 
 Status ObjectStore::Lock(const std::string& name, const std::string& owner, int64_t lease_ms) {
@@ -79,25 +106,13 @@ Status ObjectStore::Lock(const std::string& name, const std::string& owner, int6
 }
 
 Status ObjectStore::Unlock(const std::string& name, const std::string& owner) {
-  for (int attempt = 0; attempt < kMaxRaceRetries; attempt++) {
-    Result<std::string> current = Get(name);
-    if (current.status().IsNotFound()) return Status::NotFound("lock '" + name + "' is not held");
-    if (!current.ok()) return current.status();
-    SKERRY_ASSIGN_OR_RETURN(std::optional<LockInfo> held, DecodeLease(name, *current));
-    if (!held) return Status::NotFound("lock '" + name + "' is not held");
-    int64_t now = NowUnixMs();
-    if (held->owner != owner) {
-      if (now >= held->expires_unix_ms) {
-        return Status::NotFound("lock '" + name + "' is not held (the lease of '" + held->owner +
-                                "' has expired)");
-      }
-      return Status::Busy(HeldBy(name, *held, now));
-    }
-    Status st = CompareAndSwap(name, *current, "");
-    if (st.ok() || !(st.IsConflict() || st.IsNotFound())) return st;
-  }
-  return Status::Busy("lock '" + name + "' is contended; gave up after " +
-                      std::to_string(kMaxRaceRetries) + " attempts");
+  return Release(*this, name, owner);
+}
+
+// Breaking is releasing on the owner's behalf: the lease object does not know who calls.
+// No fencing here (fences_lock_holders is false): a store that can fence overrides this.
+Status ObjectStore::BreakLock(const std::string& name, const std::string& owner, bool /*fence*/) {
+  return Release(*this, name, owner);
 }
 
 Result<LockInfo> ObjectStore::GetLock(const std::string& name) {

@@ -444,6 +444,54 @@ TEST_P(StoreContractTest, UnlockOnlyByTheOwner) {
   EXPECT_EQ(s.GetLock("lk")->owner, "b");
 }
 
+TEST_P(StoreContractTest, BreakLockReleasesTheNamedOwnersLeaseAtOnce) {
+  ObjectStore& s = *store_;
+  // With fence too: a store that fences must not fence itself (here the holder is the
+  // caller's own connection); one that cannot just breaks.
+  for (bool fence : {false, true}) {
+    SCOPED_TRACE(fence ? "fence" : "no fence");
+    ASSERT_TRUE(s.Lock("lk", "dead-a", 60000).ok());
+    ASSERT_TRUE(s.BreakLock("lk", "dead-a", fence).ok());
+    EXPECT_TRUE(s.GetLock("lk").status().IsNotFound());
+    ASSERT_TRUE(s.Lock("lk", "b", 60000).ok());  // now, not when dead-a's lease would end
+    EXPECT_EQ(s.GetLock("lk")->owner, "b");
+    ASSERT_TRUE(s.Unlock("lk", "b").ok());
+  }
+}
+
+TEST_P(StoreContractTest, BreakLockOfAnotherOwnersLockIsBusy) {
+  ObjectStore& s = *store_;
+  ASSERT_TRUE(s.Lock("lk", "a", 60000).ok());
+  for (bool fence : {false, true}) {
+    Status busy = s.BreakLock("lk", "b", fence);
+    EXPECT_EQ(busy.code(), Code::kBusy) << busy.ToString();
+    EXPECT_NE(busy.message().find("'a'"), std::string::npos) << busy.ToString();
+  }
+  EXPECT_EQ(s.GetLock("lk")->owner, "a");
+  EXPECT_TRUE(s.Lock("lk", "a", 60000).ok());  // still a's, renewable
+}
+
+TEST_P(StoreContractTest, BreakLockOfAFreeLockIsNotFound) {
+  ObjectStore& s = *store_;
+  EXPECT_TRUE(s.BreakLock("lk", "a", false).IsNotFound());  // never locked
+  EXPECT_TRUE(s.BreakLock("lk", "a", true).IsNotFound());
+  ASSERT_TRUE(s.Lock("lk", "a", 60000).ok());
+  ASSERT_TRUE(s.Unlock("lk", "a").ok());
+  EXPECT_TRUE(s.BreakLock("lk", "a", false).IsNotFound());  // released
+  EXPECT_TRUE(s.BreakLock("lk", "a", true).IsNotFound());
+}
+
+TEST_P(StoreContractTest, BreakLockClearsAnExpiredLeaseOfItsOwner) {
+  ObjectStore& s = *store_;
+  ASSERT_TRUE(s.Lock("lk", "a", 50).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  // A lapsed lease is still its owner's (GetLock names it) and nobody else's.
+  EXPECT_TRUE(s.BreakLock("lk", "b", true).IsNotFound());
+  ASSERT_TRUE(s.BreakLock("lk", "a", true).ok());
+  EXPECT_TRUE(s.GetLock("lk").status().IsNotFound());
+  EXPECT_TRUE(s.BreakLock("lk", "a", true).IsNotFound());
+}
+
 TEST_P(StoreContractTest, LockRefusesBadOwnersAndLeases) {
   EXPECT_EQ(store_->Lock("lk", "", 1000).code(), Code::kInvalidArgument);
   EXPECT_EQ(store_->Lock("lk", "two\nlines", 1000).code(), Code::kInvalidArgument);

@@ -44,6 +44,7 @@ TEST(OpenStoreTest, MemMakesANewEmptyStoreEachTime) {
   EXPECT_FALSE((*a)->capabilities().persistent);
   EXPECT_TRUE((*a)->capabilities().server_side_copy);
   EXPECT_TRUE((*a)->capabilities().durable_writes);
+  EXPECT_FALSE((*a)->capabilities().fences_lock_holders);  // BreakLock only breaks
 }
 
 TEST(OpenStoreTest, DirWithARelativePathIsMadeAbsolute) {
@@ -57,6 +58,7 @@ TEST(OpenStoreTest, DirWithARelativePathIsMadeAbsolute) {
   EXPECT_EQ((*store)->uri(), "dir:" + tmp.path() + "/rel/store");
   EXPECT_TRUE((*store)->capabilities().persistent);
   EXPECT_FALSE((*store)->capabilities().native_async);
+  EXPECT_FALSE((*store)->capabilities().fences_lock_holders);
   auto again = OpenStore((*store)->uri());
   ASSERT_TRUE(again.ok()) << again.status().ToString();
 }

@@ -8,10 +8,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <functional>
+#include <limits>
 
 #include "skerry/volume.h"
 #include "util/memory_budget.h"
+#include "volume/handoff_channel.h"
 #include "volume/handoff_volume.h"
 #include "volume/metadata.h"
 #include "volume/open_volume.h"
@@ -45,11 +48,37 @@ std::shared_ptr<MemoryBudget> ProcessHeldBytes() {
 
 using OwnerIsGone = std::function<bool(const std::string&)>;
 
+int64_t NowUnixMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 // Takes volume `id`'s write lock for `owner`. Busy, naming the holder, when another owner holds
 // it, unless `gone` proves that owner dead.
 Status LockVolume(ObjectStore& store, const std::string& name, const VolumeId& id, const std::string& owner,
                   int64_t lease_ms, const OwnerIsGone& gone) {
+  if (store.capabilities().fences_lock_holders) {
+    // Taking over a lapsed lease (its holder's host died, or it was cut off or paused) fences
+    // that holder first, as rbd does: a holder that was only partitioned must not write after.
+    Result<LockInfo> last = store.GetLock(volume::LockObject(id));
+    if (last.ok() && last->owner != owner && last->expires_unix_ms <= NowUnixMs()) {
+      Status fenced = store.BreakLock(volume::LockObject(id), last->owner, /*fence=*/true);
+      // NotSupported: a lease an older skerry wrote, which names no client to fence.
+      if (!fenced.ok() && !fenced.IsNotFound() && fenced.code() != Code::kBusy &&
+          fenced.code() != Code::kNotSupported)
+        return fenced;
+    }
+  }
   Status st = store.Lock(volume::LockObject(id), owner, lease_ms);
+  if (st.code() == Code::kBusy && gone) {
+    // A dead holder's lock (a restarted daemon's predecessor) is broken now, not waited out.
+    // Its own objects need no fencing: the process is gone. Broken only if still that owner's.
+    Result<LockInfo> holder = store.GetLock(volume::LockObject(id));
+    if (holder.ok() && holder->owner != owner && gone(holder->owner)) {
+      Status broken = store.BreakLock(volume::LockObject(id), holder->owner, /*fence=*/false);
+      if (broken.ok() || broken.IsNotFound()) st = store.Lock(volume::LockObject(id), owner, lease_ms);
+    }
+  }
   if (st.code() == Code::kBusy)
     return Status::Busy(fmt::format("volume '{}' is open for writing elsewhere ({})", name, st.message()));
   return st;
@@ -326,6 +355,29 @@ class StoreCatalog final : public Catalog {
     if (!s) return Status::NotFound(fmt::format("snapshot '{}@{}' does not exist", name, snap));
     SKERRY_ASSIGN_OR_RETURN(SnapshotRecord rec, volume::ReadSnapshotRecord(*store_, id, s->id));
     return std::unique_ptr<Volume>(OpenVolume::Snapshot(store_, spec, rec, options_));
+  }
+
+  Result<VolumeLockState> LockState(const std::string& name) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    VolumeLockState state;
+    Result<LockInfo> holder = store_->GetLock(volume::LockObject(id));
+    if (holder.ok()) state.holder = *holder;
+    else if (!holder.status().IsNotFound()) return holder.status();
+    // Any age: an operator wants to see a request left over too (a writer ignores it).
+    SKERRY_ASSIGN_OR_RETURN(auto request, volume::HandoffChannel(*store_, id).Pending(std::numeric_limits<int64_t>::max() / 2));
+    state.handoff_requester = request.requester;
+    state.handoff_asked_unix_ms = request.asked_unix_ms;
+    return state;
+  }
+
+  Status BreakLock(const std::string& name, const std::string& owner, bool fence) override {
+    SKERRY_RETURN_IF_ERROR(ValidateVolumeName(name).Prefixed("volume"));
+    SKERRY_ASSIGN_OR_RETURN(Directory dir, volume::ReadDirectory(*store_));
+    SKERRY_ASSIGN_OR_RETURN(VolumeId id, Lookup(dir, name));
+    return store_->BreakLock(volume::LockObject(id), owner, fence)
+        .Prefixed(fmt::format("volume '{}'", name));
   }
 
   Result<LockInfo> LockHolder(const std::string& name) override {

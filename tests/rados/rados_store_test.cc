@@ -1,7 +1,8 @@
 // RadosStore against a real Ceph cluster: the store contract (one pool, and metadata and
 // data in two pools), then what is particular to RADOS: URIs, which pool an object goes
 // to, native asynchronous completion, compare-and-swap edge cases, locks between two
-// client connections, and a dead cluster turning into an error instead of a hang.
+// client connections, breaking a lock with fencing (blocklisting), and a dead cluster
+// turning into an error instead of a hang.
 //
 // The cluster comes from the environment, set by the CTest fixture (tests/rados/CMakeLists.txt)
 // that starts one with scripts/ceph-cluster.sh:
@@ -145,6 +146,7 @@ TEST(RadosStoreTest, OpenStoreGivesARadosStoreWithItsCapabilities) {
   EXPECT_TRUE(c.server_side_copy);
   EXPECT_TRUE(c.persistent);
   EXPECT_FALSE(c.cheap_copy);
+  EXPECT_TRUE(c.fences_lock_holders);
   ASSERT_TRUE((*store)->Put("x", "persisted").ok());
   auto again = OpenStore((*store)->uri());
   ASSERT_TRUE(again.ok()) << again.status().ToString();
@@ -371,6 +373,57 @@ TEST(RadosStoreTest, ExpiredLeaseOfAnotherConnectionIsTakenOver) {
   ASSERT_TRUE((*b)->Lock("lk", "b", 60000).ok());
   EXPECT_EQ(a->Lock("lk", "a", 60000).code(), Code::kBusy);  // the old holder is fenced out
   EXPECT_EQ(a->GetLock("lk")->owner, "b");
+}
+
+// ---- breaking a lock with fencing: the old holder is blocklisted, as by `rbd lock break`
+
+void ExpectFenced(const Status& st, const char* what) {
+  EXPECT_EQ(st.code(), Code::kIOError) << what << ": " << st.ToString();
+  EXPECT_NE(st.message().find("fenced (blocklisted) by another skerry"), std::string::npos)
+      << what << ": " << st.ToString();
+}
+
+TEST(RadosStoreTest, BreakLockWithFenceCutsTheHolderOff) {
+  std::string ns;
+  auto b = OpenTestStore(false, &ns);  // the taker (its release empties the namespace)
+  ASSERT_NE(b, nullptr);
+  auto a = RadosStore::Open(Options(false, ns));  // the holder, a client of its own
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*a)->Lock("v.1.lock", "host-a", 60000).ok());
+  ASSERT_TRUE(Write(**a, "v.1.b.0", 0, "a-1", true).ok());
+  EXPECT_EQ(b->BreakLock("v.1.lock", "host-x", true).code(), Code::kBusy);  // not the holder: no fencing
+  ASSERT_TRUE(Write(**a, "v.1.b.0", 0, "a-2", true).ok());
+
+  ASSERT_TRUE(b->BreakLock("v.1.lock", "host-a", true).ok());
+  ASSERT_TRUE(b->Lock("v.1.lock", "host-b", 60000).ok());
+  // b first: its operations carry the OSD map that blocklists a, so the OSD has that map
+  // before it sees anything a sends later.
+  ASSERT_TRUE(Write(*b, "v.1.b.0", 0, "b-1", true).ok());
+  ExpectFenced(Write(**a, "v.1.b.0", 0, "a-3", true), "a's write");
+  ExpectFenced((*a)->Lock("v.1.lock", "host-a", 60000), "a's renewal");
+  ExpectFenced((*a)->Put("v.1.header", "a"), "a's put");
+  EXPECT_EQ(*b->Get("v.1.b.0"), "b-1");
+  EXPECT_EQ(b->GetLock("v.1.lock")->owner, "host-b");
+  ASSERT_TRUE(Write(*b, "v.1.b.0", 0, "b-2", true).ok());
+  EXPECT_EQ(*b->Get("v.1.b.0"), "b-2");
+}
+
+TEST(RadosStoreTest, BreakLockWithFenceCutsOffTheHolderOfALapsedLease) {
+  std::string ns;
+  auto b = OpenTestStore(false, &ns);
+  ASSERT_NE(b, nullptr);
+  auto a = RadosStore::Open(Options(false, ns));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*a)->Lock("lk", "a", 300).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  // RADOS has dropped the lock; the lease record still names a, and a's client.
+  EXPECT_EQ(b->GetLock("lk")->owner, "a");
+  ASSERT_TRUE(b->BreakLock("lk", "a", true).ok());
+  EXPECT_TRUE(b->GetLock("lk").status().IsNotFound());
+  ASSERT_TRUE(Write(*b, "d", 0, "b", true).ok());
+  ExpectFenced(Write(**a, "d", 0, "a", true), "a's write");
+  ExpectFenced((*a)->Lock("lk", "a", 60000), "a's lock");
+  EXPECT_EQ(*b->Get("d"), "b");
 }
 
 }  // namespace

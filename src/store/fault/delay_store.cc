@@ -159,5 +159,9 @@ Result<LockInfo> DelayStore::GetLock(const std::string& name) {
   Pause(StoreOp::kLock);
   return ForwardingStore::GetLock(name);
 }
+Status DelayStore::BreakLock(const std::string& name, const std::string& owner, bool fence) {
+  Pause(StoreOp::kLock);
+  return ForwardingStore::BreakLock(name, owner, fence);
+}
 
 }  // namespace skerry

@@ -66,6 +66,7 @@ class DelayStore final : public ForwardingStore {
   Status Lock(const std::string& name, const std::string& owner, int64_t lease_ms) override;
   Status Unlock(const std::string& name, const std::string& owner) override;
   Result<LockInfo> GetLock(const std::string& name) override;
+  Status BreakLock(const std::string& name, const std::string& owner, bool fence) override;
 
  private:
   void Pause(StoreOp op);

@@ -225,4 +225,9 @@ Result<LockInfo> FaultStore::GetLock(const std::string& name) {
   return ForwardingStore::GetLock(name);
 }
 
+Status FaultStore::BreakLock(const std::string& name, const std::string& owner, bool fence) {
+  if (auto st = Check(StoreOp::kLock, {name})) return *st;
+  return ForwardingStore::BreakLock(name, owner, fence);
+}
+
 }  // namespace skerry

@@ -79,6 +79,7 @@ class FaultStore final : public ForwardingStore {
   Status Lock(const std::string& name, const std::string& owner, int64_t lease_ms) override;
   Status Unlock(const std::string& name, const std::string& owner) override;
   Result<LockInfo> GetLock(const std::string& name) override;
+  Status BreakLock(const std::string& name, const std::string& owner, bool fence) override;
 
  private:
   struct ArmedRule {

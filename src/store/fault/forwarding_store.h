@@ -2,7 +2,7 @@
 //
 // The base of the store decorators in this folder (FaultStore, DelayStore): a decorator
 // overrides only what it changes. Lease locks go to the inner store's own Lock/Unlock/
-// GetLock, so a store with native locks keeps them under a decorator.
+// GetLock/BreakLock, so a store with native locks (and fencing) keeps them under a decorator.
 //
 // Thread-safety: as the inner store.
 #pragma once
@@ -60,6 +60,9 @@ class ForwardingStore : public ObjectStore {
   }
   Status Unlock(const std::string& name, const std::string& owner) override { return inner_->Unlock(name, owner); }
   Result<LockInfo> GetLock(const std::string& name) override { return inner_->GetLock(name); }
+  Status BreakLock(const std::string& name, const std::string& owner, bool fence) override {
+    return inner_->BreakLock(name, owner, fence);
+  }
 
  private:
   const std::shared_ptr<ObjectStore> inner_;

@@ -413,4 +413,10 @@ Result<LockInfo> NonDurableStore::GetLock(const std::string& name) {
   return inner_->GetLock(name);
 }
 
+Status NonDurableStore::BreakLock(const std::string& name, const std::string& owner, bool fence) {
+  std::lock_guard lock(mu_);
+  SKERRY_RETURN_IF_ERROR(Alive());
+  return inner_->BreakLock(name, owner, fence);
+}
+
 }  // namespace skerry

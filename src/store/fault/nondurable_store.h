@@ -86,6 +86,7 @@ class NonDurableStore final : public ObjectStore {
   Status Lock(const std::string& name, const std::string& owner, int64_t lease_ms) override;
   Status Unlock(const std::string& name, const std::string& owner) override;
   Result<LockInfo> GetLock(const std::string& name) override;
+  Status BreakLock(const std::string& name, const std::string& owner, bool fence) override;
 
  private:
   // One unsynced change, as it must be replayed onto INNER.

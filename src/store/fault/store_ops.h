@@ -14,7 +14,7 @@
 
 namespace skerry {
 
-// One bit per class. Lock covers Lock, Unlock and GetLock.
+// One bit per class. Lock covers Lock, Unlock, GetLock and BreakLock.
 enum class StoreOp : uint32_t {
   kRead = 1u << 0,
   kWrite = 1u << 1,

@@ -1,37 +1,31 @@
 // RadosStore (see rados_store.h and docs/rados.md): skerry objects as RADOS objects.
+// Locks and fencing are in rados_lock.cc.
 #include "store/rados/rados_store.h"
 
 #include <rados/librados.hpp>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
-#include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
-#include <list>
 #include <mutex>
-#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "store/rados/rados_impl.h"
+
 namespace skerry {
+
+using namespace rados_detail;
 
 namespace {
 
 // cmpext reports a mismatch at byte i as -MAX_ERRNO - i (Linux's MAX_ERRNO).
 constexpr int kMaxErrno = 4095;
-// Name of the RADOS (cls_lock) lock taken on a lock object, and of the lease record xattr.
-constexpr char kLockName[] = "skerry";
-constexpr char kLeaseAttr[] = "skerry.lease";
-// How often Lock retries when a lease lapses or is broken while it looks at it.
-constexpr int kLockAttempts = 8;
 
 // Client-side timeouts where ceph.conf and CEPH_ARGS leave Ceph's own default (the third
 // column): a dead cluster must turn into an error, not a hang.
@@ -44,10 +38,9 @@ constexpr const char* kDefaultTimeouts[][3] = {
 // Set while a librados completion runs our callback on librados's thread.
 thread_local bool t_in_completion = false;
 
-int64_t NowUnixMs() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
+}  // namespace
+
+namespace rados_detail {
 
 librados::bufferlist ToBl(std::string_view data) {
   librados::bufferlist bl;
@@ -57,7 +50,6 @@ librados::bufferlist ToBl(std::string_view data) {
 
 std::string FromBl(librados::bufferlist& bl) { return bl.to_str(); }
 
-// A negative librados return value as a Status. `what` names the call and object.
 Status RadosError(int r, const std::string& what) {
   int err = -r;
   if (r <= -kMaxErrno) return Status::Conflict(what + ": content differs (cmpext)");
@@ -66,6 +58,9 @@ Status RadosError(int r, const std::string& what) {
     case EEXIST: return Status::AlreadyExists(what + ": object exists");
     case ECANCELED: return Status::Conflict(what + ": compare failed");
     case EBUSY: return Status::Busy(what + ": busy");
+    case ESHUTDOWN:  // EBLOCKLISTED: another client blocklisted this one (took its lock over)
+      return Status::IOError(what + ": this client was fenced (blocklisted) by another skerry that took over its lock",
+                             ESHUTDOWN);
     default: return Status::FromErrno(err, what);
   }
 }
@@ -76,42 +71,7 @@ Status InvalidName(const std::string& name) {
   return Status::InvalidArgument("invalid object name '" + name + "'");
 }
 
-// ---- lease records: "OWNER\nEXPIRES_UNIX_MS\n" in xattr skerry.lease; empty = released
-
-std::string EncodeLease(const std::string& owner, int64_t expires_unix_ms) {
-  return owner + "\n" + std::to_string(expires_unix_ms) + "\n";
-}
-
-std::optional<LockInfo> DecodeLease(std::string_view text) {
-  size_t nl = text.find('\n');
-  if (text.empty() || nl == 0 || nl == std::string_view::npos || text.back() != '\n') return std::nullopt;
-  std::string_view num = text.substr(nl + 1, text.size() - nl - 2);
-  int64_t expires = 0;
-  auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), expires);
-  if (num.empty() || ec != std::errc() || end != num.data() + num.size()) return std::nullopt;
-  return LockInfo{std::string(text.substr(0, nl)), expires};
-}
-
-std::string HeldBy(const std::string& name, const std::string& owner, std::optional<int64_t> remaining_ms) {
-  std::string msg = "lock '" + name + "' is held by '" + owner + "'";
-  if (remaining_ms) msg += " for another " + std::to_string(*remaining_ms) + " ms";
-  return msg;
-}
-
-// One asynchronous operation in flight: what it reads into, and what to do when it ends.
-struct AioOp {
-  RadosStore::Impl* impl = nullptr;
-  librados::AioCompletion* completion = nullptr;
-  librados::bufferlist bl;       // data written, or read into
-  uint64_t size = 0;             // aio_stat result
-  time_t mtime = 0;
-  librados::ObjectWriteOperation write_op;
-  std::function<void(int r, AioOp& op)> finish;
-};
-
-void OnAioComplete(librados::completion_t, void* arg);
-
-}  // namespace
+}  // namespace rados_detail
 
 // ---------------------------------------------------------------- URI
 
@@ -176,108 +136,47 @@ std::string FormatRadosUri(const RadosStoreOptions& o) {
 
 // ---------------------------------------------------------------- Impl
 
-struct RadosStore::Impl {
-  RadosStoreOptions options;
-  librados::Rados rados;
-  bool connected = false;
-  librados::IoCtx meta;  // maps and metadata
-  librados::IoCtx data;  // block data, when a data pool is given
-  bool split = false;
-
-  std::mutex mu;
-  std::condition_variable idle;
-  int64_t in_flight = 0;  // GUARDED_BY(mu): aio operations whose callback has not finished
-
-  ~Impl() {
-    {
-      std::unique_lock lock(mu);
-      idle.wait(lock, [&] { return in_flight == 0; });
-    }
-    if (connected) {
-      meta.close();
-      if (split) data.close();
-      rados.shutdown();
-    }
+RadosStore::Impl::~Impl() {
+  {
+    std::unique_lock lock(mu);
+    idle.wait(lock, [&] { return in_flight == 0; });
   }
-
-  librados::IoCtx& For(std::string_view name) { return split && IsDataObject(name) ? data : meta; }
-
-  // Submits one aio operation: `submit(completion)` hands it to librados. The op's `finish`
-  // runs from the completion callback, or inline if submission itself fails.
-  void Start(std::unique_ptr<AioOp> op, const std::function<int(librados::AioCompletion*, AioOp&)>& submit) {
-    {
-      std::lock_guard lock(mu);
-      in_flight++;
-    }
-    op->impl = this;
-    AioOp* raw = op.release();
-    raw->completion = librados::Rados::aio_create_completion(raw, OnAioComplete);
-    int r = submit(raw->completion, *raw);
-    if (r < 0) {  // never queued: no callback will come
-      raw->completion->release();
-      raw->completion = nullptr;
-      raw->finish(r, *raw);
-      delete raw;
-      EndOp();
-    }
+  if (connected) {
+    meta.close();
+    if (split) data.close();
+    rados.shutdown();
   }
+}
 
-  void EndOp() {
+void RadosStore::Impl::Start(std::unique_ptr<AioOp> op,
+                             const std::function<int(librados::AioCompletion*, AioOp&)>& submit) {
+  {
     std::lock_guard lock(mu);
-    if (--in_flight == 0) idle.notify_all();
+    in_flight++;
   }
-
-  // Runs a compound operation and waits; returns librados's result and the object version.
-  template <class Op>
-  int Operate(librados::IoCtx& io, const std::string& oid, Op* op, uint64_t* version = nullptr) {
-    librados::AioCompletion* c = librados::Rados::aio_create_completion();
-    int r;
-    if constexpr (std::is_same_v<Op, librados::ObjectReadOperation>) {
-      r = io.aio_operate(oid, c, op, nullptr);
-    } else {
-      r = io.aio_operate(oid, c, op);
-    }
-    if (r == 0) {
-      c->wait_for_complete();
-      r = c->get_return_value();
-      if (version) *version = c->get_version64();
-    }
-    c->release();
-    return r;
+  op->impl = this;
+  AioOp* raw = op.release();
+  raw->completion = librados::Rados::aio_create_completion(raw, OnAioComplete);
+  // A fenced client sends nothing: it fails as the OSD would.
+  int r = fenced.load() ? -ESHUTDOWN : submit(raw->completion, *raw);
+  if (r < 0) {  // never queued: no callback will come
+    raw->completion->release();
+    raw->completion = nullptr;
+    raw->finish(r, *raw);
+    delete raw;
+    EndOp();
   }
+}
 
-  // The live holder of the RADOS lock on `name`: nullopt when nobody holds it (or the lease
-  // has lapsed); NotFound when the object does not exist.
-  struct Holder {
-    std::string client;
-    std::string cookie;
-  };
-  Result<std::optional<Holder>> LiveHolder(const std::string& name) {
-    int exclusive = 0;
-    std::string tag;
-    std::list<librados::locker_t> lockers;
-    int r = meta.list_lockers(name, kLockName, &exclusive, &tag, &lockers);
-    if (r < 0) return RadosError(r, "rados list_lockers " + Quote(name));
-    if (lockers.empty()) return std::optional<Holder>();
-    return std::optional<Holder>(Holder{lockers.front().client, lockers.front().cookie});
-  }
+void RadosStore::Impl::EndOp() {
+  std::lock_guard lock(mu);
+  if (--in_flight == 0) idle.notify_all();
+}
 
-  // The raw lease record ("" when none).
-  Result<std::string> LeaseRecord(const std::string& name) {
-    librados::bufferlist bl;
-    int r = meta.getxattr(name, kLeaseAttr, bl);
-    if (r == -ENODATA) return std::string();
-    if (r < 0) return RadosError(r, "rados getxattr " + Quote(name));
-    return FromBl(bl);
-  }
-};
-
-namespace {
-
-void OnAioComplete(librados::completion_t, void* arg) {
+void rados_detail::OnAioComplete(librados::completion_t, void* arg) {
   std::unique_ptr<AioOp> op(static_cast<AioOp*>(arg));
   RadosStore::Impl* impl = op->impl;
-  int r = op->completion->get_return_value();
+  int r = impl->Note(op->completion->get_return_value());
   op->completion->release();
   op->completion = nullptr;
   t_in_completion = true;
@@ -286,8 +185,6 @@ void OnAioComplete(librados::completion_t, void* arg) {
   t_in_completion = false;
   impl->EndOp();
 }
-
-}  // namespace
 
 // ---------------------------------------------------------------- open / close
 
@@ -422,6 +319,7 @@ StoreCapabilities RadosStore::capabilities() const {
   c.native_async = true;      // aio completions
   c.persistent = true;
   c.durable_writes = true;    // acknowledged = on stable storage on every replica
+  c.fences_lock_holders = true;  // BreakLock blocklists the old holder (rados_lock.cc)
   return c;
 }
 
@@ -616,14 +514,14 @@ Result<ObjectInfo> RadosStore::Stat(const std::string& name) {
   if (!IsValidObjectName(name)) return InvalidName(name);
   uint64_t size = 0;
   time_t mtime = 0;
-  int r = impl_->For(name).stat(name, &size, &mtime);
+  int r = impl_->Call([&] { return impl_->For(name).stat(name, &size, &mtime); });
   if (r < 0) return RadosError(r, "rados stat " + Quote(name));
   return ObjectInfo{size};
 }
 
 Status RadosStore::Delete(const std::string& name) {
   if (!IsValidObjectName(name)) return InvalidName(name);
-  int r = impl_->For(name).remove(name);
+  int r = impl_->Call([&] { return impl_->For(name).remove(name); });
   return r < 0 ? RadosError(r, "rados remove " + Quote(name)) : Status::OK();
 }
 
@@ -639,14 +537,14 @@ Status RadosStore::DeleteMany(const std::vector<std::string>& names) {
       auto [c, name] = inflight.front();
       inflight.pop_front();
       c->wait_for_complete();
-      int r = c->get_return_value();
+      int r = impl_->Note(c->get_return_value());
       c->release();
       if (r < 0 && r != -ENOENT && first.ok()) first = RadosError(r, "rados remove " + Quote(*name));
     }
   };
   for (const std::string& name : names) {
     librados::AioCompletion* c = librados::Rados::aio_create_completion();
-    int r = impl_->For(name).aio_remove(name, c);
+    int r = impl_->Call([&] { return impl_->For(name).aio_remove(name, c); });
     if (r < 0) {
       c->release();
       if (first.ok()) first = RadosError(r, "rados remove " + Quote(name));
@@ -667,8 +565,8 @@ Result<std::vector<std::string>> RadosStore::List(std::string_view prefix) {
     while (!io.object_list_is_end(cursor)) {
       std::vector<librados::ObjectItem> items;
       librados::ObjectCursor next;
-      int r = io.object_list(cursor, end, 1024, {}, &items, &next);
-      if (r < 0) return Status::FromErrno(-r, "rados list pool '" + pool + "'");
+      int r = impl_->Call([&] { return io.object_list(cursor, end, 1024, {}, &items, &next); });
+      if (r < 0) return RadosError(r, "rados list pool '" + pool + "'");
       for (librados::ObjectItem& item : items) {
         if (item.oid.starts_with(prefix) && IsValidObjectName(item.oid)) names.push_back(std::move(item.oid));
       }
@@ -681,102 +579,6 @@ Result<std::vector<std::string>> RadosStore::List(std::string_view prefix) {
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;
-}
-
-// ---------------------------------------------------------------- locks
-
-Status RadosStore::Lock(const std::string& name, const std::string& owner, int64_t lease_ms) {
-  if (!IsValidObjectName(name)) return InvalidName(name);
-  if (owner.empty() || owner.find('\n') != std::string::npos) {
-    return Status::InvalidArgument("lock owner must be non-empty and one line");
-  }
-  if (lease_ms <= 0) return Status::InvalidArgument("lock lease must be positive");
-  librados::IoCtx& io = impl_->meta;
-  for (int attempt = 0; attempt < kLockAttempts; attempt++) {
-    int64_t now = NowUnixMs();
-    timeval duration{static_cast<time_t>(lease_ms / 1000), static_cast<suseconds_t>((lease_ms % 1000) * 1000)};
-    // Takes the lock, or renews it when this client already holds it with this cookie.
-    // The lease runs on the OSD's clock from when it handles the call.
-    int r = io.lock_exclusive(name, kLockName, owner, "skerry lease", &duration, LIBRADOS_LOCK_FLAG_MAY_RENEW);
-    if (r == 0) {
-      // Ours: record owner and end of lease for GetLock (never later than the OSD's).
-      librados::ObjectWriteOperation op;
-      op.setxattr(kLeaseAttr, ToBl(EncodeLease(owner, now + lease_ms)));
-      r = impl_->Operate(io, name, &op);
-      if (r < 0) {  // not reported as ours: do not keep holding it either (best effort)
-        io.unlock(name, kLockName, owner);
-        return RadosError(r, "rados setxattr " + Quote(name));
-      }
-      return Status::OK();
-    }
-    if (r != -EBUSY) return RadosError(r, "rados lock_exclusive " + Quote(name));
-    SKERRY_ASSIGN_OR_RETURN(std::optional<Impl::Holder> holder, impl_->LiveHolder(name));
-    if (!holder) continue;  // lapsed or released meanwhile: try again
-    if (holder->cookie == owner) {
-      // The same owner through another connection (another process or store instance):
-      // RADOS locks belong to a client instance, skerry's to an owner name. Take it over.
-      r = io.break_lock(name, kLockName, holder->client, holder->cookie);
-      if (r < 0 && r != -ENOENT) return RadosError(r, "rados break_lock " + Quote(name));
-      continue;
-    }
-    SKERRY_ASSIGN_OR_RETURN(std::string record, impl_->LeaseRecord(name));
-    std::optional<LockInfo> lease = DecodeLease(record);
-    std::optional<int64_t> remaining;
-    if (lease && lease->owner == holder->cookie) remaining = lease->expires_unix_ms - NowUnixMs();
-    return Status::Busy(HeldBy(name, holder->cookie, remaining));
-  }
-  return Status::Busy("lock '" + name + "' is contended; gave up after " + std::to_string(kLockAttempts) +
-                      " attempts");
-}
-
-Status RadosStore::Unlock(const std::string& name, const std::string& owner) {
-  if (!IsValidObjectName(name)) return InvalidName(name);
-  librados::IoCtx& io = impl_->meta;
-  Result<std::optional<Impl::Holder>> holder = impl_->LiveHolder(name);
-  if (holder.status().IsNotFound()) return Status::NotFound("lock '" + name + "' is not held");
-  if (!holder.ok()) return holder.status();
-  SKERRY_ASSIGN_OR_RETURN(std::string record, impl_->LeaseRecord(name));
-  std::optional<LockInfo> lease = DecodeLease(record);
-  if (!*holder) {
-    if (lease && lease->owner != owner) {
-      return Status::NotFound("lock '" + name + "' is not held (the lease of '" + lease->owner + "' has expired)");
-    }
-    return Status::NotFound("lock '" + name + "' is not held");
-  }
-  const Impl::Holder& h = **holder;
-  if (h.cookie != owner) {
-    std::optional<int64_t> remaining;
-    if (lease && lease->owner == h.cookie) remaining = lease->expires_unix_ms - NowUnixMs();
-    return Status::Busy(HeldBy(name, h.cookie, remaining));
-  }
-  // Clear our lease record first (only if it is still ours), then release the lock: nobody
-  // else can take it, and so write a record, before the release.
-  if (lease && lease->owner == owner) {
-    librados::ObjectWriteOperation op;
-    op.cmpxattr(kLeaseAttr, LIBRADOS_CMPXATTR_OP_EQ, ToBl(record));
-    op.setxattr(kLeaseAttr, librados::bufferlist());
-    int r = impl_->Operate(io, name, &op);
-    if (r < 0 && r != -ECANCELED) return RadosError(r, "rados setxattr " + Quote(name));
-  }
-  int r = io.break_lock(name, kLockName, h.client, h.cookie);  // works for our own client too
-  if (r == -ENOENT) return Status::NotFound("lock '" + name + "' is not held (the lease has expired)");
-  return r < 0 ? RadosError(r, "rados unlock " + Quote(name)) : Status::OK();
-}
-
-Result<LockInfo> RadosStore::GetLock(const std::string& name) {
-  if (!IsValidObjectName(name)) return InvalidName(name);
-  Result<std::optional<Impl::Holder>> holder = impl_->LiveHolder(name);
-  if (holder.status().IsNotFound()) return Status::NotFound("lock '" + name + "' is not held");
-  if (!holder.ok()) return holder.status();
-  SKERRY_ASSIGN_OR_RETURN(std::string record, impl_->LeaseRecord(name));
-  std::optional<LockInfo> lease = DecodeLease(record);
-  if (*holder) {
-    const std::string& owner = (*holder)->cookie;
-    // The record is written just after the lock is taken; until then the end is unknown.
-    return LockInfo{owner, lease && lease->owner == owner ? lease->expires_unix_ms : NowUnixMs()};
-  }
-  if (lease) return *lease;  // lapsed: reads as its last holder
-  return Status::NotFound("lock '" + name + "' is not held");
 }
 
 }  // namespace skerry

@@ -19,7 +19,10 @@
 //
 // Locks are RADOS exclusive locks (cls_lock, lock name "skerry", cookie = owner) with the
 // lease as duration, plus a lease record (xattr "skerry.lease": "OWNER\nEXPIRES_UNIX_MS\n")
-// that tells GetLock when the lease ends and who held an expired one. docs/rados.md has
+// that tells GetLock when the lease ends and who held an expired one, and the holder's
+// client (xattr "skerry.lease.client"). BreakLock with fence blocklists the holder's client
+// for an hour, as `rbd lock break` does: no OSD serves it any more, for any object. A store
+// whose client was blocklisted fails every call from then on ("fenced"). docs/rados.md has
 // the mapping of every call to RADOS operations.
 //
 // Thread-safety: every method may be called concurrently from any thread.
@@ -84,8 +87,9 @@ class RadosStore final : public ObjectStore {
   Status Lock(const std::string& name, const std::string& owner, int64_t lease_ms) override;
   Status Unlock(const std::string& name, const std::string& owner) override;
   Result<LockInfo> GetLock(const std::string& name) override;
+  Status BreakLock(const std::string& name, const std::string& owner, bool fence) override;
 
-  struct Impl;  // librados state; defined in rados_store.cc so includers need no Ceph headers
+  struct Impl;  // librados state; defined in rados_impl.h so includers need no Ceph headers
 
  private:
   explicit RadosStore(std::unique_ptr<Impl> impl);
