@@ -20,7 +20,7 @@
 # Prints markdown on stdout (medians, ranges, ratios against raw), progress on stderr, then
 # every line of the daemons' logs that mentions a handoff.
 #
-# usage: bench/migration.sh [WORKDIR]     (default build/bench-migration; ~1 minute a round)
+# usage: bench/migration.sh [WORKDIR]     (default build/bench-migration; 2-4 minutes a round)
 # env:   BIN=build/bin  ROUNDS=3  SYSTEMS="raw skerryd-1 skerryd-2" (a subset, in this order)
 #        BEFORE=20 (records before the migration)  AFTER=10 (records after it)
 #        ATTEMPTS=6 (tries per round and system)  KEEP_LOGS=1 keeps WORKDIR/logs (kept
@@ -232,7 +232,8 @@ echo "Daemon log lines that mention a handoff:"
 found=0
 for d in s a b; do
   [ -e "$WORK/$d.log" ] || continue
-  while read -r line; do echo "- skerryd $d: $line"; found=1; done < <(grep -i handoff "$WORK/$d.log" || true)
+  # (Not the start-up line, which says that opens are cooperative.)
+  while read -r line; do echo "- skerryd $d: $line"; found=1; done < <(grep -i handoff "$WORK/$d.log" | grep -v 'cooperative opens' || true)
 done
 [ "$found" = 1 ] || echo "- none"
 if [ "${#ODD[@]}" -gt 0 ]; then
