@@ -13,8 +13,8 @@
 # source had finished; the second was written wholly through the destination, so it
 # includes what the destination's first write costs (on skerryd-2, the handoff).
 # Each round runs every system once, back to back, with a new guest and disk; every record
-# is checked on the disk afterwards. QEMU 7.2 on TCG now and then crashes the guest kernel at
-# a migration (tests/guest/migrate.sh): such a try is dropped and the round tried again.
+# is checked on the disk afterwards. QEMU 7.2 on TCG now and then crashes (or hangs) the guest
+# at a migration (tests/guest/migrate.sh): such a try is dropped and the round tried again.
 # A try that fails otherwise is noted and tried again too, once: a system that fails twice
 # is dropped from the run.
 # Prints markdown on stdout (medians, ranges, ratios against raw), progress on stderr, then
@@ -97,7 +97,7 @@ PY
 }
 
 # measure SYSTEM ROUND TRY: one migration on SYSTEM; writes "total-time downtime to-1st
-# to-2nd" (ms) to $WORK/res/SYSTEM.ROUND. Exits 3 if the guest kernel crashed.
+# to-2nd" (ms) to $WORK/res/SYSTEM.ROUND. Exits 3 if the guest crashed (or hung: lib.sh).
 measure() {
   local sys=$1 id=${1//-/_}_$2_$3 vol src dst src_at dst_at info
   src=src_$id dst=dst_$id vol=vm_$id
@@ -113,9 +113,9 @@ measure() {
   cleanup_hooks+=("kill $! 2>/dev/null")
   stamp_wrote "$dst"
   GUEST_ALLOW_CRASH=1 guest_migrate "$src" "$dst" >&2
-  [ "$GUEST_CRASHED" = 0 ] || exit 3
+  [ "$GUEST_CRASHED" = 0 ] || { echo "crashed: $(guest_crashed "$dst")"; exit 3; }
   GUEST_ALLOW_CRASH=1 guest_wait_wrote $(( $(guest_wrote "$src" "$dst") + AFTER )) 120 "$src" "$dst"
-  [ "$GUEST_CRASHED" = 0 ] || exit 3
+  [ "$GUEST_CRASHED" = 0 ] || { echo "crashed: $(guest_crashed "$dst")"; exit 3; }
   info=$(qmp "$src" query-migrate)
   guest_stop "$dst"
   guest_stop "$src"
@@ -159,7 +159,7 @@ for round in $(seq 1 "$ROUNDS"); do
       set -e
       [ "$rc" -eq 0 ] && { say "  $(cat "$WORK/res/$sys.$round")"; break; }
       if [ "$rc" -eq 3 ]; then
-        odd "round $round, $sys, try $try: the guest kernel crashed after the migration (QEMU's, tests/guest/migrate.sh); tried again"
+        odd "round $round, $sys, try $try: the guest crashed after the migration (QEMU's, tests/guest/migrate.sh): $(grep -h '^crashed: ' "$WORK/try_${sys}_${round}_$try.log" | cut -c 10-200); tried again"
         continue
       fi
       # Anything else is noted and the round tried again, unless the system failed before:

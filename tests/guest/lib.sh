@@ -96,9 +96,11 @@ guest_wrote() {
   echo "${n:-0}"
 }
 
-# guest_crashed NAME: prints the first line of a guest kernel crash on NAME's console, if any.
+# guest_crashed NAME: prints the first line of a guest kernel crash on NAME's console, if any,
+# or why guest_wait_wrote found the guest hung ($WORK/NAME.hung).
 guest_crashed() {
-  grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null | head -n 1 | tr -d '\r' | grep .
+  { grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null; cat "$WORK/$1.hung" 2>/dev/null; } |
+    head -n 1 | tr -d '\r' | grep .
 }
 # ("kernel BUG at" and "invalid opcode: 0000 [#1]" come without "BUG: " or "Oops": a bench run
 # saw a list_add corruption end so, and the guest hang with "Fixing recursive fault".)
@@ -115,13 +117,25 @@ GUEST_ERROR_RE='EIO|KILLED|GUEST-ERROR|I/O error|error, dev vd|blk_update_reques
 # guest_wait_wrote COUNT SECONDS NAME...: waits until the consoles reach WROTE COUNT. Fails
 # at once when the guest reports an I/O error, its kernel crashes, or the last QEMU named
 # exits; with GUEST_ALLOW_CRASH=1 a kernel crash sets GUEST_CRASHED=1 and returns instead.
+# A guest that had written, then printed no WROTE for $GUEST_STALL_SECONDS (default 30) while
+# its virtio disk holds no request of its (guest_inflight: the storage owes it nothing), has
+# stopped asking: after a migration its memory was corrupted as in a crash, without the crash
+# line (seen: an empty console; init looping on "Bad file descriptor"). That counts as a
+# crash. A request still held is the storage's to answer: the wait goes on to SECONDS.
 guest_wait_wrote() {
   local want=$1 secs=$2; shift 2
-  local last_name=${*: -1} pid_var deadline
+  local last_name=${*: -1} pid_var deadline n last=-1 since=0
   pid_var="${last_name}_qemu_pid"
   deadline=$(( $(date +%s) + secs ))
   while :; do
-    [ "$(guest_wrote "$@")" -ge "$want" ] && return 0
+    n=$(guest_wrote "$@")
+    [ "$n" -ge "$want" ] && return 0
+    [ "$n" = "$last" ] || { last=$n since=$(date +%s); }
+    if [ "$n" -gt 0 ] && [ $(( $(date +%s) - since )) -ge "${GUEST_STALL_SECONDS:-30}" ] &&
+       [ "$(guest_inflight "$last_name")" = 0 ] && ! guest_crashed "$last_name" >/dev/null; then
+      echo "hung: no WROTE for ${GUEST_STALL_SECONDS:-30} s after WROTE $n, and QEMU holds no request of the guest's" \
+        "($(guest_disk_stats "$last_name"))" >"$WORK/$last_name.hung"
+    fi
     if guest_crashed "$last_name" >/dev/null; then
       [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && { GUEST_CRASHED=1; return 0; }
       fail "guest $last_name: its kernel crashed: $(guest_crashed "$last_name")"
@@ -135,6 +149,13 @@ guest_wait_wrote() {
         "(QEMU $(guest_status "$last_name"), $(guest_disk_stats "$last_name"), console ends: $(tail -c 120 "$WORK/$last_name.console" | tr -d '\r' | tr '\n' ' '))"
     sleep 0.1
   done
+}
+
+# guest_inflight NAME: how many requests of the guest QEMU's virtio disk holds (taken from
+# the ring, not yet answered); "?" when QEMU does not say.
+guest_inflight() {
+  qmp "$1" x-query-virtio-queue-status '{"path": "/machine/peripheral-anon/device[0]/virtio-backend", "queue": 0}' \
+    2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["inuse"])' 2>/dev/null || echo "?"
 }
 
 # guest_disk_stats NAME: what QEMU's block layer says of the guest's disk (query-blockstats):
