@@ -229,9 +229,13 @@ guest_status() {
   local out
   out=$(qmp "$1" query-status 2>&1) || {
     local pid_var="${1}_qemu_pid"
-    kill -0 "${!pid_var}" 2>/dev/null || ! guest_crashed "$1" >/dev/null || { echo guest-crashed; return 0; }
-    kill -0 "${!pid_var}" 2>/dev/null ||
-      fail "QEMU $1 has exited: $(tr '\n' ' ' <"$WORK/$1.qemu.log")$(guest_crashed "$1" | sed 's/^/the guest kernel crashed: /')"
+    # A QEMU on its way out (a guest kernel panic ends it) stops answering before it is gone:
+    # give it 2 s, so that a crash is not taken for a QEMU that failed.
+    for _ in $(seq 20); do kill -0 "${!pid_var}" 2>/dev/null || break; sleep 0.1; done
+    if ! kill -0 "${!pid_var}" 2>/dev/null; then
+      guest_crashed "$1" >/dev/null && { echo guest-crashed; return 0; }
+      fail "QEMU $1 has exited: $(tr '\n' ' ' <"$WORK/$1.qemu.log")"
+    fi
     fail "query-status on $1: $out"
   }
   python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$out"
