@@ -1,5 +1,5 @@
 # Shared by the benchmarks (bench/nbd.sh, bench/rados.sh, bench/copyup_cpu.sh, bench/core.sh,
-# bench/import_formats.sh); sourced from
+# bench/import_formats.sh, bench/migration.sh); sourced from
 # the repository root once the script has set BENCH (its name, for messages), BIN, WORK and
 # PY (a python3 with the nbd module). Before the functions below that use them are called it
 # also sets LOG and RES (directories), RUNTIME and RAMP (seconds), PIDS=() and ODD=().

@@ -6,7 +6,8 @@
 The consoles are the serial logs of the QEMUs that ran the guest, in the order they ran it
 (the source of a migration, then the destination); their text is joined, so a line cut in
 two by a migration still counts. Their "WROTE N" lines must be 1, 2, ..., LAST with nothing
-missing or repeated, and no "EIO", "KILLED" or "GUEST-ERROR" line may appear (KILLED
+missing or repeated, and no "EIO", "KILLED" or "GUEST-ERROR" line may appear, nor a guest
+kernel's I/O error ("I/O error", "error, dev vda", "blk_update_request") (KILLED
 may with --guest-crashed: a write cut short by a guest kernel crash is no storage error). The image is the volume's
 raw contents (e.g. `skerry export VOL -`): block N (4 KiB at N*4096) must hold record N of
 this tag, exactly as scripts/guest/init writes it, for every N from 1 to LAST. Records past
@@ -42,7 +43,8 @@ def main():
     a = ap.parse_args()
 
     text = "".join(open(c, encoding="utf-8", errors="replace").read() for c in a.consoles)
-    errors = r"(EIO|GUEST-ERROR)" if a.guest_crashed else r"(EIO|KILLED|GUEST-ERROR)"
+    kernel = r"|I/O error|error, dev vd|blk_update_request"
+    errors = (r"(EIO|GUEST-ERROR" if a.guest_crashed else r"(EIO|KILLED|GUEST-ERROR") + kernel + ")"
     for bad in re.finditer(errors + r"[^\n]*", text):
         fail(f"the guest reported an error: {bad.group(0).strip()}")
     wrote = [int(m) for m in re.findall(r"WROTE (\d+)", text)]

@@ -9,19 +9,25 @@
 #                                  (several daemons on one store: the layout of several hosts)
 #   guest_start NAME DAEMON VOLUME JOB [COUNT] [--incoming]
 #                                  QEMU (TCG) with the volume as a virtio disk over NBD from
-#                                  DAEMON's socket; console $WORK/NAME.console, QMP $WORK/NAME.qmp
+#                                  DAEMON's socket ($WORK/DAEMON.sock; DAEMON file:PATH: the raw
+#                                  file PATH, no NBD); console $WORK/NAME.console, QMP
+#                                  $WORK/NAME.qmp, and a second QMP monitor
+#                                  $WORK/NAME.qmp-events for a listener (qmp.py --events)
 #   qmp NAME COMMAND [JSON]        one QMP command, its answer printed on one line
 #   guest_status NAME, guest_wait_status NAME STATE    QEMU's run state (query-status)
 #   guest_wrote NAME...            the last WROTE on those consoles
 #   guest_wait_wrote COUNT SECONDS NAME...   until the consoles (in order) reach WROTE COUNT
 #   guest_crashed NAME             the guest kernel's crash line, if it crashed
+#   guest_error NAME               the first I/O error the guest reported (init or kernel)
 #   guest_migrate SRC DST          live migration over a unix socket, prints its figures
 #   guest_stop NAME                QMP quit, wait for the process
 #   guest_wait_exit NAME SECONDS   wait for a guest that powers off by itself
 #   guest_verify VOLUME NAME...    every WROTE record of those consoles is in the store
 # The tag of this run's records is $GUEST_TAG. $GUEST_MEM and $GUEST_ACCEL (default tcg: KVM
 # does not boot a stock kernel on the development machines) set the guest's memory and
-# accelerator; $QEMU the binary.
+# accelerator; $QEMU the binary; $GUEST_RECONNECT_DELAY (seconds, unset: none) the NBD
+# client's reconnect-delay: requests cut off by a lost connection wait that long for QEMU
+# to reconnect, and are then resent, instead of failing at once.
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 GUEST_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_SRC_ROOT=$(cd "$GUEST_LIB_DIR/../.." && pwd)
@@ -50,14 +56,19 @@ guest_daemon() {
 # guest_start NAME DAEMON VOLUME JOB [COUNT] [--incoming]: starts QEMU; with --incoming it
 # waits for a migration (-incoming defer; guest_migrate gives it the address).
 guest_start() {
-  local name=$1 daemon=$2 volume=$3 job=$4 count=${5:-0} incoming=()
+  local name=$1 daemon=$2 volume=$3 job=$4 count=${5:-0} incoming=() disk
   [ "${6:-}" = "--incoming" ] && incoming=(-incoming defer)
-  rm -f "$WORK/$name.console" "$WORK/$name.qmp"
+  case "$daemon" in
+    file:*) disk="driver=file,node-name=disk0,filename=${daemon#file:}" ;;
+    *) disk="driver=nbd,node-name=disk0,server.type=unix,server.path=$WORK/$daemon.sock,export=$volume"
+       [ -z "${GUEST_RECONNECT_DELAY:-}" ] || disk+=",reconnect-delay=$GUEST_RECONNECT_DELAY" ;;
+  esac
+  rm -f "$WORK/$name.console" "$WORK/$name.qmp" "$WORK/$name.qmp-events"
   "$QEMU" -accel "$GUEST_ACCEL" -machine pc -m "$GUEST_MEM" -smp 1 -nodefaults -display none -no-reboot \
     -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
     -append "console=ttyS0 panic=-1 quiet guest.job=$job guest.count=$count guest.tag=$GUEST_TAG" \
     -serial "file:$WORK/$name.console" -qmp "unix:$WORK/$name.qmp,server=on,wait=off" \
-    -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=$WORK/$daemon.sock,export=$volume" \
+    -qmp "unix:$WORK/$name.qmp-events,server=on,wait=off" -blockdev "$disk" \
     -device virtio-blk-pci,drive=disk0 "${incoming[@]}" >"$WORK/$name.qemu.log" 2>&1 &
   local pid=$!
   eval "${name}_qemu_pid=$pid"
@@ -85,38 +96,83 @@ guest_wrote() {
   echo "${n:-0}"
 }
 
-# guest_crashed NAME: prints the first line of a guest kernel crash on NAME's console, if any.
+# guest_crashed NAME: prints the first line of a guest kernel crash on NAME's console, if any,
+# or why guest_wait_wrote found the guest hung ($WORK/NAME.hung).
 guest_crashed() {
-  grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null | head -n 1 | tr -d '\r' | grep .
+  { grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null; cat "$WORK/$1.hung" 2>/dev/null; } |
+    head -n 1 | tr -d '\r' | grep .
 }
-GUEST_CRASH_RE='BUG: |Oops|Kernel panic|general protection fault|stack guard page'
+# ("kernel BUG at" and "invalid opcode: 0000 [#1]" come without "BUG: " or "Oops": a bench run
+# saw a list_add corruption end so, and the guest hang with "Fixing recursive fault".)
+GUEST_CRASH_RE='BUG: |kernel BUG at|Oops|Kernel panic|general protection fault|stack guard page|invalid opcode|\[#[0-9]+\] |Fixing recursive fault'
 GUEST_CRASHED=0
+
+# guest_error NAME: prints the first I/O error on NAME's console, if any: the init script's
+# (EIO, KILLED, GUEST-ERROR) or the guest kernel's (a failed request on vda, a buffer error).
+guest_error() {
+  grep -aE "$GUEST_ERROR_RE" "$WORK/$1.console" 2>/dev/null | head -n 1 | tr -d '\r' | grep .
+}
+GUEST_ERROR_RE='EIO|KILLED|GUEST-ERROR|I/O error|error, dev vd|blk_update_request'
 
 # guest_wait_wrote COUNT SECONDS NAME...: waits until the consoles reach WROTE COUNT. Fails
 # at once when the guest reports an I/O error, its kernel crashes, or the last QEMU named
 # exits; with GUEST_ALLOW_CRASH=1 a kernel crash sets GUEST_CRASHED=1 and returns instead.
+# A guest that had written, then printed no WROTE for $GUEST_STALL_SECONDS (default 30) while
+# its virtio disk holds no request of its (guest_inflight: the storage owes it nothing), has
+# stopped asking: after a migration its memory was corrupted as in a crash, without the crash
+# line (seen: an empty console; init looping on "Bad file descriptor"). That counts as a
+# crash. A request still held is the storage's to answer: the wait goes on to SECONDS.
 guest_wait_wrote() {
   local want=$1 secs=$2; shift 2
-  local last_name=${*: -1} pid_var deadline
+  local last_name=${*: -1} pid_var deadline n last=-1 since=0
   pid_var="${last_name}_qemu_pid"
   deadline=$(( $(date +%s) + secs ))
   while :; do
-    [ "$(guest_wrote "$@")" -ge "$want" ] && return 0
+    n=$(guest_wrote "$@")
+    [ "$n" -ge "$want" ] && return 0
+    [ "$n" = "$last" ] || { last=$n since=$(date +%s); }
+    if [ "$n" -gt 0 ] && [ $(( $(date +%s) - since )) -ge "${GUEST_STALL_SECONDS:-30}" ] &&
+       [ "$(guest_inflight "$last_name")" = 0 ] && ! guest_crashed "$last_name" >/dev/null; then
+      echo "hung: no WROTE for ${GUEST_STALL_SECONDS:-30} s after WROTE $n, and QEMU holds no request of the guest's" \
+        "($(guest_disk_stats "$last_name"))" >"$WORK/$last_name.hung"
+    fi
     if guest_crashed "$last_name" >/dev/null; then
       [ "${GUEST_ALLOW_CRASH:-0}" = 1 ] && { GUEST_CRASHED=1; return 0; }
       fail "guest $last_name: its kernel crashed: $(guest_crashed "$last_name")"
     fi
-    if grep -aqE 'EIO|KILLED|GUEST-ERROR' "$WORK/$last_name.console" 2>/dev/null; then
-      fail "guest $last_name: $(grep -aE 'EIO|KILLED|GUEST-ERROR' "$WORK/$last_name.console" | head -n 1 | tr -d '\r')"
-    fi
+    guest_error "$last_name" >/dev/null && fail "guest $last_name: $(guest_error "$last_name")"
     # (A kernel crash also ends QEMU, panic=-1 with -no-reboot: look again after an exit.)
     kill -0 "${!pid_var}" 2>/dev/null || guest_crashed "$last_name" >/dev/null ||
       fail "QEMU $last_name exited at WROTE $(guest_wrote "$@") before WROTE $want: $(tr '\n' ' ' <"$WORK/$last_name.qemu.log")"
     [ "$(date +%s)" -lt "$deadline" ] ||
       fail "guest $last_name: WROTE $(guest_wrote "$@") after ${secs}s, waited for WROTE $want" \
-        "(QEMU $(guest_status "$last_name"), console ends: $(tail -c 120 "$WORK/$last_name.console" | tr -d '\r' | tr '\n' ' '))"
+        "(QEMU $(guest_status "$last_name"), $(guest_disk_stats "$last_name"), console ends: $(tail -c 120 "$WORK/$last_name.console" | tr -d '\r' | tr '\n' ' '))"
     sleep 0.1
   done
+}
+
+# guest_inflight NAME: how many requests of the guest QEMU's virtio disk holds (taken from
+# the ring, not yet answered); "?" when QEMU does not say.
+guest_inflight() {
+  qmp "$1" x-query-virtio-queue-status '{"path": "/machine/peripheral-anon/device[0]/virtio-backend", "queue": 0}' \
+    2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["inuse"])' 2>/dev/null || echo "?"
+}
+
+# guest_disk_stats NAME: what QEMU's block layer says of the guest's disk (query-blockstats):
+# requests done and failed, and how long since the last one ended. For a stalled guest: a
+# request QEMU still waits for, or a guest that asks for nothing.
+guest_disk_stats() {
+  qmp "$1" query-blockstats 2>/dev/null | python3 -c '
+import json, sys
+for d in json.load(sys.stdin):
+    if d.get("qdev"):
+        s = d["stats"]
+        idle = s.get("idle_time_ns")
+        print("disk: %d reads, %d writes, %d flushes done, %d failed, %s" % (
+            s["rd_operations"], s["wr_operations"], s["flush_operations"],
+            s["failed_rd_operations"] + s["failed_wr_operations"] + s["failed_flush_operations"],
+            "none ended yet" if idle is None else "the last ended %.1f s ago" % (idle / 1e9)))
+        break' 2>/dev/null || echo "disk: no blockstats"
 }
 
 # guest_stop NAME: asks QEMU to quit (the guest stops wherever it is) and waits for it.
@@ -173,9 +229,13 @@ guest_status() {
   local out
   out=$(qmp "$1" query-status 2>&1) || {
     local pid_var="${1}_qemu_pid"
-    kill -0 "${!pid_var}" 2>/dev/null || ! guest_crashed "$1" >/dev/null || { echo guest-crashed; return 0; }
-    kill -0 "${!pid_var}" 2>/dev/null ||
-      fail "QEMU $1 has exited: $(tr '\n' ' ' <"$WORK/$1.qemu.log")$(guest_crashed "$1" | sed 's/^/the guest kernel crashed: /')"
+    # A QEMU on its way out (a guest kernel panic ends it) stops answering before it is gone:
+    # give it 2 s, so that a crash is not taken for a QEMU that failed.
+    for _ in $(seq 20); do kill -0 "${!pid_var}" 2>/dev/null || break; sleep 0.1; done
+    if ! kill -0 "${!pid_var}" 2>/dev/null; then
+      guest_crashed "$1" >/dev/null && { echo guest-crashed; return 0; }
+      fail "QEMU $1 has exited: $(tr '\n' ' ' <"$WORK/$1.qemu.log")"
+    fi
     fail "query-status on $1: $out"
   }
   python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$out"
