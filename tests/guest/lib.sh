@@ -69,6 +69,7 @@ guest_start() {
     -append "console=ttyS0 panic=-1 quiet guest.job=$job guest.count=$count guest.tag=$GUEST_TAG" \
     -serial "file:$WORK/$name.console" -qmp "unix:$WORK/$name.qmp,server=on,wait=off" \
     -qmp "unix:$WORK/$name.qmp-events,server=on,wait=off" -blockdev "$disk" \
+    -d cpu_reset -D "$WORK/$name.cpu.log" \
     -device virtio-blk-pci,drive=disk0 "${incoming[@]}" >"$WORK/$name.qemu.log" 2>&1 &
   local pid=$!
   eval "${name}_qemu_pid=$pid"
@@ -97,10 +98,12 @@ guest_wrote() {
 }
 
 # guest_crashed NAME: prints the first line of a guest kernel crash on NAME's console, if any,
-# or why guest_wait_wrote found the guest hung ($WORK/NAME.hung).
+# a triple fault (QEMU's CPU reset log: with -no-reboot the guest's reset ends QEMU without a
+# word on the console), or why guest_wait_wrote found the guest hung ($WORK/NAME.hung).
 guest_crashed() {
-  { grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null; cat "$WORK/$1.hung" 2>/dev/null; } |
-    head -n 1 | tr -d '\r' | grep .
+  { grep -aE "$GUEST_CRASH_RE" "$WORK/$1.console" 2>/dev/null
+    grep -a 'Triple fault' "$WORK/$1.cpu.log" 2>/dev/null | sed 's/^/QEMU: the guest reset itself: /'
+    cat "$WORK/$1.hung" 2>/dev/null; } | head -n 1 | tr -d '\r' | grep .
 }
 # ("kernel BUG at" and "invalid opcode: 0000 [#1]" come without "BUG: " or "Oops": a bench run
 # saw a list_add corruption end so, and the guest hang with "Fixing recursive fault".)
