@@ -267,10 +267,12 @@ void HandoffVolume::HandOver(HandoffChannel::Request request) {
         Tell(fmt::format("{}: handoff to '{}' refused: the flush before it failed: {}", name_, request.requester,
                          st.ToString()));
       } else {
-        Status closed = writer_->Close();  // stops the lease and releases the lock
-        writer_.reset();
+        // Handed over from here on: said before the lock goes, or the requester could write
+        // while role() here still says writer.
         handed_to_ = request.requester;
         role_.store(VolumeRole::kHandedOver);
+        Status closed = writer_->Close();  // stops the lease and releases the lock
+        writer_.reset();
         channel_.Clear(request);
         Tell(fmt::format("{}: handoff: handed over to '{}' in {} ms{}", name_, request.requester, SteadyMs() - start,
                          closed.ok() ? "" : " (releasing the lock failed, it lapses: " + closed.ToString() + ")"));
