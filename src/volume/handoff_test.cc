@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/fault/forwarding_store.h"
 #include "store/mem/mem_store.h"
 #include "volume/format.h"
 #include "volume/test_util.h"
@@ -244,6 +245,42 @@ TEST_F(HandoffTest, OpensTakingTheVolumeFromEachOtherInTurnSeeEveryWriteOfTheOth
     current = std::move(next);
   }
   ASSERT_TRUE(current->Close().ok());
+}
+
+// Reads of handoff objects take a while (a store across the network); counts those under way.
+class SlowHandoffReads final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::string> Get(const std::string& name) override {
+    if (!name.ends_with(".handoff")) return ForwardingStore::Get(name);
+    reads++;
+    in_flight++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto r = ForwardingStore::Get(name);
+    in_flight--;
+    return r;
+  }
+  std::atomic<int> reads{0}, in_flight{0};
+};
+
+// Close waits for a poll that is reading the request: that poll uses the open, and would
+// otherwise go on after the open is gone.
+TEST_F(HandoffTest, CloseWaitsForAPollReadingTheRequest) {
+  auto slow = std::make_shared<SlowHandoffReads>(mem_);
+  VolumeOptions o;
+  o.handoff_poll_ms = 1;
+  auto cat = std::move(*Catalog::Open(slow, o));
+  for (int i = 0; i < 5; i++) {
+    auto a = Open(*cat, "daemon-a");
+    ASSERT_EQ(a->role(), VolumeRole::kWriter);
+    while (slow->in_flight.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_TRUE(a->Close().ok());
+    EXPECT_EQ(slow->in_flight.load(), 0) << "Close returned while a poll was reading the request";
+    const int at_close = slow->reads.load();
+    a.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    EXPECT_EQ(slow->reads.load(), at_close) << "a poll ran after Close returned";
+  }
 }
 
 }  // namespace

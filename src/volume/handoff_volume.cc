@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <optional>
+#include <utility>
 
 namespace skerry::volume {
 namespace {
@@ -235,7 +236,7 @@ void HandoffVolume::SchedulePoll() {
 void HandoffVolume::Poll() {
   {
     MutexLock lock(&mu_);
-    poll_ = 0;
+    running_ = std::exchange(poll_, 0);  // for Close to wait for
     if (stopped_ || handing_over_) return;
   }
   // A request older than a requester waits is left over: never hand over to nobody.
@@ -289,14 +290,17 @@ void HandoffVolume::HandOver(HandoffChannel::Request request) {
 // ---------------------------------------------------------------- close
 
 Status HandoffVolume::Close() {
-  Clock::TaskId poll;
+  Clock::TaskId poll, running;
   {
     MutexLock lock(&mu_);
     stopped_ = true;
-    poll = poll_;
-    poll_ = 0;
+    poll = std::exchange(poll_, 0);
+    running = running_;
   }
-  if (poll != 0) clock_->Cancel(poll);  // waits for a poll running now; none starts after
+  // Each waits for the poll if it runs now (one still reading the request uses this open);
+  // none starts after.
+  if (poll != 0) clock_->Cancel(poll);
+  if (running != 0) clock_->Cancel(running);
   std::thread handover;
   {
     MutexLock lock(&mu_);

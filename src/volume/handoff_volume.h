@@ -125,6 +125,7 @@ class HandoffVolume final : public Volume, public VolumeFastPaths {
   Mutex mu_;
   bool stopped_ GUARDED_BY(mu_) = false;      // Close began: no more polls or handovers
   Clock::TaskId poll_ GUARDED_BY(mu_) = 0;    // the poll scheduled, 0: none
+  Clock::TaskId running_ GUARDED_BY(mu_) = 0; // the last poll that ran (or runs now)
   bool handing_over_ GUARDED_BY(mu_) = false; // a handover thread runs
   std::thread handover_ GUARDED_BY(mu_);
 };
