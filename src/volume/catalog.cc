@@ -57,19 +57,30 @@ int64_t NowUnixMs() {
 // it, unless `gone` proves that owner dead.
 Status LockVolume(ObjectStore& store, const std::string& name, const VolumeId& id, const std::string& owner,
                   int64_t lease_ms, const OwnerIsGone& gone) {
+  Status st;
   if (store.capabilities().fences_lock_holders) {
     // Taking over a lapsed lease (its holder's host died, or it was cut off or paused) fences
     // that holder first, as rbd does: a holder that was only partitioned must not write after.
+    // `now` before the look: a holder whose lease end is not known (its record is written
+    // just after its lock is taken, and cleared just before it is released) reads as ending
+    // at the time of the look, and must not count as lapsed.
+    const int64_t now = NowUnixMs();
     Result<LockInfo> last = store.GetLock(volume::LockObject(id));
-    if (last.ok() && last->owner != owner && last->expires_unix_ms <= NowUnixMs()) {
+    if (last.ok() && last->owner != owner && last->expires_unix_ms < now) {
       Status fenced = store.BreakLock(volume::LockObject(id), last->owner, /*fence=*/true);
       // NotSupported: a lease an older skerry wrote, which names no client to fence.
       if (!fenced.ok() && !fenced.IsNotFound() && fenced.code() != Code::kBusy &&
           fenced.code() != Code::kNotSupported)
         return fenced;
+    } else if (last.ok() && last->owner != owner) {
+      // Held, by the record. Not even tried: the lease could lapse between that look and
+      // the Lock, which would then take it over unfenced. A holder that releases clears its
+      // record first, so the next look sees it free (or lapsed, and fences).
+      st = Status::Busy(fmt::format("lock '{}' is held by '{}' for another {} ms", volume::LockObject(id),
+                                    last->owner, std::max<int64_t>(0, last->expires_unix_ms - NowUnixMs())));
     }
   }
-  Status st = store.Lock(volume::LockObject(id), owner, lease_ms);
+  if (st.ok()) st = store.Lock(volume::LockObject(id), owner, lease_ms);
   if (st.code() == Code::kBusy && gone) {
     // A dead holder's lock (a restarted daemon's predecessor) is broken now, not waited out.
     // Its own objects need no fencing: the process is gone. Broken only if still that owner's.
